@@ -1,0 +1,8 @@
+"""Configuration: PySlowFast-compatible defaults plus the BMVIT group, YAML loading and validation."""
+
+from .defaults import get_cfg
+from .errors import ConfigError
+from .loading import load_config, merge_opts
+from .validation import CHOICES, assert_and_infer_cfg
+
+__all__ = ["CHOICES", "ConfigError", "assert_and_infer_cfg", "get_cfg", "load_config", "merge_opts"]

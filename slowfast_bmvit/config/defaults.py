@@ -1,0 +1,583 @@
+"""Configuration defaults.
+
+Key groups and names follow PySlowFast's `slowfast/config/defaults.py`, so that upstream YAML files and
+`KEY VALUE` overrides work unchanged; the BMVIT group holds this method's own knobs and the ACT group the
+UCF101-24 / JHMDB data. Every key has a one-line comment: this file is the documentation of the knobs.
+"""
+
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------- #
+# Batch norm options (kept for upstream compatibility; MViT uses LayerNorm)
+# ---------------------------------------------------------------------------- #
+_C.BN = CfgNode()
+# Precise BN statistics recomputation (unused by transformer backbones).
+_C.BN.USE_PRECISE_STATS = False
+# Number of samples used to recompute precise BN statistics.
+_C.BN.NUM_BATCHES_PRECISE = 200
+# Weight decay applied to BN parameters.
+_C.BN.WEIGHT_DECAY = 0.0
+# Norm type: "batchnorm", "sub_batchnorm" or "sync_batchnorm".
+_C.BN.NORM_TYPE = "batchnorm"
+# Number of splits for sub_batchnorm.
+_C.BN.NUM_SPLITS = 1
+# Number of devices to sync statistics over for sync_batchnorm.
+_C.BN.NUM_SYNC_DEVICES = 1
+# Use the global (all-device) statistics for sync_batchnorm.
+_C.BN.GLOBAL_SYNC = False
+
+# ---------------------------------------------------------------------------- #
+# Training options
+# ---------------------------------------------------------------------------- #
+_C.TRAIN = CfgNode()
+# Run training.
+_C.TRAIN.ENABLE = True
+# Dataset name in DATASET_REGISTRY ("ava", "ucf24", "jhmdb", "synthava").
+_C.TRAIN.DATASET = "ava"
+# Global batch size over all processes (clips per step).
+_C.TRAIN.BATCH_SIZE = 64
+# Validate every this many epochs.
+_C.TRAIN.EVAL_PERIOD = 10
+# Save a checkpoint every this many epochs.
+_C.TRAIN.CHECKPOINT_PERIOD = 10
+# Also save a checkpoint every this many iterations within an epoch (0: never), for resumable long epochs.
+_C.TRAIN.CHECKPOINT_ITER_PERIOD = 0
+# Resume from the newest checkpoint in OUTPUT_DIR/checkpoints when one exists.
+_C.TRAIN.AUTO_RESUME = True
+# Checkpoint to initialise from (e.g. a K400 MViTv2-S .pyth); "" for none.
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Checkpoint format: "pytorch" (only "pytorch" is supported; "caffe2" files are not).
+_C.TRAIN.CHECKPOINT_TYPE = "pytorch"
+# Checkpoint is from a Caffe2 model (unsupported; must stay False).
+_C.TRAIN.CHECKPOINT_INFLATE = False
+# Start from epoch 0 and a fresh optimizer even if the checkpoint has "epoch" (fine-tuning K400 -> AVA).
+_C.TRAIN.CHECKPOINT_EPOCH_RESET = False
+# Substrings of parameter names whose checkpoint values are not loaded.
+_C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
+# Train with automatic mixed precision.
+_C.TRAIN.MIXED_PRECISION = False
+# Autocast dtype under MIXED_PRECISION: "bfloat16" or "float16" (float16 uses a GradScaler).
+_C.TRAIN.MIXED_PRECISION_DTYPE = "bfloat16"
+# Freeze the backbone parameters (train heads only).
+_C.TRAIN.FREEZE_BACKBONE = False
+
+# ---------------------------------------------------------------------------- #
+# Augmentation options (upstream Kinetics recipe keys; detection uses DATA/AVA jitter keys)
+# ---------------------------------------------------------------------------- #
+_C.AUG = CfgNode()
+# Enable RandAugment / random erasing for classification training.
+_C.AUG.ENABLE = False
+# Number of augmented copies of each sampled clip.
+_C.AUG.NUM_SAMPLE = 1
+# Colour jitter strength (not used by the detection pipeline, see AVA.TRAIN_USE_COLOR_AUGMENTATION).
+_C.AUG.COLOR_JITTER = 0.4
+# RandAugment policy string.
+_C.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"
+# Interpolation for the augmentations: "bilinear" or "bicubic".
+_C.AUG.INTERPOLATION = "bicubic"
+# Random erasing probability.
+_C.AUG.RE_PROB = 0.25
+# Random erasing fill mode.
+_C.AUG.RE_MODE = "pixel"
+# Number of random erasing boxes.
+_C.AUG.RE_COUNT = 1
+# Do not random-erase the first augmentation split.
+_C.AUG.RE_SPLIT = False
+
+# ---------------------------------------------------------------------------- #
+# MixUp options (classification only; ignored by detection models)
+# ---------------------------------------------------------------------------- #
+_C.MIXUP = CfgNode()
+# Enable MixUp / CutMix.
+_C.MIXUP.ENABLE = False
+# MixUp alpha.
+_C.MIXUP.ALPHA = 0.8
+# CutMix alpha.
+_C.MIXUP.CUTMIX_ALPHA = 1.0
+# Probability of applying MixUp or CutMix to a batch.
+_C.MIXUP.PROB = 1.0
+# Probability of switching to CutMix instead of MixUp.
+_C.MIXUP.SWITCH_PROB = 0.5
+# Label smoothing applied with MixUp.
+_C.MIXUP.LABEL_SMOOTH_VALUE = 0.1
+
+# ---------------------------------------------------------------------------- #
+# Testing options
+# ---------------------------------------------------------------------------- #
+_C.TEST = CfgNode()
+# Run testing after training (or alone when TRAIN.ENABLE is False).
+_C.TEST.ENABLE = True
+# Dataset name in DATASET_REGISTRY for testing.
+_C.TEST.DATASET = "ava"
+# Global test batch size.
+_C.TEST.BATCH_SIZE = 8
+# Checkpoint to test; "" tests the last checkpoint in OUTPUT_DIR (or the trained weights in memory).
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+# Number of clips per video for classification testing.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 10
+# Number of spatial crops per clip for classification testing.
+_C.TEST.NUM_SPATIAL_CROPS = 3
+# Checkpoint format of TEST.CHECKPOINT_FILE_PATH.
+_C.TEST.CHECKPOINT_TYPE = "pytorch"
+# File name of saved test results inside OUTPUT_DIR ("" to skip).
+_C.TEST.SAVE_RESULTS_PATH = ""
+
+# ---------------------------------------------------------------------------- #
+# Model options
+# ---------------------------------------------------------------------------- #
+_C.MODEL = CfgNode()
+# Architecture family (informational, upstream key): "mvit", "vit".
+_C.MODEL.ARCH = "mvit"
+# Registered model name: "MViT" (classifier), "BMViT" (single-stage detector), "MViTRoI" (two-stage baseline).
+_C.MODEL.MODEL_NAME = "BMViT"
+# Number of output classes (80 for AVA v2.2 label ids 1..80, 24 for UCF101-24, 21 for JHMDB).
+_C.MODEL.NUM_CLASSES = 80
+# Loss for classifiers: "cross_entropy", "soft_cross_entropy", "bce" (detectors use the BMVIT losses).
+_C.MODEL.LOSS_FUNC = "cross_entropy"
+# Dropout before the final classification layer.
+_C.MODEL.DROPOUT_RATE = 0.5
+# Randomly drop whole residual paths (unused by MViT, which reads MVIT.DROPPATH_RATE).
+_C.MODEL.DROPCONNECT_RATE = 0.0
+# Final activation of classifiers at test time: "softmax" or "sigmoid".
+_C.MODEL.HEAD_ACT = "softmax"
+# Recompute block activations in the backward pass to save memory (torch.utils.checkpoint).
+_C.MODEL.ACT_CHECKPOINT = False
+# Single-pathway architectures (PySlowFast's list of them).
+_C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "vit"]
+# Multi-pathway architectures.
+_C.MODEL.MULTI_PATHWAY_ARCH = ["slowfast"]
+
+# ---------------------------------------------------------------------------- #
+# MViT options (PySlowFast MViTv2 keys and value formats)
+# ---------------------------------------------------------------------------- #
+_C.MVIT = CfgNode()
+# Attention pooling mode: "conv" (depthwise Conv3d), "max" or "avg".
+_C.MVIT.MODE = "conv"
+# Pool q/k/v before the linear projection (MViTv1 style).
+_C.MVIT.POOL_FIRST = False
+# Prepend a class token.
+_C.MVIT.CLS_EMBED_ON = True
+# Patch embedding kernel (T, H, W).
+_C.MVIT.PATCH_KERNEL = [3, 7, 7]
+# Patch embedding stride (T, H, W).
+_C.MVIT.PATCH_STRIDE = [2, 4, 4]
+# Patch embedding padding (T, H, W).
+_C.MVIT.PATCH_PADDING = [2, 4, 4]
+# Use a 2D patch embedding (images).
+_C.MVIT.PATCH_2D = False
+# Base embedding dimension.
+_C.MVIT.EMBED_DIM = 96
+# Base number of attention heads.
+_C.MVIT.NUM_HEADS = 1
+# MLP hidden size as a multiple of the block dimension.
+_C.MVIT.MLP_RATIO = 4.0
+# Bias in the qkv projection.
+_C.MVIT.QKV_BIAS = True
+# Stochastic depth rate, increasing linearly from 0 to this value over the blocks.
+_C.MVIT.DROPPATH_RATE = 0.1
+# Number of transformer blocks.
+_C.MVIT.DEPTH = 16
+# Normalisation layer: "layernorm".
+_C.MVIT.NORM = "layernorm"
+# [[block index, multiplier], ...]: the block at which the dimension is multiplied.
+_C.MVIT.DIM_MUL = []
+# [[block index, multiplier], ...]: the block at which the head count is multiplied.
+_C.MVIT.HEAD_MUL = []
+# [[block index, stride_t, stride_h, stride_w], ...]: key/value pooling strides per block.
+_C.MVIT.POOL_KV_STRIDE = []
+# [t, h, w]: initial key/value stride, divided by each query stride as blocks go (None: use POOL_KV_STRIDE).
+_C.MVIT.POOL_KV_STRIDE_ADAPTIVE = None
+# [[block index, stride_t, stride_h, stride_w], ...]: query pooling strides per block.
+_C.MVIT.POOL_Q_STRIDE = []
+# [t, h, w]: pooling kernel for q, k and v (None: derived from the strides).
+_C.MVIT.POOL_KVQ_KERNEL = None
+# Exclude positional embeddings and the class token from weight decay.
+_C.MVIT.ZERO_DECAY_POS_CLS = True
+# Normalise the patch-embedding output (upstream MViTv1 key; MViTv2 configs leave it False).
+_C.MVIT.NORM_STEM = False
+# Separate spatial and temporal absolute position embeddings.
+_C.MVIT.SEP_POS_EMBED = False
+# Dropout rate inside the transformer MLPs.
+_C.MVIT.DROPOUT_RATE = 0.0
+# Absolute position embeddings.
+_C.MVIT.USE_ABS_POS = True
+# Decomposed relative position embeddings along H and W.
+_C.MVIT.REL_POS_SPATIAL = False
+# Decomposed relative position embeddings along T.
+_C.MVIT.REL_POS_TEMPORAL = False
+# Zero-initialise the relative position tables.
+_C.MVIT.REL_POS_ZERO_INIT = False
+# Add the pooled query to the attention output (MViTv2 residual pooling).
+_C.MVIT.RESIDUAL_POOLING = False
+# Change the dimension inside attention (qkv projects to dim_out) rather than in the MLP.
+_C.MVIT.DIM_MUL_IN_ATT = False
+# Separate q, k, v linear layers instead of one qkv layer.
+_C.MVIT.SEPARATE_QKV = False
+# Head initialisation scale.
+_C.MVIT.HEAD_INIT_SCALE = 1.0
+# Use the mean of the tokens (not the class token) for classification.
+_C.MVIT.USE_MEAN_POOLING = False
+# Fixed sine-cosine absolute position embedding instead of a learned one (needs USE_ABS_POS).
+_C.MVIT.USE_FIXED_SINCOS_POS = False
+# LayerScale init value of the residual branches (0: no LayerScale).
+_C.MVIT.LAYER_SCALE_INIT_VALUE = 0.0
+# Attention implementation: "sdpa" (torch scaled_dot_product_attention, rel-pos as bias) or "explicit" (matmuls).
+_C.MVIT.ATTN_IMPL = "sdpa"
+# Block indices whose query pooling is removed (BMViT removes it at block 14 to keep a 16x16 output at 256 px).
+_C.MVIT.REMOVE_Q_POOL_BLOCKS = []
+
+# ---------------------------------------------------------------------------- #
+# Plain ViT options (VideoMAE-style ViT-B backbone)
+# ---------------------------------------------------------------------------- #
+_C.VIT = CfgNode()
+# Patch (tubelet) size (T, H, W).
+_C.VIT.PATCH_SIZE = [2, 16, 16]
+# Embedding dimension.
+_C.VIT.EMBED_DIM = 768
+# Number of transformer blocks.
+_C.VIT.DEPTH = 12
+# Number of attention heads.
+_C.VIT.NUM_HEADS = 12
+# MLP hidden size as a multiple of the embedding dimension.
+_C.VIT.MLP_RATIO = 4.0
+# Stochastic depth rate.
+_C.VIT.DROPPATH_RATE = 0.1
+
+# ---------------------------------------------------------------------------- #
+# BMViT options (this method's own knobs; see PAPER.md)
+# ---------------------------------------------------------------------------- #
+_C.BMVIT = CfgNode()
+# Backbone registered name whose forward_features gives the token grid: "MViT".
+_C.BMVIT.BACKBONE = "MViT"
+# Channels after the 1x1x1 projection of the backbone tokens (512 for MViTv2-S).
+_C.BMVIT.PROJ_DIM = 512
+# Layers in each MLP head (hidden size PROJ_DIM).
+_C.BMVIT.HEAD_LAYERS = 3
+# Dropout before the class head's last layer.
+_C.BMVIT.CLASS_DROPOUT = 0.0
+# Token arrangement: "all", "center", "center_tpool", "two_halves", "all_tpool" (see token_selection.py).
+_C.BMVIT.TOKEN_ARRANGEMENT = "center_tpool"
+# Box parameterisation: "token_grid" (cx, cy relative to each token's cell centre) or "none" (absolute).
+_C.BMVIT.BOX_REFERENCE = "token_grid"
+# Matching cost weight of -p(actor).
+_C.BMVIT.COST_ACTOR = 1.0
+# Matching cost weight of the L1 box distance.
+_C.BMVIT.COST_BBOX = 5.0
+# Matching cost weight of -GIoU.
+_C.BMVIT.COST_GIOU = 2.0
+# Matching cost weight of the class term (0 disables it).
+_C.BMVIT.COST_CLASS = 0.0
+# Loss weight of the actor / no-actor cross-entropy.
+_C.BMVIT.LOSS_ACTOR = 1.0
+# Relative weight of the no-actor class in the actor cross-entropy (DETR's eos_coef).
+_C.BMVIT.NO_ACTOR_WEIGHT = 0.1
+# Loss weight of the L1 box loss.
+_C.BMVIT.LOSS_BBOX = 5.0
+# Loss weight of the GIoU box loss.
+_C.BMVIT.LOSS_GIOU = 2.0
+# Loss weight of the class loss.
+_C.BMVIT.LOSS_CLASS = 1.0
+# Class loss: "bce" (multi-label, AVA) or "ce" (single-label, UCF101-24 / JHMDB).
+_C.BMVIT.CLASS_LOSS = "bce"
+# Also match annotated non-actor persons and put the box loss (not the actor/class loss) on them.
+_C.BMVIT.BOX_LOSS_ON_NON_ACTORS = False
+# Inference: keep triplets with p(actor) above this threshold.
+_C.BMVIT.ACTOR_THRESH = 0.3
+# Inference: keep at most this many triplets per clip (highest p(actor)); 0 for no limit.
+_C.BMVIT.TOP_K = 0
+# Detection score of a (box, class) row: "class_x_actor" (p(class) * p(actor)) or "class" (p(class)).
+_C.BMVIT.SCORE_RULE = "class_x_actor"
+
+# ---------------------------------------------------------------------------- #
+# Data options
+# ---------------------------------------------------------------------------- #
+_C.DATA = CfgNode()
+# Root of the dataset (datasets without their own path keys).
+_C.DATA.PATH_TO_DATA_DIR = ""
+# Separator of the data list files.
+_C.DATA.PATH_LABEL_SEPARATOR = " "
+# Prefix prepended to the paths in the data list files.
+_C.DATA.PATH_PREFIX = ""
+# Frames sampled per clip.
+_C.DATA.NUM_FRAMES = 16
+# Temporal stride between sampled frames (in frames of the source rate).
+_C.DATA.SAMPLING_RATE = 4
+# Spatial resolution of training clips (pixels; square).
+_C.DATA.TRAIN_CROP_SIZE = 224
+# Spatial resolution of test clips (pixels; square).
+_C.DATA.TEST_CROP_SIZE = 224
+# [min, max] short-side scale jitter for training.
+_C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+# Relative area range for RandomResizedCrop-style jitter (classification).
+_C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
+# Relative aspect-ratio range for RandomResizedCrop-style jitter (classification).
+_C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = []
+# Per-channel mean (RGB, on [0,1] pixels).
+_C.DATA.MEAN = [0.45, 0.45, 0.45]
+# Per-channel standard deviation (RGB, on [0,1] pixels).
+_C.DATA.STD = [0.225, 0.225, 0.225]
+# Input channels per pathway.
+_C.DATA.INPUT_CHANNEL_NUM = [3]
+# Multi-label classification.
+_C.DATA.MULTI_LABEL = False
+# Ensemble method for multi-view testing: "sum" or "max".
+_C.DATA.ENSEMBLE_METHOD = "sum"
+# Reverse the frame order of input clips (augmentation experiments).
+_C.DATA.REVERSE_INPUT_CHANNEL = False
+# Video decoding backend: "pyav".
+_C.DATA.DECODING_BACKEND = "pyav"
+# Sample clips at offsets (upstream Kinetics key).
+_C.DATA.USE_OFFSET_SAMPLING = False
+# Source frame rate of videos decoded from files (frames per second).
+_C.DATA.TARGET_FPS = 30
+# Spatial resize policy of detection clips: "square" (resize to CROP x CROP, BMViT) or "short_side" (jitter + crop).
+_C.DATA.RESIZE_MODE = "square"
+# Random horizontal flip in training.
+_C.DATA.RANDOM_FLIP = True
+# Corrupt or unreadable image: "error" stops with the path, "skip" counts it and uses the nearest readable frame.
+_C.DATA.ON_BAD_FRAME = "error"
+
+# ---------------------------------------------------------------------------- #
+# Solver options
+# ---------------------------------------------------------------------------- #
+_C.SOLVER = CfgNode()
+# Base learning rate (per NUM_SHARDS shard when BASE_LR_SCALE_NUM_SHARDS).
+_C.SOLVER.BASE_LR = 0.1
+# Learning rate policy: "cosine", "steps_with_relative_lrs" or "constant".
+_C.SOLVER.LR_POLICY = "cosine"
+# Final learning rate of the cosine schedule.
+_C.SOLVER.COSINE_END_LR = 0.0
+# Start the cosine decay after the warmup (rather than from epoch 0).
+_C.SOLVER.COSINE_AFTER_WARMUP = False
+# Exponential decay factor (upstream key).
+_C.SOLVER.GAMMA = 0.1
+# Step size in epochs (upstream key for "steps_with_decay").
+_C.SOLVER.STEP_SIZE = 1
+# Epochs at which the step schedule changes, starting with 0.
+_C.SOLVER.STEPS = []
+# Learning rate multipliers of the step schedule.
+_C.SOLVER.LRS = []
+# Number of training epochs.
+_C.SOLVER.MAX_EPOCH = 300
+# SGD momentum.
+_C.SOLVER.MOMENTUM = 0.9
+# SGD dampening.
+_C.SOLVER.DAMPENING = 0.0
+# Nesterov momentum.
+_C.SOLVER.NESTEROV = True
+# L2 weight decay.
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+# Linear warmup start learning rate.
+_C.SOLVER.WARMUP_START_LR = 0.01
+# Warmup length in epochs (fractions allowed).
+_C.SOLVER.WARMUP_EPOCHS = 0.0
+# Optimizer: "sgd", "adam" or "adamw".
+_C.SOLVER.OPTIMIZING_METHOD = "sgd"
+# Multiply BASE_LR by NUM_SHARDS.
+_C.SOLVER.BASE_LR_SCALE_NUM_SHARDS = False
+# Clip gradients by value (None: off).
+_C.SOLVER.CLIP_GRAD_VAL = None
+# Clip gradients by global L2 norm (None: off).
+_C.SOLVER.CLIP_GRAD_L2NORM = None
+# Zero weight decay for 1-D parameters (biases, norms, tables) and the model's no_weight_decay() names.
+_C.SOLVER.ZERO_WD_1D_PARAM = False
+# Layer-wise learning rate decay (1.0: off); layer 0 = cls/pos/patch_embed, i+1 = blocks.i.
+_C.SOLVER.LAYER_DECAY = 1.0
+# Learning rate multiplier of the detection heads relative to the backbone.
+_C.SOLVER.HEAD_LR_MULT = 1.0
+# Adam betas.
+_C.SOLVER.BETAS = (0.9, 0.999)
+
+# ---------------------------------------------------------------------------- #
+# Distributed and misc options
+# ---------------------------------------------------------------------------- #
+# Processes (GPUs) per machine; 0 runs on the CPU (world size 1 unless launched by torchrun).
+_C.NUM_GPUS = 1
+# Number of machines.
+_C.NUM_SHARDS = 1
+# Index of this machine.
+_C.SHARD_ID = 0
+# Output directory for logs, checkpoints and results.
+_C.OUTPUT_DIR = "./output"
+# Seed for Python, numpy and torch.
+_C.RNG_SEED = 1
+# Log every this many iterations.
+_C.LOG_PERIOD = 10
+# Log the model summary (params, GFLOPs) at start-up.
+_C.LOG_MODEL_INFO = True
+# torch.distributed backend: "nccl" on GPU; CPU runs always use "gloo".
+_C.DIST_BACKEND = "nccl"
+# Make runs bit-reproducible on CPU (deterministic algorithms, single-threaded data order).
+_C.DETERMINISTIC = False
+
+# ---------------------------------------------------------------------------- #
+# Data loader options
+# ---------------------------------------------------------------------------- #
+_C.DATA_LOADER = CfgNode()
+# Worker processes per data loader.
+_C.DATA_LOADER.NUM_WORKERS = 2
+# Pin host memory for faster GPU transfer.
+_C.DATA_LOADER.PIN_MEMORY = True
+# Decode videos with several threads (PyAV thread_type AUTO).
+_C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
+
+# ---------------------------------------------------------------------------- #
+# Detection options (two-stage baseline head)
+# ---------------------------------------------------------------------------- #
+_C.DETECTION = CfgNode()
+# The task is spatio-temporal detection (AVA-style batches with boxes).
+_C.DETECTION.ENABLE = False
+# RoIAlign output size of the two-stage head.
+_C.DETECTION.ROI_XFORM_RESOLUTION = 7
+# Feature stride of the backbone output in input pixels (RoIAlign spatial_scale = 1/this; 32 for MViTv2-S).
+_C.DETECTION.SPATIAL_SCALE_FACTOR = 32
+# RoIAlign with half-pixel alignment (aligned=True).
+_C.DETECTION.ALIGNED = True
+
+# ---------------------------------------------------------------------------- #
+# AVA dataset options (PySlowFast layout)
+# ---------------------------------------------------------------------------- #
+_C.AVA = CfgNode()
+# Frames: FRAME_DIR/<video>/<video>_%06d.jpg.
+_C.AVA.FRAME_DIR = "/mnt/fair-flash3-east/ava_trainval_frames.img/"
+# Folder of the frame lists train.csv / val.csv.
+_C.AVA.FRAME_LIST_DIR = "/mnt/vol/gfsai-flash3-east/ai-group/users/haoqifan/ava/frame_list/"
+# Folder of the box CSVs, exclusions and label map.
+_C.AVA.ANNOTATION_DIR = "/mnt/vol/gfsai-flash3-east/ai-group/users/haoqifan/ava/frame_list/"
+# Frame lists used for training (inside FRAME_LIST_DIR).
+_C.AVA.TRAIN_LISTS = ["train.csv"]
+# Frame lists used for testing (inside FRAME_LIST_DIR).
+_C.AVA.TEST_LISTS = ["val.csv"]
+# Ground-truth box CSVs used for training (inside ANNOTATION_DIR).
+_C.AVA.TRAIN_GT_BOX_LISTS = ["ava_train_v2.2.csv"]
+# Extra predicted person boxes used for training (inside ANNOTATION_DIR).
+_C.AVA.TRAIN_PREDICT_BOX_LISTS = []
+# Boxes used at test: predicted person boxes for the two-stage baseline (inside ANNOTATION_DIR).
+_C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
+# Score threshold of predicted person boxes.
+_C.AVA.DETECTION_SCORE_THRESH = 0.9
+# Frames are stored BGR.
+_C.AVA.BGR = False
+# Colour augmentation in training.
+_C.AVA.TRAIN_USE_COLOR_AUGMENTATION = False
+# Use PCA jitter in colour augmentation.
+_C.AVA.TRAIN_PCA_JITTER_ONLY = True
+# Eigenvalues for PCA jitter.
+_C.AVA.TRAIN_PCA_EIGVAL = [0.225, 0.224, 0.229]
+# Eigenvectors for PCA jitter.
+_C.AVA.TRAIN_PCA_EIGVEC = [
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.8140],
+    [-0.5836, -0.6948, 0.4203],
+]
+# Test on the horizontally flipped clip as well.
+_C.AVA.TEST_FORCE_FLIP = False
+# Evaluate every keyframe of val, not only sec % 4 == 0.
+_C.AVA.FULL_TEST_ON_VAL = False
+# Label map used for evaluation (inside ANNOTATION_DIR).
+_C.AVA.LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+# Exclusions used for evaluation (inside ANNOTATION_DIR).
+_C.AVA.EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"
+# Ground truth used for evaluation (inside ANNOTATION_DIR).
+_C.AVA.GROUNDTRUTH_FILE = "ava_val_v2.2.csv"
+# Image decoding backend: "cv2".
+_C.AVA.IMG_PROC_BACKEND = "cv2"
+# Evaluation protocol: "pyslowfast" (no per-image cap) or "activitynet" (top-50 rows per image).
+_C.AVA.EVAL_PROTOCOL = "pyslowfast"
+
+# ---------------------------------------------------------------------------- #
+# UCF101-24 / JHMDB-21 options (ACT-style ground truth)
+# ---------------------------------------------------------------------------- #
+_C.ACT = CfgNode()
+# ACT ground-truth pickle (labels, train/test videos, nframes, resolution, gttubes).
+_C.ACT.GT_FILE = ""
+# Folder of per-video frame folders (<Class>/<video>/%05d.jpg) or of video files.
+_C.ACT.FRAME_DIR = ""
+# Where frames come from: "frames" (JPEG folders) or "videos" (decoded with PyAV).
+_C.ACT.SOURCE = "frames"
+# Frame file name pattern inside each video folder.
+_C.ACT.FRAME_PATTERN = "{:05d}.jpg"
+# Video file extension when SOURCE is "videos".
+_C.ACT.VIDEO_EXT = ".mp4"
+# Split index (1-based; UCF101-24 has split 1 only, JHMDB 1..3).
+_C.ACT.SPLIT = 1
+# Test every k-th annotated frame (1: all).
+_C.ACT.TEST_FRAME_STRIDE = 1
+# Train on every k-th annotated keyframe (1: all).
+_C.ACT.TRAIN_FRAME_STRIDE = 1
+
+# ---------------------------------------------------------------------------- #
+# SynthAVA options (the built-in generated AVA-format dataset)
+# ---------------------------------------------------------------------------- #
+_C.SYNTH = CfgNode()
+# Root folder of the generated dataset (frames/, frame_lists/, annotations/).
+_C.SYNTH.ROOT = "./data_synth/synthava"
+# Generate the dataset there when it is missing.
+_C.SYNTH.GENERATE_IF_MISSING = True
+# Generator seed.
+_C.SYNTH.SEED = 0
+# Number of training videos.
+_C.SYNTH.NUM_TRAIN_VIDEOS = 24
+# Number of validation videos.
+_C.SYNTH.NUM_VAL_VIDEOS = 8
+# Length of each video in seconds (keyframes are the inner seconds).
+_C.SYNTH.VIDEO_SECONDS = 12
+# Frame size (height, width) in pixels.
+_C.SYNTH.FRAME_SIZE = [128, 160]
+
+# ---------------------------------------------------------------------------- #
+# Multigrid training options
+# ---------------------------------------------------------------------------- #
+_C.MULTIGRID = CfgNode()
+# Multiplier of the epoch count under multigrid (multigrid epochs are cheaper).
+_C.MULTIGRID.EPOCH_FACTOR = 1.5
+# Enable the short cycle (spatial shapes change every iteration).
+_C.MULTIGRID.SHORT_CYCLE = False
+# Short cycle additional spatial dimensions relative to the default crop size.
+_C.MULTIGRID.SHORT_CYCLE_FACTORS = [0.5, 0.5**0.5]
+# Enable the long cycle (T, S shapes change between LR stages).
+_C.MULTIGRID.LONG_CYCLE = False
+# (Temporal, spatial) dimensions relative to the default shape of the long cycle.
+_C.MULTIGRID.LONG_CYCLE_FACTORS = [
+    (0.25, 0.5**0.5),
+    (0.5, 0.5**0.5),
+    (0.5, 1),
+    (1, 1),
+]
+# Batch size for BN statistics under multigrid (upstream key; MViT has no BN).
+_C.MULTIGRID.BN_BASE_SIZE = 8
+# Evaluate this many times per long-cycle stage under multigrid.
+_C.MULTIGRID.EVAL_FREQ = 3
+# Temporal sampling rate used by the long cycle (0: keep DATA.SAMPLING_RATE scaled by the T factor).
+_C.MULTIGRID.LONG_CYCLE_SAMPLING_RATE = 0
+# Default (full) batch size, filled in at runtime.
+_C.MULTIGRID.DEFAULT_B = 0
+# Default temporal size, filled in at runtime.
+_C.MULTIGRID.DEFAULT_T = 0
+# Default spatial size, filled in at runtime.
+_C.MULTIGRID.DEFAULT_S = 0
+
+# ---------------------------------------------------------------------------- #
+# Tensorboard options
+# ---------------------------------------------------------------------------- #
+_C.TENSORBOARD = CfgNode()
+# Write TensorBoard event files (needs the optional tensorboard package).
+_C.TENSORBOARD.ENABLE = False
+# Log folder inside OUTPUT_DIR ("" means OUTPUT_DIR/runs-<dataset>).
+_C.TENSORBOARD.LOG_DIR = ""
+
+# ---------------------------------------------------------------------------- #
+# Demo / visualisation options
+# ---------------------------------------------------------------------------- #
+_C.DEMO = CfgNode()
+# Number of keyframes with drawn detections written after testing.
+_C.DEMO.NUM_VIS_KEYFRAMES = 4
+# Write the per-class AP plot after testing.
+_C.DEMO.PLOT_AP = True
+
+
+def get_cfg() -> CfgNode:
+    """Return a fresh copy of the default configuration."""
+    return _C.clone()

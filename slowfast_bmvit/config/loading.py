@@ -1,0 +1,70 @@
+"""Reading YAML configs: `_BASE_` inheritance, then the file, then `KEY VALUE` overrides.
+
+Merge order (later wins): `get_cfg()` defaults < `_BASE_` files (recursively) < the file < command-line opts.
+Every failure becomes one `ConfigError` line naming the file (and line) or the key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import yaml
+from fvcore.common.config import CfgNode
+
+from .defaults import get_cfg
+from .errors import ConfigError
+
+
+def _merge_file(cfg: CfgNode, cfg_file: str) -> None:
+    if not os.path.isfile(cfg_file):
+        raise ConfigError(f"config file not found: {cfg_file}")
+    try:
+        cfg.merge_from_file(cfg_file)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name}:{mark.line + 1}" if mark is not None else cfg_file
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"YAML syntax error at {where}: {problem}") from None
+    except KeyError as err:
+        # fvcore/yacs say "Non-existent config key: A.B"; keep the key, add the file.
+        raise ConfigError(f"{cfg_file}: {_key_message(err)}") from None
+    except (ValueError, AssertionError, TypeError) as err:
+        raise ConfigError(f"{cfg_file}: {' '.join(str(err).split())}") from None
+
+
+def _key_message(err: KeyError) -> str:
+    text = err.args[0] if err.args else str(err)
+    return " ".join(str(text).split())
+
+
+def merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:
+    """Merge `KEY VALUE` pairs (strings as typed on a command line) into `cfg` in place."""
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs; got an odd number of items: {' '.join(opts)}")
+    for key, value in zip(opts[0::2], opts[1::2]):
+        try:
+            cfg.merge_from_list([key, value])
+        except KeyError:
+            raise ConfigError(f"unknown config key: {key}") from None
+        except (ValueError, AssertionError, TypeError) as err:
+            raise ConfigError(f"bad value for {key}: {' '.join(str(err).split())}") from None
+
+
+def load_config(cfg_file: str | Iterable[str] | None = None, opts: Sequence[str] | None = None) -> CfgNode:
+    """Build a config from defaults, one or more YAML files (merged in order) and overrides.
+
+    Args:
+        cfg_file: a YAML path, a list of them, or None for the defaults alone.
+        opts: flat `[KEY, VALUE, KEY, VALUE, ...]` overrides, merged last.
+    Returns:
+        The merged (not yet validated) CfgNode; call `assert_and_infer_cfg` on it.
+    """
+    cfg = get_cfg()
+    files = [cfg_file] if isinstance(cfg_file, str) else list(cfg_file or [])
+    for path in files:
+        _merge_file(cfg, path)
+    if opts:
+        merge_opts(cfg, opts)
+    return cfg

@@ -1,0 +1,5 @@
+"""Datasets: AVA v2.2 (and SynthAVA, generated in its format), UCF101-24 and JHMDB-21, behind DATASET_REGISTRY."""
+
+from .build import DATASET_REGISTRY, build_dataset, construct_loader  # noqa: F401
+
+# Importing a dataset module registers its classes.

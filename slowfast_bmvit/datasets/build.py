@@ -1,0 +1,71 @@
+"""Dataset registry and data loader construction.
+
+Datasets are registered by class name (`@DATASET_REGISTRY.register()`), PySlowFast-style: the config's lower-case
+name (TRAIN.DATASET / TEST.DATASET, e.g. "ava") is capitalised to find the class (`Ava`). A dataset is built as
+`Dataset(cfg, split)` with split in {"train", "val", "test"}; a dataset with its own batching rule exposes a
+`collate_fn` attribute that the loader uses.
+"""
+
+from __future__ import annotations
+
+import torch
+from fvcore.common.registry import Registry
+from torch.utils.data.distributed import DistributedSampler
+
+from slowfast_bmvit.config import ConfigError
+
+DATASET_REGISTRY = Registry("DATASET")
+DATASET_REGISTRY.__doc__ = """Registry of datasets, built with `obj(cfg, split)`; see `build_dataset`."""
+
+SPLITS = ("train", "val", "test")
+
+
+def build_dataset(dataset_name: str, cfg, split: str) -> torch.utils.data.Dataset:
+    """Build the dataset registered as `dataset_name.capitalize()` for `split`."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    key = "TRAIN.DATASET" if split == "train" else "TEST.DATASET"
+    try:
+        dataset_class = DATASET_REGISTRY.get(dataset_name.capitalize())
+    except KeyError:
+        known = ", ".join(sorted(name.lower() for name, _ in DATASET_REGISTRY))
+        raise ConfigError(f"{key}: {dataset_name!r} is not a registered dataset (known: {known})") from None
+    return dataset_class(cfg, split)
+
+
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader for `split`: per-process batch = global batch / world size.
+
+    Training shuffles and drops the last incomplete batch; val/test keep order and every sample. Under
+    torch.distributed a DistributedSampler shards the data (call `loader.sampler.set_epoch(e)` every epoch).
+    """
+    is_train = split == "train"
+    dataset_name = cfg.TRAIN.DATASET if is_train else cfg.TEST.DATASET
+    if dataset is None:
+        dataset = build_dataset(dataset_name, cfg, split)
+    world, rank = _world()
+    global_batch = cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
+    batch_size = max(1, global_batch // world)
+    sampler = None
+    if world > 1:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=is_train, seed=cfg.RNG_SEED)
+    generator = torch.Generator()
+    generator.manual_seed(cfg.RNG_SEED + rank)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=is_train and sampler is None,
+        sampler=sampler,
+        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
+        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and cfg.NUM_GPUS > 0,
+        drop_last=is_train,
+        collate_fn=getattr(dataset, "collate_fn", None),
+        generator=generator,
+        persistent_workers=False,
+    )

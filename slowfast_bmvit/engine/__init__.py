@@ -1,0 +1,1 @@
+"""Training and testing engine: loops, checkpoints, optimizer, LR policy, distributed launch, meters."""

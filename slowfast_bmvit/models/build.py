@@ -1,0 +1,49 @@
+"""Model registry and construction.
+
+Models are registered by class name (`@MODEL_REGISTRY.register()`) and built from `cfg.MODEL.MODEL_NAME`.
+A registered model is constructed as `Model(cfg)` and takes a clip tensor [B, 3, T, H, W] or PySlowFast's
+one-element pathway list of it.
+"""
+
+from __future__ import annotations
+
+import torch
+from fvcore.common.registry import Registry
+
+from slowfast_bmvit.config import ConfigError
+
+MODEL_REGISTRY = Registry("MODEL")
+MODEL_REGISTRY.__doc__ = """Registry of video models, built with `obj(cfg)`; see `build_model`."""
+
+
+def get_model_class(name: str) -> type:
+    """The registered model class called `name`, or a ConfigError naming MODEL.MODEL_NAME."""
+    try:
+        return MODEL_REGISTRY.get(name)
+    except KeyError:
+        known = ", ".join(sorted(name for name, _ in MODEL_REGISTRY))
+        raise ConfigError(f"MODEL.MODEL_NAME: {name!r} is not a registered model (known: {known})") from None
+
+
+def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:
+    """Construct `cfg.MODEL.MODEL_NAME` and place it on its device.
+
+    NUM_GPUS = 0 keeps the model on the CPU. With NUM_GPUS > 0 it moves to `cuda:<gpu_id>` (default: the current
+    device), and when torch.distributed is initialised with more than one process it is wrapped in
+    DistributedDataParallel, as in PySlowFast.
+    """
+    model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
+    if cfg.NUM_GPUS > 0:
+        if not torch.cuda.is_available():
+            raise ConfigError(f"NUM_GPUS: {cfg.NUM_GPUS} requested but CUDA is not available (use NUM_GPUS 0)")
+        device = torch.cuda.current_device() if gpu_id is None else gpu_id
+        model = model.cuda(device=device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_world_size() > 1:
+                model = torch.nn.parallel.DistributedDataParallel(
+                    model, device_ids=[device], output_device=device, find_unused_parameters=False
+                )
+    elif torch.distributed.is_available() and torch.distributed.is_initialized():
+        if torch.distributed.get_world_size() > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
+    return model

@@ -1,0 +1,1 @@
+"""Plots and drawings: per-class AP bars, precision-recall curves, boxes on frames."""
