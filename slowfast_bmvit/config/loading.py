@@ -29,6 +29,9 @@ def _merge_file(cfg: CfgNode, cfg_file: str) -> None:
     except KeyError as err:
         # fvcore/yacs say "Non-existent config key: A.B"; keep the key, add the file.
         raise ConfigError(f"{cfg_file}: {_key_message(err)}") from None
+    except FileNotFoundError as err:
+        # A missing _BASE_ file: name it and the file that asked for it.
+        raise ConfigError(f"{cfg_file}: config file not found: {err.filename}") from None
     except (ValueError, AssertionError, TypeError) as err:
         raise ConfigError(f"{cfg_file}: {' '.join(str(err).split())}") from None
 
@@ -38,16 +41,25 @@ def _key_message(err: KeyError) -> str:
     return " ".join(str(text).split())
 
 
+def _has_key(cfg: CfgNode, key: str) -> bool:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, CfgNode) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:
     """Merge `KEY VALUE` pairs (strings as typed on a command line) into `cfg` in place."""
     opts = list(opts)
     if len(opts) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs; got an odd number of items: {' '.join(opts)}")
     for key, value in zip(opts[0::2], opts[1::2]):
+        if not _has_key(cfg, key):
+            raise ConfigError(f"unknown config key: {key}")
         try:
             cfg.merge_from_list([key, value])
-        except KeyError:
-            raise ConfigError(f"unknown config key: {key}") from None
         except (ValueError, AssertionError, TypeError) as err:
             raise ConfigError(f"bad value for {key}: {' '.join(str(err).split())}") from None
 

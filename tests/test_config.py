@@ -1,0 +1,149 @@
+"""Config defaults, YAML merge order, overrides and validation messages."""
+
+import textwrap
+
+import pytest
+
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, get_cfg, load_config
+from slowfast_bmvit.config.validation import CHOICES
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_defaults_have_pyslowfast_groups_and_validate():
+    cfg = get_cfg()
+    for group in ("TRAIN", "TEST", "DATA", "AVA", "MVIT", "MODEL", "DETECTION", "SOLVER", "DATA_LOADER",
+                  "MULTIGRID", "TENSORBOARD", "BN", "BMVIT", "AUG", "MIXUP"):
+        assert group in cfg, group
+    for key in ("NUM_GPUS", "NUM_SHARDS", "SHARD_ID", "OUTPUT_DIR", "RNG_SEED", "LOG_PERIOD", "DIST_BACKEND"):
+        assert key in cfg, key
+    assert assert_and_infer_cfg(cfg) is cfg
+    assert get_cfg() is not get_cfg()  # fresh copies: mutating one run's config never leaks into another
+
+
+def test_every_default_key_has_a_comment(repo_root):
+    """defaults.py is the documentation of the knobs: each assignment is preceded by a comment line."""
+    lines = (repo_root / "slowfast_bmvit" / "config" / "defaults.py").read_text().splitlines()
+    missing = []
+    for index, line in enumerate(lines):
+        if line.startswith("_C.") and "=" in line:
+            previous = lines[index - 1].strip()
+            if not previous.startswith("#"):
+                missing.append(line.split("=")[0].strip())
+    assert not missing, f"keys without a comment: {missing}"
+
+
+def test_merge_order_defaults_base_file_opts(tmp_path):
+    write(tmp_path / "base.yaml", """
+        SOLVER:
+          BASE_LR: 0.5
+          MAX_EPOCH: 7
+        TRAIN:
+          BATCH_SIZE: 4
+    """)
+    child = write(tmp_path / "child.yaml", """
+        _BASE_: base.yaml
+        SOLVER:
+          BASE_LR: 0.25
+    """)
+    cfg = load_config(child, ["TRAIN.BATCH_SIZE", "2"])
+    assert cfg.SOLVER.BASE_LR == 0.25  # file beats _BASE_
+    assert cfg.SOLVER.MAX_EPOCH == 7  # _BASE_ beats defaults
+    assert cfg.TRAIN.BATCH_SIZE == 2  # opts beat everything
+    assert cfg.SOLVER.MOMENTUM == get_cfg().SOLVER.MOMENTUM  # untouched keys keep defaults
+
+
+def test_upstream_value_formats_are_accepted(tmp_path):
+    """PySlowFast YAML writes tuples as '(3, 7, 7)' strings and lists of lists for per-block settings."""
+    path = write(tmp_path / "mvit.yaml", """
+        MVIT:
+          PATCH_KERNEL: (3, 7, 7)
+          DIM_MUL: [[1, 2.0], [3, 2.0], [14, 2.0]]
+          POOL_KV_STRIDE_ADAPTIVE: [1, 8, 8]
+    """)
+    cfg = assert_and_infer_cfg(load_config(path))
+    assert list(cfg.MVIT.PATCH_KERNEL) == [3, 7, 7]
+    assert cfg.MVIT.DIM_MUL[2] == [14, 2.0]
+    assert list(cfg.MVIT.POOL_KV_STRIDE_ADAPTIVE) == [1, 8, 8]
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = write(tmp_path / "bad.yaml", """
+        SOLVER:
+          BASE_LRR: 0.1
+    """)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "SOLVER.BASE_LRR" in message and "bad.yaml" in message and "\n" not in message
+
+
+def test_unknown_key_in_opts_names_the_key():
+    with pytest.raises(ConfigError, match=r"unknown config key: SOME\.BAD_KEY$"):
+        load_config(None, ["SOME.BAD_KEY", "1"])
+
+
+def test_odd_number_of_opts_is_an_error():
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        load_config(None, ["SOLVER.BASE_LR"])
+
+
+def test_wrong_type_override_names_the_key():
+    with pytest.raises(ConfigError, match="TRAIN.BATCH_SIZE"):
+        load_config(None, ["TRAIN.BATCH_SIZE", "many"])
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path / "broken.yaml", "TRAIN:\n  ENABLE: True\n  BATCH_SIZE: [1, 2\nTEST:\n  ENABLE: False\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "broken.yaml:" in message
+    line = int(message.split("broken.yaml:")[1].split(":")[0])
+    assert 3 <= line <= 4  # the unclosed list opens on line 3; yaml notices it on line 4
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found: .*nowhere.yaml"):
+        load_config(str(tmp_path / "nowhere.yaml"))
+
+
+def test_missing_base_file_is_named(tmp_path):
+    path = write(tmp_path / "child.yaml", "_BASE_: missing_base.yaml\n")
+    with pytest.raises(ConfigError, match="missing_base.yaml"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_invalid_choice_names_the_key(key):
+    cfg = get_cfg()
+    group, name = key.split(".")
+    cfg[group][name] = "no-such-choice"
+    with pytest.raises(ConfigError, match=f"^{key}: 'no-such-choice' is not one of"):
+        assert_and_infer_cfg(cfg)
+
+
+@pytest.mark.parametrize(
+    "opts, key",
+    [
+        (["TRAIN.BATCH_SIZE", "0"], "TRAIN.BATCH_SIZE"),
+        (["NUM_GPUS", "2", "TRAIN.BATCH_SIZE", "3"], "TRAIN.BATCH_SIZE"),
+        (["NUM_GPUS", "-1"], "NUM_GPUS"),
+        (["SHARD_ID", "1"], "SHARD_ID"),
+        (["DATA.MEAN", "[0.5, 0.5]"], "DATA.MEAN"),
+        (["MVIT.DEPTH", "4", "MVIT.DIM_MUL", "[[5, 2.0]]"], "MVIT.DIM_MUL"),
+        (["MVIT.REMOVE_Q_POOL_BLOCKS", "[20]"], "MVIT.REMOVE_Q_POOL_BLOCKS"),
+        (["BMVIT.ACTOR_THRESH", "1.5"], "BMVIT.ACTOR_THRESH"),
+        (["SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 10]", "SOLVER.LRS", "[1]"],
+         "SOLVER.STEPS"),
+        (["NUM_GPUS", "0", "TRAIN.MIXED_PRECISION", "True", "TRAIN.MIXED_PRECISION_DTYPE", "float16"],
+         "TRAIN.MIXED_PRECISION_DTYPE"),
+    ],
+)
+def test_range_errors_name_the_key(opts, key):
+    cfg = load_config(None, opts)
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        assert_and_infer_cfg(cfg)
