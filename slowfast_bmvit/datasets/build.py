@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 from fvcore.common.registry import Registry
-from torch.utils.data.distributed import DistributedSampler
 
 from slowfast_bmvit.config import ConfigError
+
+from .samplers import EpochSampler, PerSampleSeeded
 
 DATASET_REGISTRY = Registry("DATASET")
 DATASET_REGISTRY.__doc__ = """Registry of datasets, built with `obj(cfg, split)`; see `build_dataset`."""
@@ -42,8 +43,11 @@ def _world() -> tuple[int, int]:
 def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None = None) -> torch.utils.data.DataLoader:
     """A DataLoader for `split`: per-process batch = global batch / world size.
 
-    Training shuffles and drops the last incomplete batch; val/test keep order and every sample. Under
-    torch.distributed a DistributedSampler shards the data (call `loader.sampler.set_epoch(e)` every epoch).
+    Training shuffles (a permutation that depends only on RNG_SEED and the epoch) and drops the last incomplete
+    batch; val/test keep order and every sample. Under torch.distributed each process reads its own shard. The
+    loader's sampler is an `EpochSampler` (call `loader.sampler.set_epoch(e)` every epoch, `set_start(k)` to resume
+    mid-epoch) and its dataset a `PerSampleSeeded` wrapper (set `loader.dataset.epoch = e` likewise), so that
+    augmentation is a pure function of (seed, epoch, index) whatever the number of workers or processes.
     """
     is_train = split == "train"
     dataset_name = cfg.TRAIN.DATASET if is_train else cfg.TEST.DATASET
@@ -52,20 +56,14 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
     world, rank = _world()
     global_batch = cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
     batch_size = max(1, global_batch // world)
-    sampler = None
-    if world > 1:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=is_train, seed=cfg.RNG_SEED)
-    generator = torch.Generator()
-    generator.manual_seed(cfg.RNG_SEED + rank)
+    sampler = EpochSampler(len(dataset), shuffle=is_train, seed=cfg.RNG_SEED, num_replicas=world, rank=rank)
     return torch.utils.data.DataLoader(
-        dataset,
+        PerSampleSeeded(dataset, seed=cfg.RNG_SEED),
         batch_size=batch_size,
-        shuffle=is_train and sampler is None,
         sampler=sampler,
         num_workers=cfg.DATA_LOADER.NUM_WORKERS,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and cfg.NUM_GPUS > 0,
         drop_last=is_train,
         collate_fn=getattr(dataset, "collate_fn", None),
-        generator=generator,
         persistent_workers=False,
     )

@@ -1,0 +1,85 @@
+"""What the loops ask of a detection model: a loss for a batch, and per-clip detections.
+
+Two model families share the loops:
+- set-prediction models (BMViT): `model(inputs)` returns triplets; the bipartite matching loss trains them and
+  `postprocess_from_cfg` keeps the tokens with p(actor) above BMVIT.ACTOR_THRESH;
+- RoI models (the two-stage baseline, any model with `uses_input_boxes = True`): `model(inputs, boxes)` returns
+  per-box logits [R, C]; sigmoid binary cross-entropy against the multi-hot labels trains them, and at test each
+  given person box becomes a detection with the class probabilities as scores.
+A detection is a dict {"boxes": [k, 4] (x1, y1, x2, y2) in original-frame fractions, "class_scores": [k, C]
+row scores, "actor_scores": [k]} plus the clip's "meta".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slowfast_bmvit.models.criterion import build_criterion
+from slowfast_bmvit.models.postprocess import postprocess_from_cfg
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def uses_input_boxes(model: nn.Module) -> bool:
+    return bool(getattr(unwrap(model), "uses_input_boxes", False))
+
+
+def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The tensors of a collated batch on `device` (targets included); meta stays on the host."""
+    moved = {key: value.to(device, non_blocking=True) if torch.is_tensor(value) else value
+             for key, value in batch.items()}
+    moved["targets"] = [{key: value.to(device, non_blocking=True) for key, value in target.items()}
+                        for target in batch["targets"]]
+    return moved
+
+
+class DetectionTask:
+    """Loss and inference of one model under one config."""
+
+    def __init__(self, cfg, model: nn.Module):
+        self.cfg = cfg
+        self.roi_model = uses_input_boxes(model)
+        self.criterion = None if self.roi_model else build_criterion(cfg)
+
+    def to(self, device: torch.device) -> "DetectionTask":
+        if self.criterion is not None:
+            self.criterion.to(device)
+        return self
+
+    def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named loss terms and their weighted total under "loss"."""
+        if self.roi_model:
+            logits = model(batch["inputs"], batch["boxes"])
+            loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+            return {"loss_class": loss, "loss": loss}
+        outputs = model(batch["inputs"])
+        return self.criterion(outputs, batch["targets"])
+
+    @torch.no_grad()
+    def detections(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Per-clip detections in original-frame coordinates, tensors moved to the CPU."""
+        if self.roi_model:
+            probabilities = model(batch["inputs"], batch["boxes"]).float().sigmoid().cpu()
+            ori_boxes = batch["ori_boxes"].cpu()
+            clips = []
+            for index, meta in enumerate(batch["meta"]):
+                rows = ori_boxes[:, 0] == index
+                clips.append({
+                    "boxes": ori_boxes[rows, 1:],
+                    "class_scores": probabilities[rows],
+                    "actor_scores": torch.ones(int(rows.sum())),
+                    "meta": meta,
+                })
+            return clips
+        outputs = model(batch["inputs"])
+        clips = postprocess_from_cfg(outputs, batch["meta"], self.cfg)
+        return [{"boxes": clip["boxes"].cpu(), "class_scores": clip["class_scores"].cpu(),
+                 "actor_scores": clip["actor_scores"].cpu(), "meta": meta}
+                for clip, meta in zip(clips, batch["meta"])]

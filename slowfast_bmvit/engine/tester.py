@@ -1,0 +1,105 @@
+"""The final test: detections on the test split, the official metric, and the files a researcher looks at.
+
+Written to OUTPUT_DIR: the detections (AVA CSV, or the frame-detection array for UCF101-24 / JHMDB),
+`test_results.json` (per-class AP, mAP, group mAPs), `test_results.txt` (the printed report), a per-class AP bar
+plot, and DEMO.NUM_VIS_KEYFRAMES keyframes with the detections drawn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Sequence
+
+import simplejson
+
+from slowfast_bmvit.datasets import construct_loader
+from slowfast_bmvit.models import build_model
+from slowfast_bmvit.utils.logging import setup_logging
+from slowfast_bmvit.utils.seeding import seed_everything
+
+from . import checkpoint as cu
+from . import distributed as du
+from .amp import device_of
+from .evaluator import evaluate_detections
+from .inference import run_inference
+from .meters import log_json_stats
+from .task import DetectionTask
+
+logger = logging.getLogger(__name__)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def write_results(cfg, result: dict) -> str:
+    """test_results.json and test_results.txt in OUTPUT_DIR; returns the json path."""
+    keep = {key: value for key, value in result.items() if key not in ("curves", "report_lines")}
+    json_path = os.path.join(cfg.OUTPUT_DIR, "test_results.json")
+    with open(json_path, "w") as handle:
+        simplejson.dump(_json_ready(keep), handle, indent=2, ignore_nan=True)
+    with open(os.path.join(cfg.OUTPUT_DIR, "test_results.txt"), "w") as handle:
+        handle.write("\n".join(result["report_lines"]) + "\n")
+    return json_path
+
+
+def write_visualisations(cfg, dataset, detections: Sequence[dict[str, Any]], result: dict) -> list[str]:
+    """The per-class AP plot and a few keyframes with their detections; returns the written paths."""
+    from slowfast_bmvit.visualization.ap_plots import plot_per_class_ap
+    from slowfast_bmvit.visualization.boxes import draw_detections_on_keyframe
+
+    written = []
+    if cfg.DEMO.PLOT_AP and result.get("per_class"):
+        path = os.path.join(cfg.OUTPUT_DIR, "per_class_ap.png")
+        plot_per_class_ap(result["per_class"], path, title=f"{cfg.TEST.DATASET}: mAP {result['mAP']:.4f}")
+        written.append(path)
+    keyframe_image = getattr(dataset, "keyframe_image", None)
+    if keyframe_image is None or cfg.DEMO.NUM_VIS_KEYFRAMES <= 0:
+        return written
+    class_names = getattr(dataset, "class_names", None)
+    vis_dir = os.path.join(cfg.OUTPUT_DIR, "keyframes")
+    os.makedirs(vis_dir, exist_ok=True)
+    step = max(1, len(detections) // cfg.DEMO.NUM_VIS_KEYFRAMES)
+    for index in range(0, len(detections), step)[: cfg.DEMO.NUM_VIS_KEYFRAMES]:
+        clip = detections[index]
+        meta = clip["meta"]
+        image = keyframe_image(meta)
+        tag = meta.get("sec") if meta.get("sec") is not None else meta.get("frame")
+        path = os.path.join(vis_dir, f"{str(meta['video']).replace('/', '_')}_{tag}.png")
+        draw_detections_on_keyframe(image, clip["boxes"].numpy(), clip["class_scores"].numpy(), path,
+                                    class_names=class_names)
+        written.append(path)
+    return written
+
+
+def test(cfg) -> dict | None:
+    """Test `cfg.MODEL.MODEL_NAME` on TEST.DATASET; returns the metric dict on the main process."""
+    seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
+    setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
+    model = build_model(cfg)
+    cu.load_test_checkpoint(cfg, model)
+    task = DetectionTask(cfg, model).to(device_of(cfg))
+    loader = construct_loader(cfg, "test")
+    detections = run_inference(cfg, loader, model, task, desc="test")
+    if not du.is_master_proc():
+        return None
+    dataset = loader.dataset.dataset
+    result = evaluate_detections(cfg, dataset, detections, "test", output_dir=cfg.OUTPUT_DIR)
+    write_results(cfg, result)
+    for path in write_visualisations(cfg, dataset, detections, result):
+        logger.info("wrote %s", path)
+    log_json_stats({"_type": "test", "map": result["mAP"], "num_clips": len(detections)})
+    # The report goes to stdout as plain lines (the last one is the mAP) and to the log file.
+    for line in result["report_lines"]:
+        logger.debug(line)
+    print("\n".join(result["report_lines"]), flush=True)
+    return result

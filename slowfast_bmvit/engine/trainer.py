@@ -1,0 +1,144 @@
+"""The training loop: epochs of optimisation, validation every TRAIN.EVAL_PERIOD, checkpoints, exact resume.
+
+A run is resumable at any checkpoint: the data order and augmentation are pure functions of (RNG_SEED, epoch,
+sample index) (datasets/samplers.py), and a mid-epoch checkpoint (TRAIN.CHECKPOINT_ITER_PERIOD) stores the
+iteration and the generator states, so a killed run that resumes reaches the same weights as one that was not
+killed (on CPU with DETERMINISTIC True).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+from tqdm import tqdm
+
+from slowfast_bmvit.datasets import construct_loader
+from slowfast_bmvit.models import build_model
+from slowfast_bmvit.utils.logging import setup_logging
+from slowfast_bmvit.utils.seeding import seed_everything
+
+from . import checkpoint as cu
+from . import distributed as du
+from .amp import autocast_context, device_of
+from .evaluator import evaluate_detections
+from .inference import run_inference
+from .lr_policy import get_lr_at_epoch
+from .meters import TrainMeter, log_json_stats
+from .optimizer import construct_optimizer, set_lr
+from .task import DetectionTask, move_batch
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names the step and the loss terms."""
+
+
+def _check_finite(losses: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
+    if torch.isfinite(losses["loss"]).item():
+        return
+    terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
+    raise NonFiniteLossError(
+        f"non-finite loss at epoch {epoch + 1}, iteration {iteration + 1}: {terms}. Lower SOLVER.BASE_LR, enable "
+        f"SOLVER.CLIP_GRAD_L2NORM, or check the inputs; the last checkpoint is intact"
+    )
+
+
+def _clip_gradients(cfg, model: torch.nn.Module) -> float | None:
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if cfg.SOLVER.CLIP_GRAD_VAL:
+        torch.nn.utils.clip_grad_value_(parameters, cfg.SOLVER.CLIP_GRAD_VAL)
+    if cfg.SOLVER.CLIP_GRAD_L2NORM:
+        return float(torch.nn.utils.clip_grad_norm_(parameters, cfg.SOLVER.CLIP_GRAD_L2NORM))
+    return None
+
+
+def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, meter: TrainMeter, epoch: int,
+                start_iter: int, device: torch.device) -> None:
+    """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch)."""
+    model.train()
+    iters_per_epoch = len(loader) + start_iter
+    iter_period = cfg.TRAIN.CHECKPOINT_ITER_PERIOD
+    progress = tqdm(loader, total=len(loader), initial=0, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+                    disable=not du.is_master_proc(), leave=False, dynamic_ncols=True)
+    data_start = time.perf_counter()
+    for offset, batch in enumerate(progress):
+        iteration = start_iter + offset
+        batch = move_batch(batch, device)
+        data_time = time.perf_counter() - data_start
+        lr = get_lr_at_epoch(cfg, epoch + iteration / iters_per_epoch)
+        set_lr(optimizer, lr)
+        with autocast_context(cfg, device):
+            losses = task.losses(model, batch)
+        _check_finite(losses, epoch, iteration)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(losses["loss"]).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = _clip_gradients(cfg, model)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            losses["loss"].backward()
+            grad_norm = _clip_gradients(cfg, model)
+            optimizer.step()
+        scalars = {name: du.all_reduce_mean(value.detach()).item() for name, value in losses.items()}
+        if grad_norm is not None:
+            scalars["grad_norm"] = grad_norm
+        meter.update(scalars, lr=lr, batch_size=batch["inputs"].shape[0] * du.get_world_size(),
+                     data_time=data_time, step_time=time.perf_counter() - data_start)
+        meter.log_iter(epoch, iteration, iters_per_epoch)
+        progress.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{lr:.2e}")
+        if iter_period and (iteration + 1) % iter_period == 0 and iteration + 1 < iters_per_epoch:
+            cu.save_checkpoint(cu.checkpoint_dir(cfg), model, optimizer, epoch, cfg, scaler=scaler,
+                               iter_in_epoch=iteration + 1)
+        data_start = time.perf_counter()
+    progress.close()
+    meter.log_epoch(epoch)
+
+
+def validate(cfg, loader, model, task: DetectionTask, epoch: int) -> dict | None:
+    """Detections on the validation split and its official metric (on the main process; None elsewhere)."""
+    detections = run_inference(cfg, loader, model, task, desc=f"val {epoch + 1}")
+    if not du.is_master_proc():
+        return None
+    result = evaluate_detections(cfg, loader.dataset.dataset, detections, "val")
+    log_json_stats({"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "map": result["mAP"]})
+    logger.info("val epoch %d: mAP %.4f", epoch + 1, result["mAP"])
+    return result
+
+
+def train(cfg) -> torch.nn.Module:
+    """Train `cfg.MODEL.MODEL_NAME` on TRAIN.DATASET; returns the trained model (unwrapped)."""
+    seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
+    setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
+    if du.is_master_proc():
+        logger.info("Training with config:\n%s", cfg.dump())
+    device = device_of(cfg)
+    model = build_model(cfg)
+    task = DetectionTask(cfg, model).to(device)
+    optimizer = construct_optimizer(model, cfg)
+    scaler = None
+    if cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.MIXED_PRECISION_DTYPE == "float16":
+        scaler = torch.amp.GradScaler(device.type)
+    start_epoch, start_iter = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
+
+    train_loader = construct_loader(cfg, "train")
+    val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    meter = TrainMeter(cfg, len(train_loader))
+    logger.info("Start epoch %d (iteration %d); %d iterations per epoch", start_epoch + 1, start_iter,
+                len(train_loader))
+    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+        train_loader.sampler.set_epoch(epoch)
+        train_loader.dataset.epoch = epoch
+        first_iter = start_iter if epoch == start_epoch else 0
+        if first_iter:
+            train_loader.sampler.set_start(first_iter * train_loader.batch_size)
+        train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, device)
+        if cu.is_checkpoint_epoch(cfg, epoch):
+            cu.save_checkpoint(cu.checkpoint_dir(cfg), model, optimizer, epoch, cfg, scaler=scaler)
+        if val_loader is not None and cu.is_eval_epoch(cfg, epoch):
+            validate(cfg, val_loader, model, task, epoch)
+    return model.module if hasattr(model, "module") else model
