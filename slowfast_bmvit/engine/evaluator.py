@@ -3,14 +3,14 @@
 AVA-format datasets ("ava", "synthava") are scored with the AVA protocol (evaluation/ava.py): every kept box x
 every evaluated class becomes a row; the ground truth is the dataset's GROUNDTRUTH_FILE, restricted as in
 PySlowFast to keyframes with sec % 4 == 0 on val unless AVA.FULL_TEST_ON_VAL. UCF101-24 / JHMDB ("ucf24",
-"jhmdb") are scored with frame-mAP (evaluation/frame_map.py) on the ACT ground truth, boxes in annotation pixels.
+"jhmdb") are scored with frame-mAP (evaluation/frame_map.py) on the dataset's ACT ground truth, boxes in
+annotation pixels.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 from typing import Any, Sequence
 
 import numpy as np
@@ -95,14 +95,27 @@ def act_detection_array(detections: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 8))
 
 
+def tested_groundtruth(groundtruth: dict, keyframes: np.ndarray, video_names: Sequence[str]) -> dict:
+    """The ground truth with every tube cut to the frames that were tested (keyframes [S, 2] of (video_idx, frame)).
+
+    Testing every k-th frame (ACT.TEST_FRAME_STRIDE > 1) must not count the skipped frames as misses.
+    """
+    tested = {(video_names[int(v)], int(f)) for v, f in np.asarray(keyframes).reshape(-1, 2)}
+    tubes = {}
+    for video, per_label in groundtruth["gttubes"].items():
+        tubes[video] = {label: [tube[[(video, int(f)) in tested for f in tube[:, 0]]] for tube in label_tubes]
+                        for label, label_tubes in per_label.items()}
+    return {**groundtruth, "gttubes": tubes}
+
+
 def evaluate_act_detections(cfg, dataset, detections: Sequence[dict[str, Any]], split: str,
                             output_dir: str | None = None) -> dict:
-    """UCF101-24 / JHMDB frame-mAP of `detections` against the ACT ground truth of ACT.SPLIT."""
-    with open(cfg.ACT.GT_FILE, "rb") as handle:
-        groundtruth = pickle.load(handle, encoding="latin1")
+    """UCF101-24 / JHMDB frame-mAP of `detections` against the dataset's ACT ground truth (ACT.SPLIT)."""
+    groundtruth = dataset.gt
+    if cfg.ACT.TEST_FRAME_STRIDE > 1:
+        groundtruth = tested_groundtruth(groundtruth, dataset.keyframes, dataset.video_names)
     array = act_detection_array(detections)
-    videos = getattr(dataset, "videos", None)
-    result = frame_ap(groundtruth, array, split=cfg.ACT.SPLIT, videos=videos, return_curves=True)
+    result = frame_ap(groundtruth, array, videos=dataset.video_names, return_curves=True)
     if output_dir:
         path = os.path.join(output_dir, f"frame_detections_{split}.npy")
         np.save(path, array)
