@@ -54,7 +54,7 @@ _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
 _C.TRAIN.CHECKPOINT_INFLATE = False
 # Start from epoch 0 and a fresh optimizer even if the checkpoint has "epoch" (fine-tuning K400 -> AVA).
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
-# Substrings of parameter names whose checkpoint values are not loaded.
+# Upstream key (substrings stripped from checkpoint key names); unused here: the loader maps prefixes itself, a warning says so.
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
 # Train with automatic mixed precision.
 _C.TRAIN.MIXED_PRECISION = False
@@ -281,7 +281,7 @@ _C.BMVIT.LOSS_GIOU = 2.0
 _C.BMVIT.LOSS_CLASS = 1.0
 # Class loss: "bce" (multi-label, AVA) or "ce" (single-label, UCF101-24 / JHMDB).
 _C.BMVIT.CLASS_LOSS = "bce"
-# Also match annotated non-actor persons and put the box loss (not the actor/class loss) on them.
+# Also match annotated non-actor persons: box losses on their tokens, which keep the "no actor" target.
 _C.BMVIT.BOX_LOSS_ON_NON_ACTORS = False
 # Inference: keep triplets with p(actor) above this threshold.
 _C.BMVIT.ACTOR_THRESH = 0.3
@@ -456,6 +456,8 @@ _C.AVA.TRAIN_GT_BOX_LISTS = ["ava_train_v2.2.csv"]
 _C.AVA.TRAIN_PREDICT_BOX_LISTS = []
 # Boxes used at test: predicted person boxes for the two-stage baseline (inside ANNOTATION_DIR).
 _C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
+# Test on the keyframes and boxes of GROUNDTRUTH_FILE instead of TEST_PREDICT_BOX_LISTS (BMViT ignores input boxes).
+_C.AVA.TEST_USE_GT_BOXES = False
 # Score threshold of predicted person boxes.
 _C.AVA.DETECTION_SCORE_THRESH = 0.9
 # Frames are stored BGR.
@@ -493,7 +495,7 @@ _C.AVA.EVAL_PROTOCOL = "pyslowfast"
 _C.ACT = CfgNode()
 # ACT ground-truth pickle (labels, train/test videos, nframes, resolution, gttubes).
 _C.ACT.GT_FILE = ""
-# Folder of per-video frame folders (<Class>/<video>/%05d.jpg) or of video files.
+# Root of FRAME_DIR/<Class>/<video>/FRAME_PATTERN frames, or of <Class>/<video>VIDEO_EXT (or <video>VIDEO_EXT) videos.
 _C.ACT.FRAME_DIR = ""
 # Where frames come from: "frames" (JPEG folders) or "videos" (decoded with PyAV).
 _C.ACT.SOURCE = "frames"
@@ -503,8 +505,12 @@ _C.ACT.FRAME_PATTERN = "{:05d}.jpg"
 _C.ACT.VIDEO_EXT = ".mp4"
 # Split index (1-based; UCF101-24 has split 1 only, JHMDB 1..3).
 _C.ACT.SPLIT = 1
-# Test every k-th annotated frame (1: all).
+# Test every k-th annotated frame (every k-th frame with TEST_ALL_FRAMES; 1: all).
 _C.ACT.TEST_FRAME_STRIDE = 1
+# Test on every frame of the test videos, not only annotated ones (ACT protocol; video-mAP's temporal extent needs it).
+_C.ACT.TEST_ALL_FRAMES = False
+# Decoded video frames kept per data-loader process when SOURCE is "videos" (LRU over videos; 0: none).
+_C.ACT.DECODED_FRAME_CACHE = 512
 # Train on every k-th annotated keyframe (1: all).
 _C.ACT.TRAIN_FRAME_STRIDE = 1
 

@@ -97,7 +97,7 @@ def test(cfg) -> dict | None:
     write_results(cfg, result)
     for path in write_visualisations(cfg, dataset, detections, result):
         logger.info("wrote %s", path)
-    log_json_stats({"_type": "test", "map": result["mAP"], "num_clips": len(detections)})
+    log_json_stats({"_type": "test", "map": result["mAP"], "num_clips": len(detections)}, cfg.OUTPUT_DIR)
     # The report goes to stdout as plain lines (the last one is the mAP) and to the log file.
     for line in result["report_lines"]:
         logger.debug(line)

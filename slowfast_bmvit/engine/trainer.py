@@ -56,18 +56,15 @@ def _clip_gradients(cfg, model: torch.nn.Module) -> float | None:
 
 
 def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, meter: TrainMeter, epoch: int,
-                start_iter: int, device: torch.device) -> None:
-    """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch)."""
+                start_iter: int, iters_per_epoch: int, device: torch.device) -> None:
+    """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch) to `iters_per_epoch`."""
     model.train()
-    iters_per_epoch = len(loader) + start_iter
-    iter_period = cfg.TRAIN.CHECKPOINT_ITER_PERIOD
-    progress = tqdm(loader, total=len(loader), initial=0, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
+    progress = tqdm(total=iters_per_epoch, initial=start_iter, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
                     disable=not du.is_master_proc(), leave=False, dynamic_ncols=True)
-    data_start = time.perf_counter()
-    for offset, batch in enumerate(progress):
-        iteration = start_iter + offset
+    meter.iter_tic()
+    for iteration, batch in enumerate(loader, start=start_iter):
         batch = move_batch(batch, device)
-        data_time = time.perf_counter() - data_start
+        meter.data_toc()
         lr = get_lr_at_epoch(cfg, epoch + iteration / iters_per_epoch)
         set_lr(optimizer, lr)
         with autocast_context(cfg, device):
@@ -84,19 +81,19 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
             losses["loss"].backward()
             grad_norm = _clip_gradients(cfg, model)
             optimizer.step()
-        scalars = {name: du.all_reduce_mean(value.detach()).item() for name, value in losses.items()}
-        if grad_norm is not None:
-            scalars["grad_norm"] = grad_norm
-        meter.update(scalars, lr=lr, batch_size=batch["inputs"].shape[0] * du.get_world_size(),
-                     data_time=data_time, step_time=time.perf_counter() - data_start)
-        meter.log_iter(epoch, iteration, iters_per_epoch)
+        scalars = {name: du.all_reduce_mean(value.detach().float()).item() for name, value in losses.items()}
+        meter.iter_toc()
+        meter.update_stats(scalars, lr, batch["inputs"].shape[0] * du.get_world_size(), grad_norm=grad_norm)
+        meter.log_iter_stats(epoch, iteration)
+        progress.update(1)
         progress.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{lr:.2e}")
-        if iter_period and (iteration + 1) % iter_period == 0 and iteration + 1 < iters_per_epoch:
-            cu.save_checkpoint(cu.checkpoint_dir(cfg), model, optimizer, epoch, cfg, scaler=scaler,
+        if cu.is_checkpoint_iter(cfg, iteration) and iteration + 1 < iters_per_epoch:
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler,
                                iter_in_epoch=iteration + 1)
-        data_start = time.perf_counter()
+        meter.iter_tic()
     progress.close()
-    meter.log_epoch(epoch)
+    meter.log_epoch_stats(epoch)
+    meter.reset()
 
 
 def validate(cfg, loader, model, task: DetectionTask, epoch: int) -> dict | None:
@@ -105,7 +102,8 @@ def validate(cfg, loader, model, task: DetectionTask, epoch: int) -> dict | None
     if not du.is_master_proc():
         return None
     result = evaluate_detections(cfg, loader.dataset.dataset, detections, "val")
-    log_json_stats({"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "map": result["mAP"]})
+    log_json_stats({"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "map": result["mAP"]},
+                   cfg.OUTPUT_DIR)
     logger.info("val epoch %d: mAP %.4f", epoch + 1, result["mAP"])
     return result
 
@@ -123,22 +121,23 @@ def train(cfg) -> torch.nn.Module:
     scaler = None
     if cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.MIXED_PRECISION_DTYPE == "float16":
         scaler = torch.amp.GradScaler(device.type)
-    start_epoch, start_iter = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
+    start = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
 
     train_loader = construct_loader(cfg, "train")
     val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
-    meter = TrainMeter(cfg, len(train_loader))
-    logger.info("Start epoch %d (iteration %d); %d iterations per epoch", start_epoch + 1, start_iter,
-                len(train_loader))
-    for epoch in range(start_epoch, cfg.SOLVER.MAX_EPOCH):
+    iters_per_epoch = len(train_loader)
+    meter = TrainMeter(iters_per_epoch, cfg)
+    logger.info("Start epoch %d (iteration %d); %d iterations per epoch", start.start_epoch + 1, start.start_iter,
+                iters_per_epoch)
+    for epoch in range(start.start_epoch, cfg.SOLVER.MAX_EPOCH):
         train_loader.sampler.set_epoch(epoch)
         train_loader.dataset.epoch = epoch
-        first_iter = start_iter if epoch == start_epoch else 0
-        if first_iter:
-            train_loader.sampler.set_start(first_iter * train_loader.batch_size)
-        train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, device)
-        if cu.is_checkpoint_epoch(cfg, epoch):
-            cu.save_checkpoint(cu.checkpoint_dir(cfg), model, optimizer, epoch, cfg, scaler=scaler)
+        first_iter = start.start_iter if epoch == start.start_epoch else 0
+        train_loader.sampler.set_start(first_iter * train_loader.batch_size)
+        train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
+                    device)
+        if cu.is_checkpoint_epoch(cfg, epoch) or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
+            cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler)
         if val_loader is not None and cu.is_eval_epoch(cfg, epoch):
             validate(cfg, val_loader, model, task, epoch)
-    return model.module if hasattr(model, "module") else model
+    return du.unwrap_model(model)

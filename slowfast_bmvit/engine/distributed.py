@@ -1,0 +1,340 @@
+"""Process launch and torch.distributed helpers, PySlowFast-style.
+
+Launch (`launch_job`):
+- PySlowFast's way: one command per machine (shard). It spawns max(NUM_GPUS, 1) processes; the world has
+  max(NUM_GPUS, 1) x NUM_SHARDS processes and process `local_rank` of shard SHARD_ID has rank
+  SHARD_ID x NUM_GPUS + local_rank. They meet at `init_method` ("tcp://host:port" of shard 0, or "file://...").
+- torchrun: when RANK / WORLD_SIZE / LOCAL_RANK are set, the process is already one of the world; it joins with
+  init_method "env://" (MASTER_ADDR / MASTER_PORT) and SHARD_ID / NUM_SHARDS are filled in from torchrun's node
+  rank and sizes.
+- A world of one process runs `func(cfg)` in the calling process, without a process group.
+Backends: NUM_GPUS = 0 always uses "gloo" (CPU); otherwise DIST_BACKEND (nccl).
+
+CPU multi-process runs (for tests and debugging): NUM_GPUS 0 under `torchrun --nproc_per_node N`, or, from Python,
+`launch_cpu_processes(N, fn, *args)`, which runs fn(*args) in N gloo processes and returns their results.
+
+Seeding: every process seeds Python, numpy and torch with RNG_SEED + rank (`seed_process`), so per-process
+randomness (augmentation, dropout) differs between ranks; DistributedDataParallel broadcasts rank 0's initial
+weights, so the model itself starts identical everywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import os
+import pickle
+import shutil
+import socket
+import tempfile
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.utils.seeding import seed_everything
+
+logger = logging.getLogger(__name__)
+
+# Variables torchrun sets for every process it starts.
+TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+_local_rank = 0
+_local_size = 1
+
+
+# ------------------------------------------------------------------ queries
+
+
+def is_dist_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    """Number of processes in the run (1 without torch.distributed)."""
+    return dist.get_world_size() if is_dist_initialized() else 1
+
+
+def get_rank() -> int:
+    """Global rank of this process (0 without torch.distributed)."""
+    return dist.get_rank() if is_dist_initialized() else 0
+
+
+def get_local_rank() -> int:
+    """Rank of this process on its machine (its GPU index when NUM_GPUS > 0)."""
+    return _local_rank
+
+
+def get_local_size() -> int:
+    """Number of processes on this machine."""
+    return _local_size
+
+
+def is_master_proc(num_gpus: int | None = None) -> bool:
+    """True on the main process: global rank 0; with `num_gpus`, upstream's per-machine main process
+    (rank % num_gpus == 0), e.g. for writing machine-local logs."""
+    if num_gpus:
+        return get_rank() % num_gpus == 0
+    return get_rank() == 0
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model under DistributedDataParallel / DataParallel (`.module`) and torch.compile (`._orig_mod`),
+    whose parameter and state_dict names carry no wrapper prefix."""
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+# ------------------------------------------------------------------ collectives
+
+
+def synchronize() -> None:
+    """Barrier over all processes (no-op in a single process)."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of `tensor` over all processes (a new tensor; the input is unchanged).
+
+    With the nccl backend the tensor must be on this process's GPU.
+    """
+    if get_world_size() == 1:
+        return tensor
+    reduced = tensor.detach().clone()
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced / get_world_size()
+
+
+@functools.lru_cache(maxsize=None)
+def _object_group() -> Any:
+    # Gathering Python objects through NCCL would stage them in GPU memory; use a gloo group instead (as upstream).
+    if dist.get_backend() == "nccl":
+        return dist.new_group(backend="gloo")
+    return dist.group.WORLD
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    """`[obj of rank 0, obj of rank 1, ...]` gathered on every process (any picklable object, e.g. predictions
+    before evaluation). Collective: every process must call it."""
+    if get_world_size() == 1:
+        return [obj]
+    gathered: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(gathered, obj, group=_object_group())
+    return gathered
+
+
+# ------------------------------------------------------------------ set-up
+
+
+def seed_process(seed: int) -> None:
+    """Seed Python, numpy and torch with `seed` + this process's rank."""
+    seed_everything(seed + get_rank())
+
+
+def backend_for(cfg) -> str:
+    """"gloo" on the CPU (NUM_GPUS 0), else DIST_BACKEND."""
+    return "gloo" if cfg.NUM_GPUS == 0 else cfg.DIST_BACKEND
+
+
+def init_distributed_training(
+    rank: int,
+    world_size: int,
+    init_method: str,
+    backend: str,
+    local_rank: int = 0,
+    local_size: int = 1,
+    use_cuda: bool = False,
+) -> None:
+    """Join the process group of `world_size` processes as `rank` (and select GPU `local_rank` with `use_cuda`)."""
+    global _local_rank, _local_size
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(
+        backend=backend,
+        init_method=init_method,
+        world_size=world_size,
+        rank=rank,
+        timeout=datetime.timedelta(minutes=30),
+    )
+    _local_rank, _local_size = local_rank, local_size
+    logger.info(
+        "process %d/%d (local %d/%d) joined %s via %s", rank, world_size, local_rank, local_size, backend, init_method
+    )
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, if any."""
+    global _local_rank, _local_size
+    if is_dist_initialized():
+        _object_group.cache_clear()
+        dist.destroy_process_group()
+    _local_rank, _local_size = 0, 1
+
+
+def torchrun_env() -> dict[str, int] | None:
+    """RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and GROUP_RANK as ints when started by torchrun, else None."""
+    if not all(name in os.environ for name in TORCHRUN_ENV):
+        return None
+    env = {name: int(os.environ[name]) for name in TORCHRUN_ENV}
+    env["LOCAL_WORLD_SIZE"] = int(os.environ.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
+    env["GROUP_RANK"] = int(os.environ.get("GROUP_RANK", env["RANK"] // env["LOCAL_WORLD_SIZE"]))
+    return env
+
+
+def free_local_init_method() -> str:
+    """A "tcp://127.0.0.1:<port>" address with a port that was free a moment ago (single-machine runs)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _check_batch_divisible(cfg, world_size: int) -> None:
+    for key, value in (("TRAIN.BATCH_SIZE", cfg.TRAIN.BATCH_SIZE), ("TEST.BATCH_SIZE", cfg.TEST.BATCH_SIZE)):
+        if value % world_size:
+            raise ConfigError(f"{key}: {value} is not divisible by the {world_size} processes")
+
+
+def _run_spawned(
+    local_rank: int,
+    local_size: int,
+    func: Callable[..., Any],
+    init_method: str,
+    shard_id: int,
+    num_shards: int,
+    backend: str,
+    cfg,
+) -> None:
+    """Entry point of a process started by `launch_job`'s torch.multiprocessing.spawn."""
+    init_distributed_training(
+        rank=shard_id * local_size + local_rank,
+        world_size=local_size * num_shards,
+        init_method=init_method,
+        backend=backend,
+        local_rank=local_rank,
+        local_size=local_size,
+        use_cuda=cfg.NUM_GPUS > 0,
+    )
+    try:
+        seed_process(cfg.RNG_SEED)
+        func(cfg=cfg)
+    finally:
+        shutdown_distributed()
+
+
+def launch_job(cfg, init_method: str | None, func: Callable[..., Any], daemon: bool = False) -> None:
+    """Run `func(cfg=cfg)` on every process of this machine (see the module docstring for the three modes).
+
+    Args:
+        cfg: the validated config (NUM_GPUS, NUM_SHARDS, SHARD_ID, DIST_BACKEND, RNG_SEED).
+        init_method: where processes meet, e.g. "tcp://host:port" of shard 0 (PySlowFast's --init_method);
+            None picks a free local port for single-machine runs. Ignored under torchrun ("env://").
+        func: a picklable (module-level) function taking `cfg=`.
+        daemon: spawn the processes as daemons.
+    """
+    env = torchrun_env()
+    if env is not None:
+        _launch_under_torchrun(cfg, env, func)
+        return
+    local_size = max(cfg.NUM_GPUS, 1)
+    world_size = local_size * cfg.NUM_SHARDS
+    if world_size == 1:
+        seed_process(cfg.RNG_SEED)
+        func(cfg=cfg)
+        return
+    _check_batch_divisible(cfg, world_size)
+    if init_method is None:
+        if cfg.NUM_SHARDS > 1:
+            raise ConfigError(f"NUM_SHARDS: {cfg.NUM_SHARDS} machines need --init_method tcp://<shard 0 host>:<port>")
+        init_method = free_local_init_method()
+    args = (local_size, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, backend_for(cfg), cfg)
+    if local_size == 1:
+        _run_spawned(0, *args)
+    else:
+        mp.spawn(_run_spawned, nprocs=local_size, args=args, daemon=daemon)
+
+
+def _launch_under_torchrun(cfg, env: dict[str, int], func: Callable[..., Any]) -> None:
+    """Join torchrun's world as this process and run func; SHARD_ID / NUM_SHARDS follow torchrun's layout."""
+    local_size, world_size = env["LOCAL_WORLD_SIZE"], env["WORLD_SIZE"]
+    if cfg.NUM_GPUS > 0 and cfg.NUM_GPUS != local_size:
+        raise ConfigError(
+            f"NUM_GPUS: {cfg.NUM_GPUS}, but torchrun started {local_size} processes per machine "
+            f"(--nproc_per_node); they must agree"
+        )
+    cfg.NUM_SHARDS = world_size // local_size
+    cfg.SHARD_ID = env["GROUP_RANK"]
+    _check_batch_divisible(cfg, world_size)
+    if world_size == 1:
+        seed_process(cfg.RNG_SEED)
+        func(cfg=cfg)
+        return
+    init_distributed_training(
+        rank=env["RANK"],
+        world_size=world_size,
+        init_method="env://",
+        backend=backend_for(cfg),
+        local_rank=env["LOCAL_RANK"],
+        local_size=local_size,
+        use_cuda=cfg.NUM_GPUS > 0,
+    )
+    try:
+        seed_process(cfg.RNG_SEED)
+        func(cfg=cfg)
+    finally:
+        shutdown_distributed()
+
+
+# ------------------------------------------------------------------ CPU multi-process helper
+
+
+def _run_cpu_worker(
+    rank: int,
+    num_processes: int,
+    folder: str,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> None:
+    torch.set_num_threads(1)  # N processes share the machine's cores
+    init_method = "file://" + os.path.join(folder, "rendezvous")
+    init_distributed_training(rank, num_processes, init_method, "gloo", local_rank=rank, local_size=num_processes)
+    try:
+        result = func(*args)
+    finally:
+        shutdown_distributed()
+    with open(os.path.join(folder, f"result_{rank}.pkl"), "wb") as handle:
+        pickle.dump(result, handle)
+
+
+def launch_cpu_processes(num_processes: int, func: Callable[..., Any], *args: Any) -> list[Any]:
+    """Run `func(*args)` in `num_processes` fresh CPU processes that form one gloo world; return their results
+    ordered by rank.
+
+    `func` and its arguments must be picklable (e.g. a module-level function); the return values too. Inside,
+    `get_rank()` / `get_world_size()` and every collective here work, and `build_model` wraps DDP as in a real run.
+    A failure in any process raises here with that process's traceback. Meant for tests and debugging: the
+    processes meet through a file in a fresh temporary folder (no port needed) and hand back their results there;
+    each uses one intra-op thread.
+    """
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    folder = tempfile.mkdtemp(prefix="slowfast_bmvit_dist_")
+    try:
+        mp.start_processes(
+            _run_cpu_worker, args=(num_processes, folder, func, args), nprocs=num_processes, start_method="spawn"
+        )
+        results = []
+        for rank in range(num_processes):
+            with open(os.path.join(folder, f"result_{rank}.pkl"), "rb") as handle:
+                results.append(pickle.load(handle))
+        return results
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,282 @@
+"""Checkpoints: PySlowFast layout, atomic writes, discovery, resume rules, epoch reset, test-time loading."""
+
+import logging
+import os
+import random
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from slowfast_bmvit.config import get_cfg
+from slowfast_bmvit.engine import checkpoint as ckpt
+from slowfast_bmvit.engine.checkpoint import (
+    get_last_checkpoint,
+    has_checkpoint,
+    is_checkpoint_epoch,
+    is_checkpoint_iter,
+    is_eval_epoch,
+    load_test_checkpoint,
+    load_train_checkpoint,
+    save_checkpoint,
+)
+from slowfast_bmvit.models.checkpoint_loading import CheckpointError
+
+
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patch_embed = nn.Linear(3, 4)
+        self.blocks = nn.ModuleList([nn.Linear(4, 4)])
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        return self.norm(self.blocks[0](self.patch_embed(x)))
+
+
+class Classifier(Backbone):
+    """K400-style classifier: backbone names at the top level plus `head.*`."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 7)
+
+
+class Detector(nn.Module):
+    """BMViT-style: `backbone.*` plus heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = Backbone()
+        self.heads = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.heads(self.backbone(x))
+
+
+def _cfg(output_dir, **train):
+    cfg = get_cfg()
+    cfg.OUTPUT_DIR = str(output_dir)
+    cfg.NUM_GPUS = 0
+    for key, value in train.items():
+        cfg.TRAIN[key] = value
+    return cfg
+
+
+def _trained(seed=0):
+    """A detector and its SGD-with-momentum optimizer after one step (so the optimizer has state)."""
+    torch.manual_seed(seed)
+    model = Detector()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(5, 3)).pow(2).mean().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def _fresh(seed=1):
+    torch.manual_seed(seed)
+    model = Detector()
+    return model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_saved_file_has_pyslowfast_layout_and_name(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    path = save_checkpoint(str(tmp_path), nn.DataParallel(model), optimizer, epoch=2, cfg=cfg)
+    assert path == os.path.join(str(tmp_path), "checkpoints", "checkpoint_epoch_00003.pyth")
+    saved = torch.load(path, weights_only=True)
+    assert {"epoch", "model_state", "optimizer_state", "cfg"} <= set(saved) and "iter" not in saved
+    assert saved["epoch"] == 2
+    assert list(saved["model_state"]) == list(model.state_dict())  # no "module." prefix
+    assert yaml.safe_load(saved["cfg"])["OUTPUT_DIR"] == str(tmp_path)
+    scaler_path = save_checkpoint(str(tmp_path), model, optimizer, 3, cfg, scaler=torch.amp.GradScaler("cpu"))
+    assert "scaler_state" in torch.load(scaler_path, weights_only=True)
+
+
+def test_round_trip_restores_model_optimizer_position_rng_and_extra(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    path = save_checkpoint(str(tmp_path), model, optimizer, epoch=1, cfg=cfg, iter_in_epoch=5, extra={"best": 0.25})
+    assert os.path.basename(path) == "checkpoint_epoch_00001_iter_0000005.pyth"
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 0 and saved["iter"] == 5  # "epoch" = last completed epoch, as upstream
+    expected_draws = (torch.rand(3), np.random.rand(2), random.random())
+
+    resumed, resumed_optimizer = _fresh()
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    start = load_train_checkpoint(cfg, resumed, resumed_optimizer)
+    assert (start.start_epoch, start.start_iter, start.path, start.extra) == (1, 5, path, {"best": 0.25})
+    assert _same_weights(model, resumed)
+    draws = (torch.rand(3), np.random.rand(2), random.random())
+    assert torch.equal(draws[0], expected_draws[0]) and np.array_equal(draws[1], expected_draws[1])
+    assert draws[2] == expected_draws[2]
+    # The next step is identical to the uninterrupted run's (momentum buffers restored).
+    batch = torch.randn(4, 3)
+    for net, opt in ((model, optimizer), (resumed, resumed_optimizer)):
+        opt.zero_grad()
+        net(batch).pow(2).mean().backward()
+        opt.step()
+    assert _same_weights(model, resumed)
+
+
+def test_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    first = save_checkpoint(str(tmp_path), model, optimizer, 0, cfg)
+    first_bytes = open(first, "rb").read()
+
+    def dying_save(obj, handle):
+        handle.write(first_bytes[: len(first_bytes) // 2])
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(ckpt.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(str(tmp_path), model, optimizer, 1, cfg)
+    assert os.listdir(os.path.dirname(first)) == [os.path.basename(first)]  # no partial file, no temp file
+    assert open(first, "rb").read() == first_bytes
+    assert get_last_checkpoint(str(tmp_path)) == first
+
+
+def test_killed_writer_and_half_copied_files_are_never_picked_up(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    save_checkpoint(str(tmp_path), model, optimizer, 0, cfg)
+    second = save_checkpoint(str(tmp_path), model, optimizer, 1, cfg)
+    folder = os.path.dirname(second)
+    data = open(second, "rb").read()
+    with open(os.path.join(folder, ".tmp.checkpoint_epoch_00003.pyth.4242"), "wb") as handle:  # writer killed
+        handle.write(data[:100])
+    with open(os.path.join(folder, "checkpoint_epoch_00004.pyth"), "wb") as handle:  # copy interrupted
+        handle.write(data[: len(data) // 2])
+    assert get_last_checkpoint(str(tmp_path)) == second
+    assert has_checkpoint(str(tmp_path)) and not has_checkpoint(str(tmp_path / "elsewhere"))
+    start = load_train_checkpoint(cfg, *_fresh())
+    assert start.path == second and start.start_epoch == 2
+    save_checkpoint(str(tmp_path), model, optimizer, 2, cfg)  # a successful save clears the temp file
+    assert not any(name.startswith(".tmp.") for name in os.listdir(folder))
+
+
+def test_auto_resume_falls_back_past_an_unreadable_newest_file(tmp_path, caplog):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    good = save_checkpoint(str(tmp_path), model, optimizer, 0, cfg)
+    bad = os.path.join(os.path.dirname(good), "checkpoint_epoch_00002.pyth")
+    with zipfile.ZipFile(bad, "w") as archive:  # a complete archive that is not a torch checkpoint
+        archive.writestr("junk.txt", "not a checkpoint")
+    resumed, resumed_optimizer = _fresh()
+    with caplog.at_level(logging.WARNING):
+        start = load_train_checkpoint(cfg, resumed, resumed_optimizer)
+    assert start.path == good and start.start_epoch == 1
+    assert bad in caplog.text
+    os.remove(good)
+    with pytest.raises(CheckpointError, match="checkpoint_epoch_00002.pyth"):
+        load_train_checkpoint(cfg, resumed, resumed_optimizer)
+
+
+def test_checkpoint_file_path_with_and_without_epoch_reset(tmp_path):
+    model, optimizer = _trained()
+    source = save_checkpoint(str(tmp_path / "pretrain"), model, optimizer, 4, _cfg(tmp_path / "pretrain"))
+
+    run_dir = tmp_path / "run"
+    reset_cfg = _cfg(run_dir, CHECKPOINT_FILE_PATH=source, CHECKPOINT_EPOCH_RESET=True)
+    resumed, resumed_optimizer = _fresh()
+    start = load_train_checkpoint(reset_cfg, resumed, resumed_optimizer)
+    assert (start.start_epoch, start.start_iter, start.path) == (0, 0, source)
+    assert _same_weights(model, resumed)
+    assert resumed_optimizer.state_dict()["state"] == {}  # fresh optimizer
+
+    keep_cfg = _cfg(run_dir, CHECKPOINT_FILE_PATH=source, CHECKPOINT_EPOCH_RESET=False)
+    resumed, resumed_optimizer = _fresh()
+    start = load_train_checkpoint(keep_cfg, resumed, resumed_optimizer)
+    assert start.start_epoch == 5
+    assert torch.equal(
+        resumed_optimizer.state_dict()["state"][0]["momentum_buffer"],
+        optimizer.state_dict()["state"][0]["momentum_buffer"],
+    )
+
+
+def test_classifier_checkpoint_loads_into_the_detector_backbone(tmp_path):
+    torch.manual_seed(0)
+    classifier = Classifier()
+    path = str(tmp_path / "k400.pyth")
+    torch.save({"epoch": 199, "model_state": classifier.state_dict(), "cfg": "{}"}, path)
+    detector, optimizer = _fresh()
+    heads_before = detector.heads.weight.detach().clone()
+    start = load_train_checkpoint(
+        _cfg(tmp_path / "run", CHECKPOINT_FILE_PATH=path, CHECKPOINT_EPOCH_RESET=True), detector, optimizer
+    )
+    assert start.start_epoch == 0
+    assert torch.equal(detector.backbone.patch_embed.weight, classifier.patch_embed.weight)
+    assert torch.equal(detector.backbone.blocks[0].bias, classifier.blocks[0].bias)
+    assert torch.equal(detector.heads.weight, heads_before)
+
+
+def test_optimizer_that_does_not_fit_names_the_file_and_the_fix(tmp_path):
+    model, optimizer = _trained()
+    source = save_checkpoint(str(tmp_path / "a"), model, optimizer, 0, _cfg(tmp_path / "a"))
+    other, _ = _fresh()
+    two_groups = torch.optim.SGD(
+        [{"params": other.backbone.parameters()}, {"params": other.heads.parameters()}], lr=0.1, momentum=0.9
+    )
+    with pytest.raises(CheckpointError, match="CHECKPOINT_EPOCH_RESET") as error:
+        load_train_checkpoint(_cfg(tmp_path / "b", CHECKPOINT_FILE_PATH=source), other, two_groups)
+    assert source in str(error.value)
+    with pytest.raises(CheckpointError, match="missing.pyth"):
+        load_train_checkpoint(_cfg(tmp_path / "b", CHECKPOINT_FILE_PATH=str(tmp_path / "missing.pyth")), *_fresh())
+
+
+def test_resumed_hyper_parameters_follow_the_current_config(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    save_checkpoint(str(tmp_path), model, optimizer, 0, cfg)
+    resumed, _ = _fresh()
+    new_optimizer = torch.optim.SGD(resumed.parameters(), lr=0.1, momentum=0.5, weight_decay=0.01)
+    load_train_checkpoint(cfg, resumed, new_optimizer)
+    assert new_optimizer.param_groups[0]["momentum"] == 0.5 and new_optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert "momentum_buffer" in new_optimizer.state_dict()["state"][0]
+
+
+def test_mid_epoch_checkpoints_are_pruned_but_epoch_checkpoints_kept(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    for epoch, iteration in [(0, 2), (0, 4), (0, None), (1, 2), (1, None), (2, 3)]:
+        save_checkpoint(str(tmp_path), model, optimizer, epoch, cfg, iter_in_epoch=iteration)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [
+        "checkpoint_epoch_00001.pyth",
+        "checkpoint_epoch_00002.pyth",
+        "checkpoint_epoch_00002_iter_0000003.pyth",
+    ]
+
+
+def test_load_test_checkpoint_order(tmp_path, caplog):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path / "run")
+    with caplog.at_level(logging.WARNING):
+        assert load_test_checkpoint(cfg, _fresh()[0]) is None
+    assert "randomly initialised" in caplog.text
+    pretrain = save_checkpoint(str(tmp_path / "pre"), model, optimizer, 0, _cfg(tmp_path / "pre"))
+    cfg.TRAIN.CHECKPOINT_FILE_PATH = pretrain
+    tested = _fresh()[0]
+    assert load_test_checkpoint(cfg, tested) == pretrain and _same_weights(tested, model)
+    last = save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, 3, cfg)
+    assert load_test_checkpoint(cfg, _fresh()[0]) == last
+    cfg.TEST.CHECKPOINT_FILE_PATH = pretrain
+    assert load_test_checkpoint(cfg, _fresh()[0]) == pretrain
+
+
+def test_checkpoint_eval_and_iteration_periods():
+    cfg = get_cfg()
+    cfg.SOLVER.MAX_EPOCH, cfg.TRAIN.CHECKPOINT_PERIOD, cfg.TRAIN.EVAL_PERIOD = 5, 2, 0
+    assert [e for e in range(5) if is_checkpoint_epoch(cfg, e)] == [1, 3, 4]
+    assert [e for e in range(5) if is_eval_epoch(cfg, e)] == [4]
+    cfg.TRAIN.CHECKPOINT_ITER_PERIOD = 3
+    assert [i for i in range(8) if is_checkpoint_iter(cfg, i)] == [2, 5]
+    cfg.TRAIN.CHECKPOINT_ITER_PERIOD = 0
+    assert not any(is_checkpoint_iter(cfg, i) for i in range(8))
