@@ -28,11 +28,17 @@ def get_model_class(name: str) -> type:
 def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:
     """Construct `cfg.MODEL.MODEL_NAME` and place it on its device.
 
-    NUM_GPUS = 0 keeps the model on the CPU. With NUM_GPUS > 0 it moves to `cuda:<gpu_id>` (default: the current
+    TRAIN.FREEZE_BACKBONE stops gradients to `model.backbone`. NUM_GPUS = 0 keeps the model on the CPU. With NUM_GPUS > 0 it moves to `cuda:<gpu_id>` (default: the current
     device), and when torch.distributed is initialised with more than one process it is wrapped in
     DistributedDataParallel, as in PySlowFast.
     """
     model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
+    if cfg.TRAIN.FREEZE_BACKBONE:
+        # Before any DDP wrapping: DDP only tracks parameters that require gradients when it is built.
+        backbone = getattr(model, "backbone", None)
+        if backbone is None:
+            raise ConfigError(f"TRAIN.FREEZE_BACKBONE: {cfg.MODEL.MODEL_NAME} has no separate backbone to freeze")
+        backbone.requires_grad_(False)
     if cfg.NUM_GPUS > 0:
         if not torch.cuda.is_available():
             raise ConfigError(f"NUM_GPUS: {cfg.NUM_GPUS} requested but CUDA is not available (use NUM_GPUS 0)")
