@@ -200,6 +200,16 @@ class ActDataset(torch.utils.data.Dataset):
         indices = clip_frame_indices(frame - 1, self.num_frames, self.sampling_rate, min(available, nframes))
         return self.video_reader.read(path, indices + 1)
 
+    def keyframe_image(self, meta: dict[str, Any]) -> np.ndarray:
+        """uint8 RGB [H, W, 3] of a sample's keyframe at the media's own resolution (for drawings)."""
+        video_idx, frame = int(meta["video_idx"]), int(meta["frame"])
+        path = self.media_paths[video_idx]
+        if self.source == "frames":
+            return self.frame_reader.read_clip([os.path.join(path, self.cfg.ACT.FRAME_PATTERN.format(frame))],
+                                               np.array([0]))[0]
+        last = self.video_reader.num_frames(path)
+        return self.video_reader.read(path, np.array([min(frame, last)]))[0]
+
     def _report_short_video(self, video_idx: int, path: str, available: int, nframes: int) -> None:
         if video_idx not in self._short_videos_reported:
             self._short_videos_reported.add(video_idx)

@@ -52,32 +52,38 @@ def write_results(cfg, result: dict) -> str:
     return json_path
 
 
+def column_class_names(dataset, num_classes: int) -> list[str]:
+    """The class name of every score column ("" for columns no class uses)."""
+    names = [""] * num_classes
+    for category in getattr(dataset, "categories", []):  # AVA-format: column = id - 1
+        if 1 <= int(category["id"]) <= num_classes:
+            names[int(category["id"]) - 1] = category["name"]
+    for column, name in enumerate(getattr(dataset, "labels", [])[:num_classes]):  # ACT: column = label
+        names[column] = name
+    return names
+
+
 def write_visualisations(cfg, dataset, detections: Sequence[dict[str, Any]], result: dict) -> list[str]:
-    """The per-class AP plot and a few keyframes with their detections; returns the written paths."""
+    """The per-class AP plot and DEMO.NUM_VIS_KEYFRAMES keyframes with their detections; returns the paths."""
     from slowfast_bmvit.visualization.ap_plots import plot_per_class_ap
-    from slowfast_bmvit.visualization.boxes import draw_detections_on_keyframe
+    from slowfast_bmvit.visualization.boxes import draw_detections, save_png
 
     written = []
     if cfg.DEMO.PLOT_AP and result.get("per_class"):
         path = os.path.join(cfg.OUTPUT_DIR, "per_class_ap.png")
         plot_per_class_ap(result["per_class"], path, title=f"{cfg.TEST.DATASET}: mAP {result['mAP']:.4f}")
         written.append(path)
-    keyframe_image = getattr(dataset, "keyframe_image", None)
-    if keyframe_image is None or cfg.DEMO.NUM_VIS_KEYFRAMES <= 0:
+    if cfg.DEMO.NUM_VIS_KEYFRAMES <= 0 or not detections:
         return written
-    class_names = getattr(dataset, "class_names", None)
-    vis_dir = os.path.join(cfg.OUTPUT_DIR, "keyframes")
-    os.makedirs(vis_dir, exist_ok=True)
+    class_names = column_class_names(dataset, cfg.MODEL.NUM_CLASSES)
     step = max(1, len(detections) // cfg.DEMO.NUM_VIS_KEYFRAMES)
-    for index in range(0, len(detections), step)[: cfg.DEMO.NUM_VIS_KEYFRAMES]:
-        clip = detections[index]
+    for clip in list(detections)[::step][: cfg.DEMO.NUM_VIS_KEYFRAMES]:
         meta = clip["meta"]
-        image = keyframe_image(meta)
-        tag = meta.get("sec") if meta.get("sec") is not None else meta.get("frame")
-        path = os.path.join(vis_dir, f"{str(meta['video']).replace('/', '_')}_{tag}.png")
-        draw_detections_on_keyframe(image, clip["boxes"].numpy(), clip["class_scores"].numpy(), path,
-                                    class_names=class_names)
-        written.append(path)
+        tag = meta["sec"] if meta.get("sec") is not None else meta.get("frame")
+        path = os.path.join(cfg.OUTPUT_DIR, "keyframes", f"{str(meta['video']).replace('/', '_')}_{tag}.png")
+        drawn = draw_detections(dataset.keyframe_image(meta), clip["boxes"].numpy(), clip["class_scores"].numpy(),
+                                class_names, top_k=3, score_thresh=0.1)
+        written.append(str(save_png(drawn, path)))
     return written
 
 

@@ -3,3 +3,6 @@
 from .build import MODEL_REGISTRY, build_model, get_model_class  # noqa: F401
 
 # Importing a model module registers its classes.
+from . import mvit  # noqa: F401,E402
+from . import bmvit  # noqa: F401,E402
+from . import two_stage  # noqa: F401,E402
