@@ -324,7 +324,7 @@ _C.DATA.INPUT_CHANNEL_NUM = [3]
 _C.DATA.MULTI_LABEL = False
 # Ensemble method for multi-view testing: "sum" or "max".
 _C.DATA.ENSEMBLE_METHOD = "sum"
-# Reverse the frame order of input clips (augmentation experiments).
+# Upstream key: reverse the input channel order (not supported here; use AVA.BGR; validation rejects True).
 _C.DATA.REVERSE_INPUT_CHANNEL = False
 # Video decoding backend: "pyav".
 _C.DATA.DECODING_BACKEND = "pyav"
@@ -460,7 +460,7 @@ _C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
 _C.AVA.TEST_USE_GT_BOXES = False
 # Score threshold of predicted person boxes.
 _C.AVA.DETECTION_SCORE_THRESH = 0.9
-# Frames are stored BGR.
+# Feed the model BGR channels (reversed after normalisation), as models trained on BGR frames expect.
 _C.AVA.BGR = False
 # Colour augmentation in training.
 _C.AVA.TRAIN_USE_COLOR_AUGMENTATION = False
@@ -474,7 +474,7 @@ _C.AVA.TRAIN_PCA_EIGVEC = [
     [-0.5808, -0.0045, -0.8140],
     [-0.5836, -0.6948, 0.4203],
 ]
-# Test on the horizontally flipped clip as well.
+# Upstream key: test on the flipped clip as well (not supported here; validation rejects True).
 _C.AVA.TEST_FORCE_FLIP = False
 # Evaluate every keyframe of val, not only sec % 4 == 0.
 _C.AVA.FULL_TEST_ON_VAL = False
@@ -484,7 +484,7 @@ _C.AVA.LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
 _C.AVA.EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"
 # Ground truth used for evaluation (inside ANNOTATION_DIR).
 _C.AVA.GROUNDTRUTH_FILE = "ava_val_v2.2.csv"
-# Image decoding backend: "cv2".
+# Image decoding backend: "cv2" (the only one).
 _C.AVA.IMG_PROC_BACKEND = "cv2"
 # Evaluation protocol: "pyslowfast" (no per-image cap) or "activitynet" (top-50 rows per image).
 _C.AVA.EVAL_PROTOCOL = "pyslowfast"

@@ -26,7 +26,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "DATA.ON_BAD_FRAME": ("error", "skip"),
     "AVA.EVAL_PROTOCOL": ("pyslowfast", "activitynet"),
     "ACT.SOURCE": ("frames", "videos"),
+    "AVA.IMG_PROC_BACKEND": ("cv2",),
 }
+
+# Upstream keys accepted in YAML files for compatibility whose non-default behaviour this package does not offer.
+UNSUPPORTED_WHEN_TRUE = ("AVA.TEST_FORCE_FLIP", "DATA.REVERSE_INPUT_CHANNEL", "TRAIN.CHECKPOINT_INFLATE")
 
 
 def _get(cfg: CfgNode, key: str) -> Any:
@@ -63,6 +67,8 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         value = _get(cfg, key)
         _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
 
+    for key in UNSUPPORTED_WHEN_TRUE:
+        _require(not _get(cfg, key), key, "True is not supported by slowfast_bmvit (leave it False)")
     _require(cfg.NUM_GPUS >= 0, "NUM_GPUS", f"must be >= 0, got {cfg.NUM_GPUS}")
     _require(cfg.NUM_SHARDS >= 1, "NUM_SHARDS", f"must be >= 1, got {cfg.NUM_SHARDS}")
     _require(0 <= cfg.SHARD_ID < cfg.NUM_SHARDS, "SHARD_ID", f"must be in 0..NUM_SHARDS-1, got {cfg.SHARD_ID}")

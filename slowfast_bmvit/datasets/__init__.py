@@ -3,3 +3,6 @@
 from .build import DATASET_REGISTRY, build_dataset, construct_loader  # noqa: F401
 
 # Importing a dataset module registers its classes.
+from . import ava  # noqa: F401,E402
+from . import synthetic  # noqa: F401,E402
+from . import act  # noqa: F401,E402
