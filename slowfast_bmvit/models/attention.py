@@ -1,0 +1,394 @@
+"""Multiscale attention (MViTv2): pooled q/k/v, decomposed relative positions, residual pooling.
+
+Numerically this is PySlowFast's `MultiScaleAttention` / `MultiScaleBlock` (same parameters, same state_dict keys,
+same relative-position semantics), with two differences that do not change any number:
+- the relative-position tables are interpolated to whatever token grid arrives (upstream fixes the input size), and
+  their gather indices are cached per (q size, k size, device);
+- attention runs through `torch.nn.functional.scaled_dot_product_attention` with the decomposed relative-position
+  terms as an additive bias ("sdpa"); the matmul formulation of upstream stays available ("explicit") for checking.
+
+Token layout everywhere: [B, N, C] with N = (1 if a class token else 0) + T*H*W, the class token first and the
+grid in (t, h, w) raster order.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import DropPath, Mlp
+
+Grid = tuple[int, int, int]
+
+
+def pool_tokens(
+    x: torch.Tensor, pool: nn.Module | None, thw: Grid, has_cls: bool, norm: nn.Module | None = None
+) -> tuple[torch.Tensor, Grid]:
+    """Pool the token grid of `x` with a 3-D op; the class token bypasses the pooling but not the norm.
+
+    Args:
+        x: [B, heads, N, C] or [B, N, C] tokens over the grid `thw` (plus the class token first if `has_cls`).
+        pool: a module on [B*heads, C, T, H, W] (Conv3d / MaxPool3d / AvgPool3d), or None for the identity.
+        norm: applied to all tokens after pooling (LayerNorm(C) in "conv" mode).
+    Returns:
+        pooled tokens with the input's rank, and the pooled grid (T', H', W').
+    """
+    if pool is None:
+        return x, thw
+    squeeze = x.ndim == 3
+    if squeeze:
+        x = x.unsqueeze(1)
+    if has_cls:
+        cls_tok, x = x[:, :, :1], x[:, :, 1:]
+    batch, heads, _, channels = x.shape
+    grid = x.reshape(batch * heads, *thw, channels).permute(0, 4, 1, 2, 3)
+    grid = pool(grid)
+    new_thw = (grid.shape[2], grid.shape[3], grid.shape[4])
+    x = grid.reshape(batch, heads, channels, -1).transpose(2, 3)
+    if has_cls:
+        x = torch.cat((cls_tok, x), dim=2)
+    if norm is not None:
+        x = norm(x)
+    if squeeze:
+        x = x.squeeze(1)
+    return x, new_thw
+
+
+def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
+    """Linearly interpolate a relative-position table [L, C] to [length, C] (align_corners=False, as upstream)."""
+    if table.shape[0] == length:
+        return table
+    resized = F.interpolate(table.t().unsqueeze(0), size=length, mode="linear", align_corners=False)
+    return resized[0].t()
+
+
+@functools.lru_cache(maxsize=512)
+def _rel_pos_index(q_size: int, k_size: int, device: torch.device) -> torch.Tensor:
+    """Row of the (2*max(q,k)-1)-long table for every (query, key) pair: [q_size, k_size] int64.
+
+    A query at i and a key at j sit at i*q_ratio and j*k_ratio on the finer of the two grids; the distance is
+    shifted to be non-negative. Computed in float32 and truncated, exactly as upstream.
+    """
+    q_ratio = max(k_size / q_size, 1.0)
+    k_ratio = max(q_size / k_size, 1.0)
+    dist = torch.arange(q_size, dtype=torch.float32)[:, None] * q_ratio
+    dist = dist - torch.arange(k_size, dtype=torch.float32)[None, :] * k_ratio
+    dist = dist + (k_size - 1) * k_ratio
+    return dist.long().to(device)
+
+
+def _axis_table(table: torch.Tensor, q_size: int, k_size: int) -> torch.Tensor:
+    """[q_size, k_size, C]: the embedding of each (query, key) distance along one axis."""
+    table = resize_rel_pos(table, 2 * max(q_size, k_size) - 1)
+    return table[_rel_pos_index(q_size, k_size, table.device)]
+
+
+def rel_pos_bias(
+    q: torch.Tensor,
+    q_thw: Grid,
+    k_thw: Grid,
+    rel_pos_t: torch.Tensor | None,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """Decomposed relative-position logits: term_t + term_h + term_w, broadcast over the key grid.
+
+    Args:
+        q: [B, heads, qt*qh*qw, C] pooled queries WITHOUT the class token and WITHOUT the 1/sqrt(C) scale.
+        q_thw, k_thw: query and key grids.
+        rel_pos_*: [L, C] tables (None to leave that axis out), interpolated to 2*max(q, k)-1 rows when needed.
+    Returns:
+        [B, heads, qt, qh, qw, kt, kh, kw] bias to add to the grid-to-grid attention logits, or None.
+    """
+    (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
+    batch, heads, _, channels = q.shape
+    r_q = q.reshape(batch, heads, qt, qh, qw, channels)
+    bias = None
+    if rel_pos_t is not None:
+        term = torch.einsum("bythwc,tkc->bythwk", r_q, _axis_table(rel_pos_t, qt, kt))
+        bias = term[..., :, None, None]
+    if rel_pos_h is not None:
+        term = torch.einsum("bythwc,hkc->bythwk", r_q, _axis_table(rel_pos_h, qh, kh))
+        term = term[..., None, :, None]
+        bias = term if bias is None else bias + term
+    if rel_pos_w is not None:
+        term = torch.einsum("bythwc,wkc->bythwk", r_q, _axis_table(rel_pos_w, qw, kw))
+        term = term[..., None, None, :]
+        bias = term if bias is None else bias + term
+    if bias is None:
+        return None
+    return bias.expand(batch, heads, qt, qh, qw, kt, kh, kw)
+
+
+def _make_pool(
+    mode: str, kernel: Sequence[int], stride: Sequence[int], channels: int
+) -> tuple[nn.Module | None, nn.Module | None]:
+    """The pooling op and its norm for one of q / k / v (None, None when the pooling is the identity)."""
+    if len(kernel) == 0 or (math.prod(kernel) == 1 and math.prod(stride) == 1):
+        return None, None
+    padding = [k // 2 for k in kernel]
+    if mode == "conv":
+        conv = nn.Conv3d(channels, channels, kernel, stride=stride, padding=padding, groups=channels, bias=False)
+        return conv, nn.LayerNorm(channels, eps=1e-6)
+    pool_cls = nn.MaxPool3d if mode == "max" else nn.AvgPool3d
+    return pool_cls(kernel, stride, padding, ceil_mode=False), None
+
+
+class MultiScaleAttention(nn.Module):
+    """Pooling attention: q, k, v projected per head, pooled over the token grid, then attended.
+
+    forward(x [B, N, dim], thw) -> (out [B, Nq, dim_out], q grid). Nq follows the q pooling stride.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        dim_out: int,
+        input_size: Grid,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        drop_rate: float = 0.0,
+        kernel_q: Sequence[int] = (),
+        kernel_kv: Sequence[int] = (),
+        stride_q: Sequence[int] = (),
+        stride_kv: Sequence[int] = (),
+        mode: str = "conv",
+        has_cls_embed: bool = True,
+        pool_first: bool = False,
+        rel_pos_spatial: bool = False,
+        rel_pos_temporal: bool = False,
+        rel_pos_zero_init: bool = False,
+        residual_pooling: bool = False,
+        separate_qkv: bool = False,
+        attn_impl: str = "sdpa",
+    ):
+        """
+        Args:
+            dim, dim_out: token channels in and out (attention runs at dim_out).
+            input_size: the grid (T, H, W) the relative-position tables are sized for (any grid works at run time).
+            kernel_*, stride_*: pooling kernels and strides of q and of k/v; empty for no pooling.
+            mode: "conv" (depthwise Conv3d per head + LayerNorm), "max" or "avg".
+            pool_first: pool the input tokens, then project (MViTv1); otherwise project, then pool.
+            residual_pooling: add the pooled query to the output of the grid tokens (MViTv2).
+            attn_impl: "sdpa" or "explicit" (same numbers, see module docstring).
+        """
+        super().__init__()
+        if attn_impl not in ("sdpa", "explicit"):
+            raise ValueError(f"attn_impl must be 'sdpa' or 'explicit', got {attn_impl!r}")
+        self.num_heads = num_heads
+        self.dim_out = dim_out
+        head_dim = dim_out // num_heads
+        self.scale = head_dim**-0.5
+        self.has_cls_embed = has_cls_embed
+        self.pool_first = pool_first
+        self.separate_qkv = separate_qkv
+        self.residual_pooling = residual_pooling
+        self.attn_impl = attn_impl
+
+        if pool_first or separate_qkv:
+            self.q = nn.Linear(dim, dim_out, bias=qkv_bias)
+            self.k = nn.Linear(dim, dim_out, bias=qkv_bias)
+            self.v = nn.Linear(dim, dim_out, bias=qkv_bias)
+        else:
+            self.qkv = nn.Linear(dim, dim_out * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim_out, dim_out)
+        self.proj_drop = nn.Dropout(drop_rate) if drop_rate > 0.0 else nn.Identity()
+
+        pool_channels = (dim if pool_first else dim_out) // num_heads
+        self.pool_q, self.norm_q = _make_pool(mode, kernel_q, stride_q, pool_channels)
+        self.pool_k, self.norm_k = _make_pool(mode, kernel_kv, stride_kv, pool_channels)
+        self.pool_v, self.norm_v = _make_pool(mode, kernel_kv, stride_kv, pool_channels)
+
+        # Table lengths for the configured grid, as upstream (which uses the H stride for both H and W).
+        def pooled(size: int, stride: Sequence[int], axis: int) -> int:
+            return size // stride[axis] if len(stride) > 0 else size
+
+        self.rel_pos_spatial = rel_pos_spatial
+        self.rel_pos_temporal = rel_pos_temporal
+        if rel_pos_spatial:
+            _, height, width = input_size
+            rows_h = 2 * max(pooled(height, stride_q, 1), pooled(height, stride_kv, 1)) - 1
+            rows_w = 2 * max(pooled(width, stride_q, 1), pooled(width, stride_kv, 1)) - 1
+            self.rel_pos_h = nn.Parameter(torch.zeros(rows_h, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(rows_w, head_dim))
+            if not rel_pos_zero_init:
+                nn.init.trunc_normal_(self.rel_pos_h, std=0.02)
+                nn.init.trunc_normal_(self.rel_pos_w, std=0.02)
+        if rel_pos_temporal:
+            self.rel_pos_t = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            if not rel_pos_zero_init:
+                nn.init.trunc_normal_(self.rel_pos_t, std=0.02)
+
+    def _project(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+        """[B, N, C_in] -> [B, heads, N, head_dim]."""
+        batch, tokens, _ = x.shape
+        return linear(x).reshape(batch, tokens, self.num_heads, -1).transpose(1, 2)
+
+    def _qkv(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Grid, Grid]:
+        """Projected and pooled q, k, v: each [B, heads, N_*, head_dim], with the q and k grids."""
+        batch, tokens, _ = x.shape
+        if self.pool_first:
+            folded = x.reshape(batch, tokens, self.num_heads, -1).transpose(1, 2)
+            q, q_thw = pool_tokens(folded, self.pool_q, thw, self.has_cls_embed, self.norm_q)
+            k, k_thw = pool_tokens(folded, self.pool_k, thw, self.has_cls_embed, self.norm_k)
+            v, _ = pool_tokens(folded, self.pool_v, thw, self.has_cls_embed, self.norm_v)
+            q = self._project(q.transpose(1, 2).flatten(2), self.q)
+            k = self._project(k.transpose(1, 2).flatten(2), self.k)
+            v = self._project(v.transpose(1, 2).flatten(2), self.v)
+            return q, k, v, q_thw, k_thw
+        if self.separate_qkv:
+            q, k, v = self._project(x, self.q), self._project(x, self.k), self._project(x, self.v)
+        else:
+            qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+        q, q_thw = pool_tokens(q, self.pool_q, thw, self.has_cls_embed, self.norm_q)
+        k, k_thw = pool_tokens(k, self.pool_k, thw, self.has_cls_embed, self.norm_k)
+        v, _ = pool_tokens(v, self.pool_v, thw, self.has_cls_embed, self.norm_v)
+        return q, k, v, q_thw, k_thw
+
+    def forward(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, Grid]:
+        batch = x.shape[0]
+        q, k, v, q_thw, k_thw = self._qkv(x, thw)
+        s = 1 if self.has_cls_embed else 0
+        bias = rel_pos_bias(
+            q[:, :, s:],
+            q_thw,
+            k_thw,
+            self.rel_pos_t if self.rel_pos_temporal else None,
+            self.rel_pos_h if self.rel_pos_spatial else None,
+            self.rel_pos_w if self.rel_pos_spatial else None,
+        )
+        if self.attn_impl == "sdpa":
+            out = self._attend_sdpa(q, k, v, bias, s)
+        else:
+            out = self._attend_explicit(q, k, v, bias, s)
+        if self.residual_pooling:
+            # The pooled (normalised, unscaled) query joins the output of every grid token, not the class token.
+            out = out + (F.pad(q[:, :, s:], (0, 0, s, 0)) if s else q)
+        out = out.transpose(1, 2).reshape(batch, -1, self.dim_out)
+        return self.proj_drop(self.proj(out)), q_thw
+
+    @staticmethod
+    def _attend_sdpa(
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, s: int
+    ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + bias) v with the grid-to-grid bias zero-padded for the class token."""
+        mask = None
+        if bias is not None:
+            batch, heads = bias.shape[:2]
+            mask = bias.reshape(batch, heads, q.shape[2] - s, k.shape[2] - s)
+            mask = F.pad(mask, (s, 0, s, 0)).to(q.dtype)
+        return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
+
+    def _attend_explicit(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, s: int
+    ) -> torch.Tensor:
+        """Upstream's formulation: logits by matmul, bias added in place on the grid block, float32 softmax."""
+        attn = (q * self.scale) @ k.transpose(-2, -1)
+        if bias is not None:
+            grid_block = attn[:, :, s:, s:]
+            attn[:, :, s:, s:] = (grid_block.reshape(bias.shape) + bias.to(attn.dtype)).reshape(grid_block.shape)
+        attn = attn.float().softmax(dim=-1).to(v.dtype)
+        return attn @ v
+
+
+class MultiScaleBlock(nn.Module):
+    """One MViTv2 block: pooling attention and an MLP, each residual, with the skip path pooled like the query.
+
+    forward(x [B, N, dim], thw) -> (x [B, Nq, dim_out], q grid).
+    With `dim_mul_in_att` the channel change happens in the attention (qkv projects to dim_out, the skip path is
+    `proj(norm1(x))`); otherwise in the MLP (skip path `proj(norm2(x))`), as upstream.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        dim_out: int,
+        num_heads: int,
+        input_size: Grid,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop_rate: float = 0.0,
+        drop_path: float = 0.0,
+        layer_scale_init_value: float = 0.0,
+        kernel_q: Sequence[int] = (),
+        kernel_kv: Sequence[int] = (),
+        stride_q: Sequence[int] = (),
+        stride_kv: Sequence[int] = (),
+        mode: str = "conv",
+        has_cls_embed: bool = True,
+        pool_first: bool = False,
+        rel_pos_spatial: bool = False,
+        rel_pos_temporal: bool = False,
+        rel_pos_zero_init: bool = False,
+        residual_pooling: bool = False,
+        dim_mul_in_att: bool = False,
+        separate_qkv: bool = False,
+        attn_impl: str = "sdpa",
+    ):
+        super().__init__()
+        self.dim = dim
+        self.dim_out = dim_out
+        self.has_cls_embed = has_cls_embed
+        self.dim_mul_in_att = dim_mul_in_att
+        att_dim = dim_out if dim_mul_in_att else dim
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = MultiScaleAttention(
+            dim,
+            att_dim,
+            input_size=input_size,
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            drop_rate=drop_rate,
+            kernel_q=kernel_q,
+            kernel_kv=kernel_kv,
+            stride_q=stride_q,
+            stride_kv=stride_kv,
+            mode=mode,
+            has_cls_embed=has_cls_embed,
+            pool_first=pool_first,
+            rel_pos_spatial=rel_pos_spatial,
+            rel_pos_temporal=rel_pos_temporal,
+            rel_pos_zero_init=rel_pos_zero_init,
+            residual_pooling=residual_pooling,
+            separate_qkv=separate_qkv,
+            attn_impl=attn_impl,
+        )
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(att_dim, eps=1e-6)
+        self.mlp = Mlp(att_dim, int(att_dim * mlp_ratio), dim_out, drop_rate=drop_rate)
+        if layer_scale_init_value > 0:
+            self.gamma_1 = nn.Parameter(layer_scale_init_value * torch.ones(att_dim))
+            self.gamma_2 = nn.Parameter(layer_scale_init_value * torch.ones(dim_out))
+        else:
+            self.gamma_1 = self.gamma_2 = None
+        if dim != dim_out:
+            self.proj = nn.Linear(dim, dim_out)
+        # The skip path follows the query's stride with a max-pool of kernel stride+1 (1 where the stride is 1).
+        if len(stride_q) > 0 and math.prod(stride_q) > 1:
+            kernel_skip = [s + 1 if s > 1 else s for s in stride_q]
+            self.pool_skip = nn.MaxPool3d(kernel_skip, stride_q, [k // 2 for k in kernel_skip], ceil_mode=False)
+        else:
+            self.pool_skip = None
+
+    def forward(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, Grid]:
+        x_norm = self.norm1(x)
+        x_block, thw_new = self.attn(x_norm, thw)
+        if self.dim_mul_in_att and self.dim != self.dim_out:
+            x = self.proj(x_norm)
+        x_res, _ = pool_tokens(x, self.pool_skip, thw, self.has_cls_embed)
+        if self.gamma_1 is not None:
+            x_block = self.gamma_1 * x_block
+        x = x_res + self.drop_path(x_block)
+        x_norm = self.norm2(x)
+        x_mlp = self.mlp(x_norm)
+        if not self.dim_mul_in_att and self.dim != self.dim_out:
+            x = self.proj(x_norm)
+        if self.gamma_2 is not None:
+            x_mlp = self.gamma_2 * x_mlp
+        return x + self.drop_path(x_mlp), thw_new

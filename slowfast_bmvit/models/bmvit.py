@@ -1,0 +1,87 @@
+"""BMViT: a video transformer whose output tokens are themselves the detection queries.
+
+clip [B, 3, T, H, W] -> backbone tokens [B, C, T', H', W'] -> token arrangement (box/actor tokens and class tokens,
+N each, one-to-one) -> 1x1x1 projection to BMVIT.PROJ_DIM -> box, actor and class MLP heads -> N triplets per clip.
+Training matches the triplets to the ground-truth actors (matcher.py, criterion.py); inference keeps the triplets
+whose p(actor) passes a threshold (postprocess.py).
+
+The projection is applied after the arrangement: it is linear, so it commutes with slicing and time averaging and the
+result equals projecting the whole grid first (the paper's order) at a fraction of the cost for the sliced arrangements.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import Tensor, nn
+
+from slowfast_bmvit.config import ConfigError
+
+from .build import MODEL_REGISTRY, get_model_class
+from .heads import TripletHeads
+from .token_selection import ARRANGEMENTS, arrange_tokens, arranged_grid, reference_points
+
+
+@MODEL_REGISTRY.register()
+class BMViT(nn.Module):
+    """Single-stage action localisation with bipartite matching (Ntinou et al., CVPR 2024).
+
+    Args:
+        cfg: the config; reads MODEL.NUM_CLASSES and the BMVIT group. The backbone is
+            `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)` (the MViT keys configure it).
+        backbone: an already-built backbone to use instead (must provide `forward_features(x) -> (tokens
+            [B, C, T', H', W'], cls or None)`, `out_dim`, `output_grid((T, H, W))` and `no_weight_decay()`).
+
+    Its parameters are `backbone.*` (the backbone's own names, so K400 checkpoints load with the prefix
+    `backbone.`), `projection.*` and `heads.{box,actor,classes}.*`.
+    """
+
+    # Prefix of the backbone's parameters in this model's state_dict (where a classifier checkpoint loads).
+    backbone_prefix = "backbone."
+
+    def __init__(self, cfg, backbone: nn.Module | None = None):
+        super().__init__()
+        self.backbone = backbone if backbone is not None else get_model_class(cfg.BMVIT.BACKBONE)(cfg, with_head=False)
+        self.arrangement = cfg.BMVIT.TOKEN_ARRANGEMENT
+        if self.arrangement not in ARRANGEMENTS:
+            raise ConfigError(f"BMVIT.TOKEN_ARRANGEMENT: {self.arrangement!r} is not one of {', '.join(ARRANGEMENTS)}")
+        if cfg.BMVIT.BOX_REFERENCE not in ("token_grid", "none"):
+            raise ConfigError(f"BMVIT.BOX_REFERENCE: {cfg.BMVIT.BOX_REFERENCE!r} is not one of token_grid, none")
+        self.use_box_reference = cfg.BMVIT.BOX_REFERENCE == "token_grid"
+        self.projection = nn.Linear(self.backbone.out_dim, cfg.BMVIT.PROJ_DIM)
+        self.heads = TripletHeads(
+            cfg.BMVIT.PROJ_DIM, cfg.MODEL.NUM_CLASSES, cfg.BMVIT.HEAD_LAYERS, cfg.BMVIT.CLASS_DROPOUT
+        )
+
+    def token_grid(self, input_thw: Sequence[int]) -> tuple[int, int, int]:
+        """(S, H', W') of the N = S * H' * W' output triplets for an input clip of (T, H, W) frames x pixels.
+
+        `pred_*[b].reshape(S, H', W', -1)` puts each triplet at its token's place (e.g. for confidence maps).
+        """
+        return arranged_grid(self.arrangement, tuple(self.backbone.output_grid(tuple(input_thw))))
+
+    def no_weight_decay(self) -> set[str]:
+        """The backbone's no-weight-decay parameter names, with this model's prefix."""
+        return {self.backbone_prefix + name for name in self.backbone.no_weight_decay()}
+
+    def forward(self, x: Tensor | Sequence[Tensor]) -> dict[str, Tensor]:
+        """x: clip [B, 3, T, H, W] or a one-element list of it.
+
+        Returns:
+            pred_boxes:   [B, N, 4] (cx, cy, w, h) as fractions of the clip, in (0, 1), float32.
+            pred_actor:   [B, N, 2] logits, index 1 = actor.
+            pred_classes: [B, N, C] logits (sigmoid for BMVIT.CLASS_LOSS bce, softmax for ce).
+        with N = S * H' * W' tokens laid out as `token_grid((T, H, W))`.
+        """
+        if isinstance(x, (list, tuple)):
+            if len(x) != 1:
+                raise ValueError(f"BMViT has one pathway; got a list of {len(x)} inputs")
+            x = x[0]
+        tokens, _ = self.backbone.forward_features(x)
+        arranged = arrange_tokens(tokens, self.arrangement)
+        box_tokens = self.projection(arranged.box_tokens)
+        shared = arranged.class_tokens is arranged.box_tokens
+        class_tokens = box_tokens if shared else self.projection(arranged.class_tokens)
+        references = reference_points(arranged.grid, device=x.device) if self.use_box_reference else None
+        boxes, actor_logits, class_logits = self.heads(box_tokens, class_tokens, references)
+        return {"pred_boxes": boxes, "pred_actor": actor_logits, "pred_classes": class_logits}

@@ -1,0 +1,217 @@
+"""Loading PySlowFast `.pyth` checkpoints and plain state dicts into a model, shape-matched.
+
+Rules (PySlowFast's, see docs/PYSLOWFAST_COMPAT.md):
+- a tensor whose name and shape match loads;
+- a relative-position table (`...attn.rel_pos_{t,h,w}`) whose row count differs is resized by 1-D linear
+  interpolation (align_corners=False): that is how a 224-pixel checkpoint serves a 256-pixel model;
+- a head tensor (`head.` / `heads.` / `projection.`...) whose shape differs, or any tensor the model lacks, is skipped
+  and listed (e.g. the 400-class K400 head when fine-tuning on AVA);
+- any other shape mismatch means the checkpoint is of another architecture: `CheckpointError`.
+
+A classifier checkpoint loads into a model that holds the backbone under a prefix (BMViT's `backbone.`, the two-stage
+model's) by giving `prefix="backbone."`, or by leaving `prefix=None`: the prefix under which most checkpoint tensors
+find a model tensor of the same name is then used. DistributedDataParallel's `module.` prefix is removed from the
+checkpoint and a DDP-wrapped model is unwrapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+_REL_POS_KEY = re.compile(r"(^|\.)attn\.rel_pos_[thw]$")
+# Checkpoint tensors under these module names may be skipped on a shape mismatch (task heads, not the backbone).
+DEFAULT_HEAD_PREFIXES: tuple[str, ...] = ("head.", "heads.", "projection.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_checkpoint` did. Names are the model's state_dict keys (prefix included)."""
+
+    source: str
+    prefix: str
+    epoch: int | None = None
+    loaded: list[str] = field(default_factory=list)
+    resized: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # (name, old, new)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint key, reason)
+    missing: list[str] = field(default_factory=list)  # model keys the checkpoint did not provide
+
+    def summary(self) -> str:
+        """One line: counts, then the skipped keys and the first missing ones."""
+        parts = [
+            f"{self.source}: loaded {len(self.loaded)} tensors"
+            + (f" under prefix {self.prefix!r}" if self.prefix else ""),
+            f"{len(self.resized)} rel-pos tables resized",
+            f"{len(self.skipped)} skipped",
+            f"{len(self.missing)} model tensors missing",
+        ]
+        line = ", ".join(parts)
+        if self.skipped:
+            line += "; skipped: " + "; ".join(f"{key} ({reason})" for key, reason in self.skipped[:10])
+        if self.missing:
+            more = f" (+{len(self.missing) - 10} more)" if len(self.missing) > 10 else ""
+            line += "; missing: " + ", ".join(self.missing[:10]) + more
+        return line
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
+
+
+def _read_file(path: str) -> Any:
+    """torch.load(weights_only=True) on the CPU, every failure turned into one CheckpointError naming the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    if not (head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_MAGIC)):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither torch.save's zip nor its pickle format)")
+    if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (zip archive without its central directory)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if refused:
+            raise CheckpointError(
+                f"{path}: holds a Python object ({refused.group(1)}) that weights_only loading refuses; "
+                "re-save the checkpoint with tensors, numbers, strings and plain containers only"
+            ) from None
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint (unreadable pickle data)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
+
+
+def _state_dict_of(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], int | None]:
+    """The model state inside a loaded checkpoint object, and its epoch when recorded."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: not a checkpoint (a {type(obj).__name__}, expected a dict of tensors)")
+    epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
+    for key in ("model_state", "model", "state_dict"):
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        keys = ", ".join(list(map(str, obj.keys()))[:8])
+        raise CheckpointError(f"{source}: no model tensors found (top-level keys: {keys})")
+    if all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    return state, epoch
+
+
+def _detect_prefix(checkpoint_keys: Sequence[str], model_keys: Sequence[str]) -> str:
+    """The prefix p maximising |{k in checkpoint : p + k in model}| ("" wins ties)."""
+    votes: Counter[str] = Counter()
+    model_set = set(model_keys)
+    for key in checkpoint_keys:
+        if key in model_set:
+            votes[""] += 1
+    suffix_index: dict[str, list[str]] = {}
+    for model_key in model_keys:
+        parts = model_key.split(".")
+        for cut in range(1, len(parts)):
+            suffix_index.setdefault(".".join(parts[cut:]), []).append(".".join(parts[:cut]) + ".")
+    for key in checkpoint_keys:
+        for prefix in suffix_index.get(key, ()):
+            votes[prefix] += 1
+    if not votes:
+        return ""
+    best = max(votes.values())
+    return "" if votes[""] == best else max(votes, key=lambda p: (votes[p], -len(p)))
+
+
+def resize_rel_pos_table(table: torch.Tensor, rows: int) -> torch.Tensor:
+    """[L, C] -> [rows, C] by linear interpolation along L (align_corners=False)."""
+    resized = F.interpolate(table.float().t().unsqueeze(0), size=rows, mode="linear", align_corners=False)
+    return resized[0].t().to(table.dtype)
+
+
+def load_checkpoint(
+    path_or_state_dict: str | os.PathLike | Mapping[str, Any],
+    model: nn.Module,
+    prefix: str | None = None,
+    head_prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES,
+) -> LoadReport:
+    """Load a PySlowFast checkpoint (or a state dict) into `model`, shape-matched; returns what happened.
+
+    Args:
+        path_or_state_dict: a `.pyth` / `.pt` file (`{"model_state": ...}` PySlowFast layout, or a plain state
+            dict), or an in-memory checkpoint / state dict. Files are read with `weights_only=True` on the CPU.
+        model: the model to fill in place (a DDP wrapper is unwrapped).
+        prefix: prepended to every checkpoint key to find the model key (e.g. "backbone."); None detects it.
+        head_prefixes: checkpoint keys starting with one of these may be skipped on a shape mismatch.
+    Returns:
+        LoadReport (also logged as one INFO line).
+    Raises:
+        CheckpointError: unreadable, truncated or non-checkpoint file; no tensor of the checkpoint fits the model;
+            or a shape mismatch outside the relative-position tables and the heads (another architecture).
+    """
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        source = os.fspath(path_or_state_dict)
+        obj = _read_file(source)
+    else:
+        source, obj = "<state dict>", path_or_state_dict
+    state, epoch = _state_dict_of(obj, source)
+
+    target = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    model_state = target.state_dict()
+    if prefix is None:
+        prefix = _detect_prefix(list(state), list(model_state))
+    report = LoadReport(source=source, prefix=prefix, epoch=epoch)
+
+    to_load: dict[str, torch.Tensor] = {}
+    mismatched: list[str] = []
+    for key, value in state.items():
+        name = prefix + key
+        if name not in model_state:
+            report.skipped.append((key, "not in model"))
+            continue
+        expected = model_state[name]
+        if value.shape == expected.shape:
+            to_load[name] = value
+        elif _REL_POS_KEY.search(name) and value.ndim == 2 and value.shape[1] == expected.shape[1]:
+            to_load[name] = resize_rel_pos_table(value, expected.shape[0])
+            report.resized.append((name, tuple(value.shape), tuple(expected.shape)))
+        elif key.startswith(tuple(head_prefixes)):
+            report.skipped.append((key, f"shape {tuple(value.shape)} != model {tuple(expected.shape)}"))
+        else:
+            mismatched.append(f"{key} {tuple(value.shape)} vs model {tuple(expected.shape)}")
+
+    if mismatched:
+        shown = "; ".join(mismatched[:3]) + (f" (+{len(mismatched) - 3} more)" if len(mismatched) > 3 else "")
+        raise CheckpointError(
+            f"{source}: does not fit the model (another architecture?): {len(mismatched)} tensors differ in shape: "
+            f"{shown}"
+        )
+    if not to_load:
+        example = next(iter(state))
+        raise CheckpointError(
+            f"{source}: no tensor matches the model (another architecture?); checkpoint keys look like "
+            f"{example!r}, model keys like {next(iter(model_state), '')!r}"
+        )
+
+    target.load_state_dict(to_load, strict=False)
+    report.loaded = sorted(to_load)
+    report.missing = [name for name in model_state if name not in to_load]
+    logger.info(report.summary())
+    return report

@@ -1,0 +1,88 @@
+"""Small building blocks shared by the transformer backbones: stochastic depth, the MLP, the patch embedding.
+
+Parameter names (`fc1`, `fc2`, `proj`) follow PySlowFast so that its checkpoints load key for key.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def drop_path(x: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero the whole residual branch of a random subset of samples, rescale the others.
+
+    Args:
+        x: [B, ...] the residual branch output.
+        drop_prob: probability of dropping one sample's branch.
+        training: identity when False.
+    """
+    if drop_prob == 0.0 or not training:
+        return x
+    keep_prob = 1.0 - drop_prob
+    mask_shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = torch.empty(mask_shape, dtype=x.dtype, device=x.device).bernoulli_(keep_prob)
+    return x * mask / keep_prob
+
+
+class DropPath(nn.Module):
+    """Module form of `drop_path` (one rate per residual block)."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_prob, self.training)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> Linear on the last dimension, with optional dropout after each linear."""
+
+    def __init__(self, in_features: int, hidden_features: int, out_features: int, drop_rate: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, out_features)
+        self.drop = nn.Dropout(drop_rate) if drop_rate > 0.0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class PatchEmbed(nn.Module):
+    """Cube embedding: a strided Conv3d turning a clip into a grid of tokens.
+
+    forward: [B, C_in, T, H, W] -> (tokens [B, T'*H'*W', C_out] in (t, h, w) raster order, grid (T', H', W')).
+    """
+
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        kernel: tuple[int, int, int],
+        stride: tuple[int, int, int],
+        padding: tuple[int, int, int],
+    ):
+        super().__init__()
+        self.proj = nn.Conv3d(dim_in, dim_out, kernel_size=kernel, stride=stride, padding=padding)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        x = self.proj(x)
+        grid = (x.shape[2], x.shape[3], x.shape[4])
+        return x.flatten(2).transpose(1, 2), grid
+
+
+def round_width(width: float, multiplier: float, divisor: int = 1, min_width: int | None = None) -> int:
+    """`width * multiplier` rounded to the nearest multiple of `divisor` (never below 90% of it), as PySlowFast."""
+    if not multiplier:
+        return int(width)
+    width = width * multiplier
+    min_width = min_width or divisor
+    rounded = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * width:
+        rounded += divisor
+    return int(rounded)

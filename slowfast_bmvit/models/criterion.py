@@ -1,0 +1,138 @@
+"""The bipartite matching (Hungarian) loss of BMViT.
+
+After the matcher assigns ground-truth persons to tokens, with A = number of ground-truth actors in the batch
+(summed over distributed workers, divided by their number, at least 1):
+
+- actor: 2-way cross-entropy over ALL tokens; target "actor" for tokens matched to an actor, "no actor" for every
+  other token; each "no actor" term weighted by BMVIT.NO_ACTOR_WEIGHT and the sum divided by the sum of the weights
+  (DETR's eos_coef weighted mean);
+- bbox (L1 on cx, cy, w, h) and giou (1 - GIoU): on the matched tokens, summed and divided by the number of boxes
+  with a box loss (A, plus the matched non-actor persons with BMVIT.BOX_LOSS_ON_NON_ACTORS);
+- class: on the tokens matched to actors, divided by A; "bce" = sigmoid binary cross-entropy averaged over the C
+  classes (multi-label AVA), "ce" = softmax cross-entropy against the argmax of the one-hot label row (UCF101-24,
+  JHMDB).
+
+With BOX_LOSS_ON_NON_ACTORS, annotated non-actor persons are matched too: their tokens get the actor target "no
+actor" (weighted like every other "no actor" token) and the box losses, but no class loss.
+Every term stays connected to its head even when the batch has no actor (a zero with gradients), so distributed
+training without `find_unused_parameters` works on actor-free batches.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
+from .matcher import HungarianMatcher
+
+
+def _average_count_over_workers(count: float, device: torch.device) -> float:
+    """The count averaged over distributed workers (as DETR does for num_boxes), at least 1."""
+    total = torch.tensor([float(count)], device=device)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total)
+        total = total / torch.distributed.get_world_size()
+    return max(total.item(), 1.0)
+
+
+class BipartiteMatchingLoss(nn.Module):
+    """Matches, then returns {"loss_actor", "loss_bbox", "loss_giou", "loss_class", "loss"}: weighted terms and total.
+
+    Args:
+        matcher: the HungarianMatcher (its `match_non_actors` must equal `box_loss_on_non_actors`).
+        weights: loss weights {"actor", "bbox", "giou", "class"} (BMVIT.LOSS_*).
+        no_actor_weight: weight of "no actor" targets in the actor cross-entropy (BMVIT.NO_ACTOR_WEIGHT).
+        class_loss: "bce" or "ce" (BMVIT.CLASS_LOSS).
+        box_loss_on_non_actors: match annotated non-actor persons and give their tokens the box losses.
+    """
+
+    def __init__(
+        self,
+        matcher: HungarianMatcher,
+        weights: dict[str, float],
+        no_actor_weight: float = 0.1,
+        class_loss: str = "bce",
+        box_loss_on_non_actors: bool = False,
+    ):
+        super().__init__()
+        if class_loss not in ("bce", "ce"):
+            raise ValueError(f"BMVIT.CLASS_LOSS must be bce or ce, got {class_loss!r}")
+        if matcher.match_non_actors != box_loss_on_non_actors:
+            raise ValueError("the matcher must match non-actors exactly when the loss puts box losses on them")
+        self.matcher = matcher
+        self.weights = {name: float(weights[name]) for name in ("actor", "bbox", "giou", "class")}
+        self.class_loss = class_loss
+        self.box_loss_on_non_actors = box_loss_on_non_actors
+        self.register_buffer("actor_class_weight", torch.tensor([no_actor_weight, 1.0]), persistent=False)
+
+    @classmethod
+    def from_cfg(cls, cfg) -> "BipartiteMatchingLoss":
+        """Build the matcher and the loss from the BMVIT config group."""
+        bm = cfg.BMVIT
+        matcher = HungarianMatcher(
+            cost_actor=bm.COST_ACTOR,
+            cost_bbox=bm.COST_BBOX,
+            cost_giou=bm.COST_GIOU,
+            cost_class=bm.COST_CLASS,
+            class_activation="sigmoid" if bm.CLASS_LOSS == "bce" else "softmax",
+            match_non_actors=bm.BOX_LOSS_ON_NON_ACTORS,
+        )
+        weights = {"actor": bm.LOSS_ACTOR, "bbox": bm.LOSS_BBOX, "giou": bm.LOSS_GIOU, "class": bm.LOSS_CLASS}
+        return cls(matcher, weights, bm.NO_ACTOR_WEIGHT, bm.CLASS_LOSS, bm.BOX_LOSS_ON_NON_ACTORS)
+
+    def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """outputs: BMViT's dict ([B, N, ...] tensors); targets: B dicts {"boxes" [n, 4] cxcywh, "labels" [n, C],
+        "actor" [n] bool} (the collate's `batch["targets"]`). Returns scalar tensors."""
+        matches = self.matcher(outputs, targets)
+        pred_boxes, actor_logits, class_logits = outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
+        device = pred_boxes.device
+
+        # Flat (clip, token) positions of the matched persons, and the matched persons' targets.
+        clip_index = torch.cat([torch.full_like(tokens, b) for b, (tokens, _) in enumerate(matches)]).to(device)
+        token_index = torch.cat([tokens for tokens, _ in matches]).to(device)
+        matched = {
+            key: torch.cat([t[key][persons.to(t[key].device)] for t, (_, persons) in zip(targets, matches)]).to(device)
+            for key in ("boxes", "labels", "actor")
+        }
+        is_actor = matched["actor"].bool()
+
+        actor_target = torch.zeros(actor_logits.shape[:2], dtype=torch.int64, device=device)
+        actor_target[clip_index[is_actor], token_index[is_actor]] = 1
+        loss_actor = F.cross_entropy(
+            actor_logits.float().flatten(0, 1), actor_target.flatten(), weight=self.actor_class_weight
+        )
+
+        num_actors = _average_count_over_workers(int(is_actor.sum()), device)
+        num_boxes = num_actors
+        if self.box_loss_on_non_actors:
+            num_boxes = _average_count_over_workers(len(is_actor), device)
+
+        boxes = pred_boxes[clip_index, token_index].float()
+        target_boxes = matched["boxes"].float()
+        loss_bbox = F.l1_loss(boxes, target_boxes, reduction="sum") / num_boxes
+        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
+        loss_giou = (1 - giou).sum() / num_boxes
+
+        actor_class_logits = class_logits[clip_index[is_actor], token_index[is_actor]].float()
+        labels = matched["labels"][is_actor].float()
+        if self.class_loss == "bce":
+            per_actor = F.binary_cross_entropy_with_logits(actor_class_logits, labels, reduction="none").mean(-1)
+        else:
+            per_actor = F.cross_entropy(actor_class_logits, labels.argmax(-1), reduction="none")
+        loss_class = per_actor.sum() / num_actors
+
+        losses = {
+            "loss_actor": self.weights["actor"] * loss_actor,
+            "loss_bbox": self.weights["bbox"] * loss_bbox,
+            "loss_giou": self.weights["giou"] * loss_giou,
+            "loss_class": self.weights["class"] * loss_class,
+        }
+        losses["loss"] = sum(losses.values())
+        return losses
+
+
+def build_criterion(cfg) -> BipartiteMatchingLoss:
+    """The BMViT training loss for `cfg` (`criterion = build_criterion(cfg)`)."""
+    return BipartiteMatchingLoss.from_cfg(cfg)

@@ -1,0 +1,118 @@
+"""Hungarian matcher: assigns each ground-truth person of a clip to one distinct output token.
+
+There are more tokens (N, e.g. 256 or 2048) than persons, so every person gets a token and the rest of the tokens
+are unmatched (their target is "no actor"). The cost of giving person j to token i is
+
+    C[i, j] = w_actor * (-p_i(actor state of j)) + w_L1 * |b_i - b_j|_1 + w_giou * (-GIoU(b_i, b_j))
+              + w_class * (-mean over j's positive classes of p_i(class))
+
+where the actor state of an actor is "actor" and of an annotated non-actor person (matched only when the loss puts
+box losses on non-actors) is "no actor", so the cost always rewards the prediction the loss will ask for; the class
+term is 0 for non-actors (they have no labels). Boxes are (cx, cy, w, h) fractions of the clip; L1 is on those four
+numbers, GIoU on the corresponding corners. One `scipy.optimize.linear_sum_assignment` per clip with persons.
+"""
+
+from __future__ import annotations
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from .box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+
+
+class HungarianMatcher(nn.Module):
+    """Optimal one-to-one assignment of ground-truth persons to tokens, clip by clip.
+
+    Args:
+        cost_actor, cost_bbox, cost_giou, cost_class: weights of the cost terms (BMVIT.COST_*); cost_class 0 skips
+            the class term.
+        class_activation: "sigmoid" (multi-label) or "softmax" (single-label) for p(class) in the class term.
+        match_non_actors: also match annotated non-actor persons (targets' "actor" False); otherwise only actors are
+            matched and non-actor persons are left out (their region's tokens are simply unmatched).
+    """
+
+    def __init__(
+        self,
+        cost_actor: float = 1.0,
+        cost_bbox: float = 5.0,
+        cost_giou: float = 2.0,
+        cost_class: float = 0.0,
+        class_activation: str = "sigmoid",
+        match_non_actors: bool = False,
+    ):
+        super().__init__()
+        if class_activation not in ("sigmoid", "softmax"):
+            raise ValueError(f"class_activation must be sigmoid or softmax, got {class_activation!r}")
+        self.cost_actor = cost_actor
+        self.cost_bbox = cost_bbox
+        self.cost_giou = cost_giou
+        self.cost_class = cost_class
+        self.class_activation = class_activation
+        self.match_non_actors = match_non_actors
+
+    def matchable(self, target: dict[str, Tensor]) -> Tensor:
+        """Indices [m] (into the target's persons) of the persons this matcher assigns tokens to."""
+        if self.match_non_actors:
+            return torch.arange(len(target["boxes"]), device=target["boxes"].device)
+        return torch.nonzero(target["actor"], as_tuple=False).flatten()
+
+    def cost_matrix(
+        self, boxes: Tensor, actor_logits: Tensor, class_logits: Tensor, target: dict[str, Tensor]
+    ) -> Tensor:
+        """Cost [N, n] of one clip: boxes [N, 4], actor_logits [N, 2], class_logits [N, C] against its n persons."""
+        actor_prob = actor_logits.float().softmax(-1)  # [N, 2]
+        target_boxes = target["boxes"].float()
+        cost = self.cost_actor * -actor_prob[:, target["actor"].long()]  # [N, n]: p(the person's actor state)
+        cost = cost + self.cost_bbox * torch.cdist(boxes.float(), target_boxes, p=1)
+        giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes.float()), box_cxcywh_to_xyxy(target_boxes))
+        cost = cost - self.cost_giou * giou
+        if self.cost_class:
+            logits = class_logits.float()
+            class_prob = logits.sigmoid() if self.class_activation == "sigmoid" else logits.softmax(-1)
+            labels = target["labels"].float() * target["actor"][:, None]
+            label_mean = labels / labels.sum(-1, keepdim=True).clamp(min=1)
+            cost = cost - self.cost_class * class_prob @ label_mean.T
+        return cost
+
+    @torch.no_grad()
+    def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> list[tuple[Tensor, Tensor]]:
+        """Match each clip's persons to tokens.
+
+        Args:
+            outputs: "pred_boxes" [B, N, 4] (cx, cy, w, h), "pred_actor" [B, N, 2] logits, "pred_classes" [B, N, C].
+            targets: B dicts with "boxes" [n_b, 4] (cx, cy, w, h), "labels" [n_b, C], "actor" [n_b] bool.
+        Returns:
+            B pairs (token_index [m_b], person_index [m_b]) of int64 CPU tensors: token token_index[k] is assigned
+            person person_index[k] (an index into the clip's n_b persons); m_b = number of matchable persons.
+        Raises:
+            ValueError: a clip has more matchable persons than tokens, or the predictions are not finite.
+        """
+        num_tokens = outputs["pred_boxes"].shape[1]
+        persons_per_clip, costs = [], []
+        for b, target in enumerate(targets):
+            persons = self.matchable(target)
+            if len(persons) > num_tokens:
+                raise ValueError(
+                    f"clip {b} has {len(persons)} ground-truth persons to match but the model has only {num_tokens} "
+                    "tokens; use a token arrangement with more tokens (BMVIT.TOKEN_ARRANGEMENT) or a larger input"
+                )
+            persons_per_clip.append(persons.cpu())
+            if len(persons):
+                subset = {key: target[key][persons] for key in ("boxes", "labels", "actor")}
+                costs.append(self.cost_matrix(
+                    outputs["pred_boxes"][b], outputs["pred_actor"][b], outputs["pred_classes"][b], subset
+                ))
+        # One device-to-host copy for the whole batch: [N, total persons], split back per clip.
+        all_costs = torch.cat(costs, dim=1).cpu() if costs else torch.empty(num_tokens, 0)
+        if not torch.isfinite(all_costs).all():
+            raise ValueError("the matching cost has NaN or inf entries: the model's predictions are not finite")
+        matches = []
+        for persons, cost in zip(persons_per_clip, all_costs.split([len(p) for p in persons_per_clip], dim=1)):
+            if len(persons) == 0:
+                empty = torch.empty(0, dtype=torch.int64)
+                matches.append((empty, empty))
+                continue
+            token_index, subset_index = linear_sum_assignment(cost.numpy())
+            matches.append((torch.as_tensor(token_index, dtype=torch.int64), persons[torch.as_tensor(subset_index)]))
+        return matches
