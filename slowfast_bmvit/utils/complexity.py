@@ -1,0 +1,88 @@
+"""Model size and compute: parameter count and fvcore GFLOPs (one multiply-add = one flop, as PySlowFast reports).
+
+fvcore counts convolutions, linears, matmuls, einsums and norms from a JIT trace, but not
+`aten::scaled_dot_product_attention`; `count_gflops` registers a handler that counts its two matmuls, so the fused
+attention costs what upstream's explicit `q @ k^T` and `attn @ v` cost.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from numbers import Number
+from typing import Any, Sequence
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameter elements (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> Number:
+    """fvcore handle for `aten::scaled_dot_product_attention(q, k, v, ...)`.
+
+    q [..., Nq, d], k [..., Nk, d], v [..., Nk, dv]: q k^T costs prod(...) * Nq * Nk * d multiply-adds and the
+    weighted sum of v prod(...) * Nq * Nk * dv. Softmax, scale and mask are elementwise and not counted (fvcore
+    does not count them in the explicit formulation either).
+    """
+    q_shape, k_shape, v_shape = (get_shape(value) for value in inputs[:3])
+    batch = 1
+    for size in q_shape[:-2]:
+        batch *= size
+    n_q, d = q_shape[-2], q_shape[-1]
+    n_k, d_v = k_shape[-2], v_shape[-1]
+    return batch * n_q * n_k * (d + d_v)
+
+
+class _TupleOutput(nn.Module):
+    """Wraps a model so that the JIT trace sees a tuple of tensors, whatever the model returns."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *inputs: Any) -> tuple[torch.Tensor, ...]:
+        return tuple(_flatten_tensors(self.model(*inputs)))
+
+
+def _flatten_tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        return [t for key in sorted(output) for t in _flatten_tensors(output[key])]
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _flatten_tensors(item)]
+    return []
+
+
+def flop_analysis(model: nn.Module, inputs: Sequence[Any]) -> FlopCountAnalysis:
+    """An fvcore FlopCountAnalysis of `model(*inputs)` with the SDPA handle, warnings about uncounted
+    elementwise ops silenced. Works for models returning a tensor, a tuple/list or a dict of tensors."""
+    analysis = FlopCountAnalysis(_TupleOutput(model), tuple(inputs))
+    analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_jit)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analysis
+
+
+def count_gflops(model: nn.Module, inputs: Sequence[Any]) -> float:
+    """Giga multiply-adds of one forward pass of `model(*inputs)` in eval mode, without gradients.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # fvcore traces with torch.jit, which newer torch releases flag as deprecated on every call.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+            total = flop_analysis(model, inputs).total()
+    finally:
+        model.train(was_training)
+    return total / 1e9
