@@ -1,6 +1,6 @@
 """Datasets: AVA v2.2 (and SynthAVA, generated in its format), UCF101-24 and JHMDB-21, behind DATASET_REGISTRY."""
 
-from .build import DATASET_REGISTRY, build_dataset, construct_loader  # noqa: F401
+from .build import DATASET_REGISTRY, build_dataset, construct_loader, prepare_dataset  # noqa: F401
 
 # Importing a dataset module registers its classes.
 from . import ava  # noqa: F401,E402

@@ -21,17 +21,30 @@ DATASET_REGISTRY.__doc__ = """Registry of datasets, built with `obj(cfg, split)`
 SPLITS = ("train", "val", "test")
 
 
+def _dataset_class(dataset_name: str, key: str) -> type:
+    try:
+        return DATASET_REGISTRY.get(dataset_name.capitalize())
+    except KeyError:
+        known = ", ".join(sorted(name.lower() for name, _ in DATASET_REGISTRY))
+        raise ConfigError(f"{key}: {dataset_name!r} is not a registered dataset (known: {known})") from None
+
+
 def build_dataset(dataset_name: str, cfg, split: str) -> torch.utils.data.Dataset:
     """Build the dataset registered as `dataset_name.capitalize()` for `split`."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    key = "TRAIN.DATASET" if split == "train" else "TEST.DATASET"
-    try:
-        dataset_class = DATASET_REGISTRY.get(dataset_name.capitalize())
-    except KeyError:
-        known = ", ".join(sorted(name.lower() for name, _ in DATASET_REGISTRY))
-        raise ConfigError(f"{key}: {dataset_name!r} is not a registered dataset (known: {known})") from None
-    return dataset_class(cfg, split)
+    return _dataset_class(dataset_name, "TRAIN.DATASET" if split == "train" else "TEST.DATASET")(cfg, split)
+
+
+def prepare_dataset(dataset_name: str, cfg) -> None:
+    """Run a dataset's one-time preparation (its `prepare(cfg)`, e.g. generating SynthAVA), if it has one.
+
+    Multi-process jobs call this on the main process only and then wait, so that no two processes write the
+    same files.
+    """
+    prepare = getattr(_dataset_class(dataset_name, "TRAIN.DATASET"), "prepare", None)
+    if prepare is not None:
+        prepare(cfg)
 
 
 def _world() -> tuple[int, int]:

@@ -294,6 +294,11 @@ class Synthava(Ava):
     replaced. `evaluation_files` gives the label map, val GT and exclusions for the evaluator. The test split is val.
     """
 
+    @staticmethod
+    def prepare(cfg) -> None:
+        """Generate the dataset when missing (called once, on the main process, before any loader is built)."""
+        ensure_synth_ava(cfg)
+
     def __init__(self, cfg, split: str) -> None:
         self.paths = ensure_synth_ava(cfg)
         if split == "val" and not cfg.AVA.FULL_TEST_ON_VAL:

@@ -25,6 +25,7 @@ from .evaluator import evaluate_detections
 from .inference import run_inference
 from .meters import log_json_stats
 from .task import DetectionTask
+from .trainer import prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def test(cfg) -> dict | None:
     model = build_model(cfg)
     cu.load_test_checkpoint(cfg, model)
     task = DetectionTask(cfg, model).to(device_of(cfg))
+    prepare_data(cfg, [cfg.TEST.DATASET])
     loader = construct_loader(cfg, "test")
     detections = run_inference(cfg, loader, model, task, desc="test")
     if not du.is_master_proc():

@@ -14,7 +14,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from slowfast_bmvit.datasets import construct_loader
+from slowfast_bmvit.datasets import construct_loader, prepare_dataset
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.utils.logging import setup_logging
 from slowfast_bmvit.utils.seeding import seed_everything
@@ -108,6 +108,14 @@ def validate(cfg, loader, model, task: DetectionTask, epoch: int) -> dict | None
     return result
 
 
+def prepare_data(cfg, dataset_names) -> None:
+    """Dataset preparation (e.g. SynthAVA generation) on the main process while the others wait."""
+    if du.is_master_proc():
+        for name in dict.fromkeys(dataset_names):
+            prepare_dataset(name, cfg)
+    du.synchronize()
+
+
 def train(cfg) -> torch.nn.Module:
     """Train `cfg.MODEL.MODEL_NAME` on TRAIN.DATASET; returns the trained model (unwrapped)."""
     seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
@@ -123,6 +131,7 @@ def train(cfg) -> torch.nn.Module:
         scaler = torch.amp.GradScaler(device.type)
     start = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
 
+    prepare_data(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
     train_loader = construct_loader(cfg, "train")
     val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
     iters_per_epoch = len(train_loader)

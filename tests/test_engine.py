@@ -1,0 +1,158 @@
+"""The engine end to end on a tiny generated SynthAVA: resume after a kill, two processes vs one, tests, run_net."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import simplejson
+import torch
+
+from slowfast_bmvit.config import assert_and_infer_cfg, load_config
+from slowfast_bmvit.datasets.synthetic import generate_synth_ava
+from slowfast_bmvit.engine import distributed as du
+from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, list_checkpoints
+from slowfast_bmvit.engine.task import DetectionTask
+from slowfast_bmvit.engine import tester
+from slowfast_bmvit.engine.trainer import NonFiniteLossError, train
+
+SYNTH_PARAMS = {"seed": 3, "num_train_videos": 4, "num_val_videos": 2, "video_seconds": 6, "frame_size": (48, 64)}
+
+TINY_OPTS = [
+    "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
+    "MVIT.DEPTH", "2", "MVIT.EMBED_DIM", "16", "MVIT.PATCH_STRIDE", "[2, 4, 4]", "MVIT.DIM_MUL", "[[1, 2.0]]",
+    "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]", "MVIT.POOL_KV_STRIDE_ADAPTIVE", "[1, 2, 2]",
+    "BMVIT.PROJ_DIM", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "SOLVER.MAX_EPOCH", "2",
+    "SOLVER.WARMUP_EPOCHS", "0.5", "TRAIN.CHECKPOINT_PERIOD", "1", "DATA_LOADER.NUM_WORKERS", "0",
+    "DETERMINISTIC", "True", "LOG_PERIOD", "1", "DEMO.NUM_VIS_KEYFRAMES", "2",
+    "SYNTH.SEED", str(SYNTH_PARAMS["seed"]), "SYNTH.NUM_TRAIN_VIDEOS", str(SYNTH_PARAMS["num_train_videos"]),
+    "SYNTH.NUM_VAL_VIDEOS", str(SYNTH_PARAMS["num_val_videos"]), "SYNTH.VIDEO_SECONDS",
+    str(SYNTH_PARAMS["video_seconds"]), "SYNTH.FRAME_SIZE", "[48, 64]", "SYNTH.GENERATE_IF_MISSING", "False",
+]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synth") / "synthava")
+    generate_synth_ava(root, progress=False, **SYNTH_PARAMS)
+    return root
+
+
+def tiny_cfg(repo_root, synth_root, output_dir, *extra):
+    opts = TINY_OPTS + ["SYNTH.ROOT", synth_root, "OUTPUT_DIR", str(output_dir), *extra]
+    return assert_and_infer_cfg(load_config(str(repo_root / "configs" / "SYNTH" / "BMViT_demo.yaml"), opts))
+
+
+def final_weights(output_dir):
+    checkpoint = torch.load(get_last_checkpoint(str(output_dir)), map_location="cpu", weights_only=True)
+    return checkpoint["epoch"], checkpoint["model_state"]
+
+
+def json_losses(output_dir, kind="train_iter"):
+    rows = []
+    with open(os.path.join(output_dir, "json_stats.log")) as handle:
+        for line in handle:
+            stats = simplejson.loads(line)
+            if stats["_type"] == kind:
+                rows.append(stats)
+    return rows
+
+
+def test_killed_run_resumes_to_the_same_weights(repo_root, synth_root, tmp_path, monkeypatch):
+    """12 clips, batch 4: 3 iterations per epoch, 2 epochs; the run dies in epoch 2 after a mid-epoch checkpoint."""
+    reference = tmp_path / "uninterrupted"
+    train(tiny_cfg(repo_root, synth_root, reference, "TRAIN.CHECKPOINT_ITER_PERIOD", "1"))
+
+    killed = tmp_path / "killed"
+    cfg = tiny_cfg(repo_root, synth_root, killed, "TRAIN.CHECKPOINT_ITER_PERIOD", "1")
+    real_losses = DetectionTask.losses
+    calls = {"n": 0}
+
+    def dies_at_the_fifth_step(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:  # epoch 2, second iteration: after the checkpoint of its first iteration
+            raise KeyboardInterrupt("killed")
+        return real_losses(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", dies_at_the_fifth_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(DetectionTask, "losses", real_losses)
+    newest = os.path.basename(get_last_checkpoint(str(killed)))
+    assert newest == "checkpoint_epoch_00001_iter_0000001.pyth", list_checkpoints(str(killed))
+
+    train(cfg)  # AUTO_RESUME picks the mid-epoch checkpoint up
+    epoch_a, weights_a = final_weights(reference)
+    epoch_b, weights_b = final_weights(killed)
+    assert epoch_a == epoch_b == 1
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    resumed_iters = [row["iter"] for row in json_losses(killed) if row["epoch"] == "2/2"]
+    assert resumed_iters[-2:] == ["2/3", "3/3"]  # the resumed run did only what was left
+
+
+def test_nan_loss_stops_with_a_clear_error(repo_root, synth_root, tmp_path, monkeypatch):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path)
+    real_losses = DetectionTask.losses
+
+    def nan_losses(self, model, batch):
+        losses = real_losses(self, model, batch)
+        losses["loss"] = losses["loss"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(DetectionTask, "losses", nan_losses)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1, iteration 1: .*loss_bbox="):
+        train(cfg)
+
+
+def _train_and_report(cfg):
+    train(cfg)
+    if du.get_rank() == 0:
+        return [row["loss"] for row in json_losses(cfg.OUTPUT_DIR)]
+    return None
+
+
+def test_two_gloo_processes_follow_the_single_process_trajectory(repo_root, synth_root, tmp_path):
+    one = tiny_cfg(repo_root, synth_root, tmp_path / "one", "SOLVER.MAX_EPOCH", "1")
+    two = tiny_cfg(repo_root, synth_root, tmp_path / "two", "SOLVER.MAX_EPOCH", "1")
+    torch.set_num_threads(1)
+    single = _train_and_report(one)
+    double = du.launch_cpu_processes(2, _train_and_report, two)[0]
+    assert len(single) == len(double) == 3
+    # Same global batch (4 clips, 2 per process): the loss is a mean over matched actors normalised by their
+    # count averaged over processes, so it matches up to the actor cross-entropy's per-process weighting.
+    for a, b in zip(single, double):
+        assert abs(a - b) <= 0.02 * abs(a), (single, double)
+
+
+def test_test_writes_metric_detections_and_pictures(repo_root, synth_root, tmp_path):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "BMVIT.ACTOR_THRESH", "0.0")
+    train(cfg)
+    result = tester.test(cfg)
+    assert 0.0 <= result["mAP"] <= 1.0
+    assert set(result["per_class"]) <= {"fall down", "get up", "jump/leap", "run/jog", "stand", "walk",
+                                        "carry/hold (an object)", "hand wave", "talk to (e.g., self, a person, a group)"}
+    with open(tmp_path / "detections_test.csv") as handle:
+        rows = [line.strip().split(",") for line in handle]
+    assert rows and all(len(row) == 8 for row in rows)
+    assert {int(row[6]) for row in rows} == {5, 6, 7, 10, 12, 14, 17, 69, 79}  # every evaluated class has a row
+    saved = simplejson.load(open(tmp_path / "test_results.json"))
+    assert saved["mAP"] == pytest.approx(result["mAP"])
+    assert (tmp_path / "per_class_ap.png").stat().st_size > 0
+    assert len(os.listdir(tmp_path / "keyframes")) == 2
+
+
+def test_two_stage_baseline_trains_and_tests_through_run_net(repo_root, synth_root, tmp_path):
+    command = [sys.executable, str(repo_root / "tools" / "run_net.py"), "--cfg",
+               str(repo_root / "configs" / "SYNTH" / "BMViT_demo.yaml"), *TINY_OPTS, "SYNTH.ROOT", synth_root,
+               "OUTPUT_DIR", str(tmp_path), "MODEL.MODEL_NAME", "MViTRoI", "SOLVER.MAX_EPOCH", "1",
+               "AVA.TEST_USE_GT_BOXES", "False", "AVA.DETECTION_SCORE_THRESH", "0.5", "DATA.RESIZE_MODE", "short_side",
+               "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=repo_root, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("mAP@0.5IOU: ")
+    assert 0.0 <= float(last_line.split(": ")[1]) <= 1.0
+    assert (tmp_path / "detections_test.csv").stat().st_size > 0
+    assert os.path.basename(get_last_checkpoint(str(tmp_path))) == "checkpoint_epoch_00001.pyth"
