@@ -118,3 +118,16 @@ def test_model_stats_cli_on_mvitv2_s_at_256():
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "params: 34553488"
     assert float(lines[1].split()[1]) == pytest.approx(89.97, abs=0.05)
+
+
+def test_model_stats_tool_counts_the_two_stage_model_with_boxes(capsys):
+    """The two-stage model needs person boxes; more boxes cost more (RoIAlign + head), never less."""
+    tool = _load_tool()
+    config = str(REPO / "configs" / "AVA" / "MViTv2_S_two_stage.yaml")
+    gflops = []
+    for boxes in ("1", "64"):
+        tool.main(["--cfg", config, "--num-boxes", boxes, *SMALL_OPTS])
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert lines[0].startswith("params: ") and lines[1].startswith("gflops: ")
+        gflops.append(float(lines[1].split()[1]))
+    assert 0 < gflops[0] < gflops[1]

@@ -4,8 +4,10 @@
     python tools/model_stats.py --cfg configs/Kinetics/MViTv2_S_16x4.yaml [KEY VALUE ...]
 
 Prints `params: <int>` and `gflops: <float>` on two lines. The clip is [1, 3, DATA.NUM_FRAMES, DATA.TEST_CROP_SIZE,
-DATA.TEST_CROP_SIZE]; the model is built on the CPU in eval mode whatever NUM_GPUS says. GFLOPs are fvcore's
-(one multiply-add = one flop, as PySlowFast reports them), scaled_dot_product_attention included.
+DATA.TEST_CROP_SIZE]; a model that reads person boxes (the two-stage baseline) gets --num-boxes boxes on it
+(default 1; its RoI head's cost grows with them, the person detector's is not counted). The model is built on the
+CPU in eval mode whatever NUM_GPUS says. GFLOPs are fvcore's (one multiply-add = one flop, as PySlowFast reports
+them), scaled_dot_product_attention included.
 """
 
 import logging
@@ -22,7 +24,7 @@ from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, pars
 from slowfast_bmvit.utils.complexity import count_gflops, count_parameters  # noqa: E402
 
 
-def model_stats(cfg) -> tuple[int, float]:
+def model_stats(cfg, num_boxes: int = 1) -> tuple[int, float]:
     """(parameters, GFLOPs of one test clip) of `cfg.MODEL.MODEL_NAME`."""
     try:
         model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
@@ -30,18 +32,28 @@ def model_stats(cfg) -> tuple[int, float]:
         exit_on_config_error(err)
     size = cfg.DATA.TEST_CROP_SIZE
     clip = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, size, size)
-    return count_parameters(model), count_gflops(model, (clip,))
+    inputs = (clip,)
+    if getattr(model, "uses_input_boxes", False):
+        # Boxes [R, 5] (batch index, x1, y1, x2, y2 in input pixels), spread over the frame.
+        corners = torch.linspace(0, size / 2, num_boxes)
+        inputs = (clip, torch.stack([torch.zeros(num_boxes), corners, corners, corners + size / 2,
+                                     corners + size / 2], dim=1))
+    return count_parameters(model), count_gflops(model, inputs)
 
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args("Print the parameter count and GFLOPs of a config's model.", argv)
+    args = parse_args(
+        "Print the parameter count and GFLOPs of a config's model.", argv,
+        lambda parser: parser.add_argument("--num-boxes", type=int, default=1,
+                                           help="person boxes per clip for models that read boxes (two-stage)"),
+    )
     for cfg_file in args.cfg_files:
         try:
             cfg = load_job_config(args, cfg_file)
         except ConfigError as err:
             exit_on_config_error(err)
-        params, gflops = model_stats(cfg)
+        params, gflops = model_stats(cfg, args.num_boxes)
         print(f"params: {params}")
         print(f"gflops: {gflops:.3f}")
 

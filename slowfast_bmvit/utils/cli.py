@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
 
@@ -17,7 +17,9 @@ from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
 _KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
 
 
-def build_parser(description: str) -> argparse.ArgumentParser:
+def build_parser(description: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+                 ) -> argparse.ArgumentParser:
+    """PySlowFast's options; `add_arguments` lets a tool add its own before the trailing overrides."""
     parser = argparse.ArgumentParser(
         description=description,
         epilog="Example: python tools/run_net.py --cfg configs/AVA/BMViT_MViTv2_S.yaml NUM_GPUS 8 "
@@ -31,6 +33,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         help="number of machines (overrides NUM_SHARDS)")
     parser.add_argument("--shard_id", type=int, default=None,
                         help="index of this machine, 0..num_shards-1 (overrides SHARD_ID)")
+    if add_arguments is not None:
+        add_arguments(parser)
     parser.add_argument("--opts", dest="dash_opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides as KEY VALUE pairs (same as trailing pairs)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
@@ -38,9 +42,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+def parse_args(description: str, argv: Sequence[str] | None = None,
+               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     """Parse argv; config files and override pairs are separated even when the pairs follow --cfg directly."""
-    args = build_parser(description).parse_args(argv)
+    args = build_parser(description, add_arguments).parse_args(argv)
     files, opts = [], []
     for index, item in enumerate(args.cfg_files):
         if _KEY_PATTERN.match(item):
