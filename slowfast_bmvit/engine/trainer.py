@@ -37,7 +37,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _check_finite(losses: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
-    if torch.isfinite(losses["loss"]).item():
+    """Raise on every process when any process's loss is not finite (before backward, so no process hangs)."""
+    finite = torch.isfinite(losses["loss"].detach()).float()
+    if du.get_world_size() > 1:
+        finite = du.all_reduce_mean(finite)
+    if finite.item() == 1.0:
         return
     terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
     raise NonFiniteLossError(
@@ -81,7 +85,9 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
             losses["loss"].backward()
             grad_norm = _clip_gradients(cfg, model)
             optimizer.step()
-        scalars = {name: du.all_reduce_mean(value.detach().float()).item() for name, value in losses.items()}
+        # One collective and one host sync for all loss terms.
+        reduced = du.all_reduce_mean(torch.stack([value.detach().float() for value in losses.values()])).tolist()
+        scalars = dict(zip(losses, reduced))
         meter.iter_toc()
         meter.update_stats(scalars, lr, batch["inputs"].shape[0] * du.get_world_size(), grad_norm=grad_norm)
         meter.log_iter_stats(epoch, iteration)
