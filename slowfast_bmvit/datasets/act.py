@@ -35,7 +35,7 @@ from slowfast_bmvit.config import ConfigError
 
 from .act_convert import annotated_frames, load_act_pickle
 from .build import DATASET_REGISTRY
-from .collate import detection_collate
+from .keyframe_dataset import KeyframeClipDataset
 from .frame_io import FrameReader, clip_frame_indices
 from .transforms import DetectionTransform
 from .video_io import VideoReader, VideoReadError
@@ -43,20 +43,11 @@ from .video_io import VideoReader, VideoReadError
 logger = logging.getLogger(__name__)
 
 
-class ActDataset(torch.utils.data.Dataset):
+class ActDataset(KeyframeClipDataset):
     """Keyframe clips of an ACT-format dataset; samples follow the contract of datasets/collate.py."""
 
-    collate_fn = staticmethod(detection_collate)
-
     def __init__(self, cfg, split: str) -> None:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
-        self.cfg = cfg
-        self.split = split
-        self.is_train = split == "train"
-        self.num_frames = cfg.DATA.NUM_FRAMES
-        self.sampling_rate = cfg.DATA.SAMPLING_RATE
-        self.num_classes = cfg.MODEL.NUM_CLASSES
+        super().__init__(cfg, split)
         self.source = cfg.ACT.SOURCE
 
         if not cfg.ACT.GT_FILE:
@@ -79,7 +70,6 @@ class ActDataset(torch.utils.data.Dataset):
         self.transform = DetectionTransform.from_cfg(cfg, split)
         self.frame_reader = FrameReader(cfg.DATA.ON_BAD_FRAME)
         self.video_reader = VideoReader(cfg.ACT.DECODED_FRAME_CACHE, cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
-        self.num_cropped_away = 0
         self.num_keyframes_past_video_end = 0
         self._short_videos_reported: set[int] = set()
 
@@ -215,14 +205,6 @@ class ActDataset(torch.utils.data.Dataset):
             self._short_videos_reported.add(video_idx)
             logger.warning("%s has %d frames, fewer than the annotation's %d: clips are clamped to its frames",
                            path, available, nframes)
-
-    def _count_cropped_away(self, count: int) -> None:
-        before = self.num_cropped_away
-        self.num_cropped_away += count
-        # Log when the running count crosses a power of two: a record without flooding the log.
-        if self.num_cropped_away.bit_length() > before.bit_length():
-            logger.info("%s: %d person box(es) cropped away by the clip transform and dropped so far (this process)",
-                        self.split, self.num_cropped_away)
 
 
 @DATASET_REGISTRY.register()

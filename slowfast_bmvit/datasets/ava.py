@@ -28,7 +28,7 @@ from slowfast_bmvit.evaluation.ava_io import read_exclusions, read_labelmap
 
 from . import ava_helper
 from .build import DATASET_REGISTRY
-from .collate import detection_collate
+from .keyframe_dataset import KeyframeClipDataset
 from .frame_io import FrameReader, clip_frame_indices
 from .transforms import DetectionTransform
 
@@ -53,20 +53,11 @@ def _annotation_path(cfg, key: str, name: str) -> str:
 
 
 @DATASET_REGISTRY.register()
-class Ava(torch.utils.data.Dataset):
+class Ava(KeyframeClipDataset):
     """AVA keyframe clips with their persons; samples follow the contract of datasets/collate.py."""
 
-    collate_fn = staticmethod(detection_collate)
-
     def __init__(self, cfg, split: str) -> None:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be train, val or test, got {split!r}")
-        self.cfg = cfg
-        self.split = split
-        self.is_train = split == "train"
-        self.num_frames = cfg.DATA.NUM_FRAMES
-        self.sampling_rate = cfg.DATA.SAMPLING_RATE
-        self.num_classes = cfg.MODEL.NUM_CLASSES
+        super().__init__(cfg, split)
 
         self.categories, self.class_ids = read_labelmap(_annotation_path(cfg, "LABEL_MAP_FILE", cfg.AVA.LABEL_MAP_FILE))
         too_large = sorted(i for i in self.class_ids if not 1 <= i <= self.num_classes)
@@ -79,7 +70,6 @@ class Ava(torch.utils.data.Dataset):
         self.keyframes = self._load_keyframes()
         self.transform = DetectionTransform.from_cfg(cfg, split)
         self.reader = FrameReader(cfg.DATA.ON_BAD_FRAME)
-        self.num_cropped_away = 0
 
     # ------------------------------------------------------------------------------------------------------ loading
     def _box_files(self) -> list[tuple[str, bool]]:
@@ -186,11 +176,3 @@ class Ava(torch.utils.data.Dataset):
         paths = self.frame_lists.frame_paths[meta["video_idx"]]
         center = min(ava_helper.sec_to_frame(meta["sec"]), len(paths) - 1)
         return self.reader.read_clip(paths, np.array([center]))[0]
-
-    def _count_cropped_away(self, count: int) -> None:
-        before = self.num_cropped_away
-        self.num_cropped_away += count
-        # Log when the running count crosses a power of two: a record without flooding the log.
-        if self.num_cropped_away.bit_length() > before.bit_length():
-            logger.info("%s: %d person box(es) cropped away by the clip transform and dropped so far (this process)",
-                        self.split, self.num_cropped_away)
