@@ -156,3 +156,32 @@ def test_two_stage_baseline_trains_and_tests_through_run_net(repo_root, synth_ro
     assert 0.0 <= float(last_line.split(": ")[1]) <= 1.0
     assert (tmp_path / "detections_test.csv").stat().st_size > 0
     assert os.path.basename(get_last_checkpoint(str(tmp_path))) == "checkpoint_epoch_00001.pyth"
+
+
+def test_multigrid_long_cycle_trains_at_changing_shapes(repo_root, synth_root, tmp_path, monkeypatch):
+    from slowfast_bmvit.engine import trainer
+
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "MULTIGRID.LONG_CYCLE", "True",
+                   "SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 4]", "SOLVER.LRS", "[1, 0.1]",
+                   "SOLVER.MAX_EPOCH", "6", "TRAIN.CHECKPOINT_PERIOD", "100", "TRAIN.BATCH_SIZE", "1")
+    shapes = []
+    real_construct_loader = trainer.construct_loader
+
+    def recording_construct_loader(cfg, split, *args):
+        loader = real_construct_loader(cfg, split, *args)
+        if split == "train":
+            shapes.append((cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, loader.batch_size,
+                           tuple(next(iter(loader))["inputs"].shape[2:])))
+        return loader
+
+    monkeypatch.setattr(trainer, "construct_loader", recording_construct_loader)
+    train(cfg)
+    assert cfg.SOLVER.MAX_EPOCH == 6 and cfg.DATA.NUM_FRAMES == 4  # the caller's config is left untouched
+    assert len(shapes) == 4, shapes  # (T, S) = (1, 23), (2, 23), (2, 32), (4, 32): one loader per stage
+    for batch, frames, crop, loader_batch, clip_shape in shapes:
+        assert clip_shape == (frames, crop, crop) and loader_batch == batch
+        assert batch * frames * crop**2 <= 1 * 4 * 32**2 * 1.3  # B x T x S^2 about constant (rounding)
+    assert shapes[-1][1:3] == (4, 32)  # the schedule ends at the full shape
+    assert len({shape[1:3] for shape in shapes}) == 4
+    final = torch.load(get_last_checkpoint(str(tmp_path)), map_location="cpu", weights_only=True)
+    assert final["epoch"] == 8  # the schedule stretched 6 epochs to 9 (EPOCH_FACTOR 1.5)

@@ -67,6 +67,12 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         value = _get(cfg, key)
         _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
 
+    _require(not cfg.MULTIGRID.SHORT_CYCLE, "MULTIGRID.SHORT_CYCLE",
+             "the short cycle is not wired into the trainer yet (engine/multigrid.py has its schedule); "
+             "use MULTIGRID.LONG_CYCLE")
+    if cfg.MULTIGRID.LONG_CYCLE:
+        _require(cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs", "SOLVER.LR_POLICY",
+                 "multigrid's long cycle needs steps_with_relative_lrs (its LR stages come from SOLVER.STEPS)")
     for key in UNSUPPORTED_WHEN_TRUE:
         _require(not _get(cfg, key), key, "True is not supported by slowfast_bmvit (leave it False)")
     _require(cfg.NUM_GPUS >= 0, "NUM_GPUS", f"must be >= 0, got {cfg.NUM_GPUS}")

@@ -14,7 +14,8 @@ logger = logging.getLogger(__name__)
 class KeyframeClipDataset(torch.utils.data.Dataset):
     """Base of the detection datasets: clips centred on keyframes, samples per datasets/collate.py.
 
-    Sets `cfg`, `split`, `is_train`, `num_frames` (DATA.NUM_FRAMES), `sampling_rate` (DATA.SAMPLING_RATE),
+    Sets `cfg`, `split`, `is_train`, `num_frames` (DATA.NUM_FRAMES), `sampling_rate` (DATA.SAMPLING_RATE, or
+    MULTIGRID.LONG_CYCLE_SAMPLING_RATE for training under the long cycle),
     `num_classes` (MODEL.NUM_CLASSES) and counts persons the clip transform crops away.
     """
 
@@ -28,6 +29,9 @@ class KeyframeClipDataset(torch.utils.data.Dataset):
         self.is_train = split == "train"
         self.num_frames = cfg.DATA.NUM_FRAMES
         self.sampling_rate = cfg.DATA.SAMPLING_RATE
+        if cfg.MULTIGRID.LONG_CYCLE and cfg.MULTIGRID.LONG_CYCLE_SAMPLING_RATE > 0 and self.is_train:
+            # Fewer frames at a larger stride keep the clip's temporal span under multigrid's long cycle.
+            self.sampling_rate = cfg.MULTIGRID.LONG_CYCLE_SAMPLING_RATE
         self.num_classes = cfg.MODEL.NUM_CLASSES
         self.num_cropped_away = 0
 

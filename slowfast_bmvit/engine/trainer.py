@@ -26,6 +26,7 @@ from .evaluator import evaluate_detections
 from .inference import run_inference
 from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, log_json_stats
+from .multigrid import MultigridSchedule
 from .optimizer import construct_optimizer, set_lr
 from .task import DetectionTask, move_batch
 
@@ -123,7 +124,15 @@ def prepare_data(cfg, dataset_names) -> None:
 
 
 def train(cfg) -> torch.nn.Module:
-    """Train `cfg.MODEL.MODEL_NAME` on TRAIN.DATASET; returns the trained model (unwrapped)."""
+    """Train `cfg.MODEL.MODEL_NAME` on TRAIN.DATASET; returns the trained model (unwrapped).
+
+    With MULTIGRID.LONG_CYCLE the solver keys are rewritten for the multigrid schedule and every epoch runs at its
+    long-cycle shape (on a copy of `cfg`; the caller's config is left as it was).
+    """
+    multigrid = None
+    if cfg.MULTIGRID.LONG_CYCLE:
+        multigrid = MultigridSchedule()
+        cfg = multigrid.init(cfg.clone())
     seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
     setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
     if du.is_master_proc():
@@ -138,21 +147,29 @@ def train(cfg) -> torch.nn.Module:
     start = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
 
     prepare_data(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
-    train_loader = construct_loader(cfg, "train")
     val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
-    iters_per_epoch = len(train_loader)
-    meter = TrainMeter(iters_per_epoch, cfg)
-    logger.info("Start epoch %d (iteration %d); %d iterations per epoch", start.start_epoch + 1, start.start_iter,
-                iters_per_epoch)
+    train_loader = None
+    logger.info("Start epoch %d (iteration %d)", start.start_epoch + 1, start.start_iter)
     for epoch in range(start.start_epoch, cfg.SOLVER.MAX_EPOCH):
+        shape_changed = False
+        if multigrid is not None:
+            cfg, shape_changed = multigrid.update_long_cycle(cfg, epoch)
+        if train_loader is None or shape_changed:
+            # Multigrid's long cycle changes clip shape and batch size between epochs: a new loader each time.
+            train_loader = construct_loader(cfg, "train")
+            iters_per_epoch = len(train_loader)
+            meter = TrainMeter(iters_per_epoch, cfg)
+            logger.info("epoch %d: %d iterations of %d clips (%d x %d x %d)", epoch + 1, iters_per_epoch,
+                        cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
         train_loader.sampler.set_epoch(epoch)
         train_loader.dataset.epoch = epoch
         first_iter = start.start_iter if epoch == start.start_epoch else 0
         train_loader.sampler.set_start(first_iter * train_loader.batch_size)
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
                     device)
-        if cu.is_checkpoint_epoch(cfg, epoch) or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
+        stages = multigrid.schedule if multigrid is not None else None
+        if cu.is_checkpoint_epoch(cfg, epoch, stages) or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler)
-        if val_loader is not None and cu.is_eval_epoch(cfg, epoch):
+        if val_loader is not None and cu.is_eval_epoch(cfg, epoch, stages):
             validate(cfg, val_loader, model, task, epoch)
     return du.unwrap_model(model)
