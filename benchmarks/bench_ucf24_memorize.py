@@ -64,6 +64,10 @@ def main() -> None:
     minutes = (time.perf_counter() - start) / 60
     with open(os.path.join(args.output_dir, "test_results.json")) as handle:
         result = json.load(handle)
+    # ACT's mAP averages all 24 classes; the 9 clips hold only some of them, so the memorisation figure is the
+    # mean over the classes that have ground truth here (the others score 0 by convention).
+    present = [name for name, count in result["num_gt"].items() if count > 0]
+    present_map = sum(result["per_class"][name] for name in present) / len(present)
     lines = [
         "# Memorisation check on the 9 real UCF101-24 clips",
         "",
@@ -73,9 +77,13 @@ def main() -> None:
         "",
         f"Clips: {', '.join(os.path.basename(v) for v in videos)}",
         "",
-        "| epochs | frame-mAP@0.5 (ACT) | wall time incl. set-up (min) | command |",
-        "|---:|---:|---:|---|",
-        f"| {args.epochs} | {result['mAP']:.4f} | {minutes:.1f} | `{' '.join(['python', *command[1:]])}` |",
+        f"| epochs | frame-mAP@0.5 over the {len(present)} classes present | frame-mAP@0.5 over all 24 (ACT) | "
+        "wall time incl. set-up (min) | command |",
+        "|---:|---:|---:|---:|---|",
+        f"| {args.epochs} | {present_map:.4f} | {result['mAP']:.4f} | {minutes:.1f} | "
+        f"`{' '.join(['python', *command[1:]])}` |",
+        "",
+        "Per class (present classes): " + ", ".join(f"{name} {result['per_class'][name]:.3f}" for name in present),
     ]
     with open(args.out, "w") as handle:
         handle.write("\n".join(lines) + "\n")
