@@ -149,7 +149,11 @@ def train(cfg) -> torch.nn.Module:
     prepare_data(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
     val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
     train_loader = None
-    logger.info("Start epoch %d (iteration %d)", start.start_epoch + 1, start.start_iter)
+    if start.start_epoch >= cfg.SOLVER.MAX_EPOCH:
+        logger.info("training already complete (%d of %d epochs in %s); nothing to train", start.start_epoch,
+                    cfg.SOLVER.MAX_EPOCH, start.path)
+    else:
+        logger.info("Start epoch %d (iteration %d)", start.start_epoch + 1, start.start_iter)
     for epoch in range(start.start_epoch, cfg.SOLVER.MAX_EPOCH):
         shape_changed = False
         if multigrid is not None:
