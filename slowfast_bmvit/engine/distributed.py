@@ -214,9 +214,16 @@ def _run_spawned(
     cfg,
 ) -> None:
     """Entry point of a process started by `launch_job`'s torch.multiprocessing.spawn."""
+    _run_in_world(cfg, func, shard_id * local_size + local_rank, local_size * num_shards, init_method, backend,
+                  local_rank, local_size)
+
+
+def _run_in_world(cfg, func: Callable[..., Any], rank: int, world_size: int, init_method: str, backend: str,
+                  local_rank: int, local_size: int) -> None:
+    """Join the process group, seed this process, run `func(cfg=cfg)`, and always leave the group."""
     init_distributed_training(
-        rank=shard_id * local_size + local_rank,
-        world_size=local_size * num_shards,
+        rank=rank,
+        world_size=world_size,
         init_method=init_method,
         backend=backend,
         local_rank=local_rank,
@@ -277,20 +284,7 @@ def _launch_under_torchrun(cfg, env: dict[str, int], func: Callable[..., Any]) -
         seed_process(cfg.RNG_SEED)
         func(cfg=cfg)
         return
-    init_distributed_training(
-        rank=env["RANK"],
-        world_size=world_size,
-        init_method="env://",
-        backend=backend_for(cfg),
-        local_rank=env["LOCAL_RANK"],
-        local_size=local_size,
-        use_cuda=cfg.NUM_GPUS > 0,
-    )
-    try:
-        seed_process(cfg.RNG_SEED)
-        func(cfg=cfg)
-    finally:
-        shutdown_distributed()
+    _run_in_world(cfg, func, env["RANK"], world_size, "env://", backend_for(cfg), env["LOCAL_RANK"], local_size)
 
 
 # ------------------------------------------------------------------ CPU multi-process helper
