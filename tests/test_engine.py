@@ -158,6 +158,55 @@ def test_two_stage_baseline_trains_and_tests_through_run_net(repo_root, synth_ro
     assert os.path.basename(get_last_checkpoint(str(tmp_path))) == "checkpoint_epoch_00001.pyth"
 
 
+def _record_batch_shapes(monkeypatch):
+    """Patch DetectionTask.losses to record (batch size, crop height, crop width) of every training step."""
+    shapes = []
+    real_losses = DetectionTask.losses
+
+    def recording_losses(self, model, batch):
+        shapes.append((batch["inputs"].shape[0], *batch["inputs"].shape[-2:]))
+        return real_losses(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", recording_losses)
+    return shapes, real_losses
+
+
+def test_multigrid_short_cycle_trains_at_cycling_crops_and_resumes(repo_root, synth_root, tmp_path, monkeypatch):
+    """Crop 32 with factors (0.5, 0.707): crops 16, 23, 32 with batches 4, 2, 1 (B x S^2 about constant)."""
+    opts = ("MULTIGRID.SHORT_CYCLE", "True", "MULTIGRID.EPOCH_FACTOR", "1.0", "TRAIN.BATCH_SIZE", "1",
+            "SOLVER.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_ITER_PERIOD", "1")
+    shapes, real_losses = _record_batch_shapes(monkeypatch)
+    reference = tmp_path / "uninterrupted"
+    train(tiny_cfg(repo_root, synth_root, reference, *opts))
+    # 12 clips per epoch: batches of 4, 2, 1, 4 (7 + 4 = 11 clips); the last clip cannot fill a batch of 2.
+    assert shapes == [(4, 16, 16), (2, 23, 23), (1, 32, 32), (4, 16, 16)] * 2
+
+    shapes.clear()
+    killed = tmp_path / "killed"
+    calls = {"n": 0}
+
+    def dies_at_the_seventh_step(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 7:  # epoch 2, third batch: its first two batches are in a mid-epoch checkpoint
+            raise KeyboardInterrupt("killed")
+        shapes.append((batch["inputs"].shape[0], *batch["inputs"].shape[-2:]))
+        return real_losses(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", dies_at_the_seventh_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(repo_root, synth_root, killed, *opts))
+    assert os.path.basename(get_last_checkpoint(str(killed))) == "checkpoint_epoch_00001_iter_0000002.pyth"
+    shapes.clear()
+    calls["n"] = -100
+    train(tiny_cfg(repo_root, synth_root, killed, *opts))
+    assert shapes == [(1, 32, 32), (4, 16, 16)]  # the resumed run goes on at the right place of the cycle
+    epoch_a, weights_a = final_weights(reference)
+    epoch_b, weights_b = final_weights(killed)
+    assert epoch_a == epoch_b == 1
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+
+
 def test_multigrid_long_cycle_trains_at_changing_shapes(repo_root, synth_root, tmp_path, monkeypatch):
     from slowfast_bmvit.engine import trainer
 

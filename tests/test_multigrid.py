@@ -113,10 +113,13 @@ def test_short_cycle_batch_sampler_sizes_and_length():
 
 
 class _Clips:
-    """Three 4 x 224 x 224 clips of constant value 0.25 with one box each."""
+    """`length` 4 x 224 x 224 clips of constant value 0.25 with one box each."""
+
+    def __init__(self, length=3):
+        self.length = length
 
     def __len__(self):
-        return 3
+        return self.length
 
     def __getitem__(self, index):
         return {"inputs": torch.full((3, 4, 224, 224), 0.25), "boxes": torch.tensor([[0.1, 0.2, 0.5, 0.9]]), "i": index}
@@ -134,3 +137,36 @@ def test_short_cycle_dataset_resizes_only_the_clip():
     assert dataset[(1, 2)]["inputs"].shape == (3, 4, 224, 224)
     assert dataset[0]["inputs"].shape == (3, 4, 224, 224)
     assert len(dataset) == 3
+
+
+def test_short_cycle_batch_sampler_skips_whole_batches_when_resuming():
+    cfg = _cfg(long_cycle=False, short_cycle=True)
+    MultigridSchedule().init(cfg)
+    full = list(ShortCycleBatchSampler(SequentialSampler(range(30)), batch_size=2, drop_last=True, cfg=cfg))
+    resumed = ShortCycleBatchSampler(SequentialSampler(range(30)), batch_size=2, drop_last=True, cfg=cfg)
+    resumed.set_start_batch(4)
+    assert len(resumed) == len(full) - 4 == 2
+    assert list(resumed) == full[4:]  # same indices and the same cycle positions as the uninterrupted epoch
+    with pytest.raises(ValueError):
+        resumed.set_start_batch(-1)
+
+
+def test_short_cycle_loader_from_the_config():
+    """construct_loader builds the cycling loader under MULTIGRID.SHORT_CYCLE; set_loader_epoch drives it."""
+    from slowfast_bmvit.datasets import construct_loader, epoch_sampler, set_loader_epoch
+
+    cfg = _cfg(long_cycle=False, short_cycle=True)
+    cfg.TRAIN.BATCH_SIZE = 1
+    MultigridSchedule().init(cfg)
+    cfg.DATA_LOADER.NUM_WORKERS, cfg.NUM_GPUS = 0, 0
+    clips = _Clips(length=10)
+    loader = construct_loader(cfg, "train", dataset=clips)
+    assert len(loader) == 3  # batches of 4, 2, 1; the 3 clips left cannot fill the next batch of 4
+    set_loader_epoch(loader, epoch=1)
+    batches = list(loader)
+    assert [tuple(b["inputs"].shape) for b in batches] == [(4, 3, 4, 112, 112), (2, 3, 4, 158, 158),
+                                                           (1, 3, 4, 224, 224)]
+    order = epoch_sampler(loader).epoch_indices()
+    assert sorted(order) == list(range(10)) and [int(i) for b in batches for i in b["i"]] == order[:7]
+    set_loader_epoch(loader, epoch=1, first_iteration=2)
+    assert [int(i) for b in loader for i in b["i"]] == order[6:7]

@@ -539,7 +539,8 @@ _C.SYNTH.FRAME_SIZE = [128, 160]
 _C.MULTIGRID = CfgNode()
 # Multiplier of the epoch count under multigrid (multigrid epochs are cheaper).
 _C.MULTIGRID.EPOCH_FACTOR = 1.5
-# Enable the short cycle (spatial shapes change every iteration).
+# Enable the short cycle: iterations cycle through SHORT_CYCLE_FACTORS x the crop (batch enlarged by the squared
+# crop ratio) and the full crop; the train loader does it (datasets/short_cycle.py).
 _C.MULTIGRID.SHORT_CYCLE = False
 # Short cycle additional spatial dimensions relative to the default crop size.
 _C.MULTIGRID.SHORT_CYCLE_FACTORS = [0.5, 0.5**0.5]

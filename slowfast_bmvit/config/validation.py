@@ -67,9 +67,10 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         value = _get(cfg, key)
         _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
 
-    _require(not cfg.MULTIGRID.SHORT_CYCLE, "MULTIGRID.SHORT_CYCLE",
-             "the short cycle is not wired into the trainer yet (engine/multigrid.py has its schedule); "
-             "use MULTIGRID.LONG_CYCLE")
+    if cfg.MULTIGRID.SHORT_CYCLE:
+        factors = list(cfg.MULTIGRID.SHORT_CYCLE_FACTORS)
+        _require(len(factors) == 2 and all(0 < f <= 1 for f in factors), "MULTIGRID.SHORT_CYCLE_FACTORS",
+                 f"needs two crop factors in (0, 1], got {factors}")
     if cfg.MULTIGRID.LONG_CYCLE:
         _require(cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs", "SOLVER.LR_POLICY",
                  "multigrid's long cycle needs steps_with_relative_lrs (its LR stages come from SOLVER.STEPS)")

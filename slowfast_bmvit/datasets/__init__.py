@@ -1,6 +1,13 @@
 """Datasets: AVA v2.2 (and SynthAVA, generated in its format), UCF101-24 and JHMDB-21, behind DATASET_REGISTRY."""
 
-from .build import DATASET_REGISTRY, build_dataset, construct_loader, prepare_dataset  # noqa: F401
+from .build import (  # noqa: F401
+    DATASET_REGISTRY,
+    build_dataset,
+    construct_loader,
+    epoch_sampler,
+    prepare_dataset,
+    set_loader_epoch,
+)
 
 # Importing a dataset module registers its classes.
 from . import ava  # noqa: F401,E402

@@ -14,6 +14,7 @@ from fvcore.common.registry import Registry
 from slowfast_bmvit.config import ConfigError
 
 from .samplers import EpochSampler, PerSampleSeeded
+from .short_cycle import ShortCycleBatchSampler, ShortCycleDataset
 
 DATASET_REGISTRY = Registry("DATASET")
 DATASET_REGISTRY.__doc__ = """Registry of datasets, built with `obj(cfg, split)`; see `build_dataset`."""
@@ -58,9 +59,11 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
 
     Training shuffles (a permutation that depends only on RNG_SEED and the epoch) and drops the last incomplete
     batch; val/test keep order and every sample. Under torch.distributed each process reads its own shard. The
-    loader's sampler is an `EpochSampler` (call `loader.sampler.set_epoch(e)` every epoch, `set_start(k)` to resume
-    mid-epoch) and its dataset a `PerSampleSeeded` wrapper (set `loader.dataset.epoch = e` likewise), so that
-    augmentation is a pure function of (seed, epoch, index) whatever the number of workers or processes.
+    order comes from an `EpochSampler` and the dataset is wrapped in `PerSampleSeeded`, so that augmentation is a
+    pure function of (seed, epoch, index) whatever the number of workers or processes; call
+    `set_loader_epoch(loader, epoch, first_iteration)` before each epoch.
+    With MULTIGRID.SHORT_CYCLE the train loader's batches cycle through the short-cycle crops and batch sizes
+    (datasets/short_cycle.py).
     """
     is_train = split == "train"
     dataset_name = cfg.TRAIN.DATASET if is_train else cfg.TEST.DATASET
@@ -70,13 +73,35 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
     global_batch = cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
     batch_size = max(1, global_batch // world)
     sampler = EpochSampler(len(dataset), shuffle=is_train, seed=cfg.RNG_SEED, num_replicas=world, rank=rank)
-    return torch.utils.data.DataLoader(
-        PerSampleSeeded(dataset, seed=cfg.RNG_SEED),
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=cfg.DATA_LOADER.NUM_WORKERS,
-        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and cfg.NUM_GPUS > 0,
-        drop_last=is_train,
-        collate_fn=getattr(dataset, "collate_fn", None),
-        persistent_workers=False,
-    )
+    common = {
+        "num_workers": cfg.DATA_LOADER.NUM_WORKERS,
+        "pin_memory": cfg.DATA_LOADER.PIN_MEMORY and cfg.NUM_GPUS > 0,
+        "collate_fn": getattr(dataset, "collate_fn", None),
+        "persistent_workers": False,
+    }
+    if is_train and cfg.MULTIGRID.SHORT_CYCLE:
+        batch_sampler = ShortCycleBatchSampler(sampler, batch_size, drop_last=True, cfg=cfg)
+        return torch.utils.data.DataLoader(PerSampleSeeded(ShortCycleDataset(dataset, cfg), seed=cfg.RNG_SEED),
+                                           batch_sampler=batch_sampler, **common)
+    return torch.utils.data.DataLoader(PerSampleSeeded(dataset, seed=cfg.RNG_SEED), batch_size=batch_size,
+                                       sampler=sampler, drop_last=is_train, **common)
+
+
+def epoch_sampler(loader: torch.utils.data.DataLoader) -> EpochSampler:
+    """The `EpochSampler` of a loader from `construct_loader` (inside the short-cycle batch sampler if there is one)."""
+    if isinstance(loader.batch_sampler, ShortCycleBatchSampler):
+        return loader.batch_sampler.sampler
+    return loader.sampler
+
+
+def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int, first_iteration: int = 0) -> None:
+    """Point a loader from `construct_loader` at `epoch`'s order and augmentation, starting at batch
+    `first_iteration` (non-zero when resuming mid-epoch). Call before iterating (workers copy the state)."""
+    sampler = epoch_sampler(loader)
+    sampler.set_epoch(epoch)
+    loader.dataset.epoch = epoch
+    if isinstance(loader.batch_sampler, ShortCycleBatchSampler):
+        # Batch sizes differ along the cycle: skip whole batches so every batch keeps its cycle position.
+        loader.batch_sampler.set_start_batch(first_iteration)
+    else:
+        sampler.set_start(first_iteration * loader.batch_size)

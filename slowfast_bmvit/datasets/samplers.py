@@ -97,7 +97,9 @@ class PerSampleSeeded(Dataset):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        # A short-cycle key (index, cycle position) is seeded by its index alone.
+        index = key[0] if isinstance(key, tuple) else key
         seed = _mix(self.seed, self.epoch, index)
         in_main_process = get_worker_info() is None
         if in_main_process:
@@ -106,7 +108,7 @@ class PerSampleSeeded(Dataset):
         np.random.seed(seed % (2**32))
         torch.manual_seed(seed)
         try:
-            return self.dataset[index]
+            return self.dataset[key]
         finally:
             if in_main_process:
                 random.setstate(saved[0])

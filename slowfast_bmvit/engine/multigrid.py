@@ -12,12 +12,12 @@ What is wired where:
 - `MultigridSchedule.init(cfg)` rewrites SOLVER.STEPS / LRS / MAX_EPOCH (as upstream) and records the default
   batch/frames/crop in MULTIGRID.DEFAULT_B/T/S; `update_long_cycle(cfg, epoch)` sets TRAIN.BATCH_SIZE,
   DATA.NUM_FRAMES, DATA.TRAIN_CROP_SIZE and MULTIGRID.LONG_CYCLE_SAMPLING_RATE for the epoch. When it reports a
-  change, the trainer rebuilds the train loader (and, as upstream, re-creates model/optimizer from the last
-  checkpoint if it wants upstream's exact behaviour); the dataset must read MULTIGRID.LONG_CYCLE_SAMPLING_RATE
-  (when > 0) instead of DATA.SAMPLING_RATE so the clip keeps its temporal span.
-- Short cycle: `ShortCycleBatchSampler` makes batches of (index, cycle position) keys and `ShortCycleDataset`
-  resizes each clip to that position's crop (boxes are normalised to the clip, so they stay valid). The train
-  loader must be built with both (see `ShortCycleBatchSampler`).
+  change, the trainer rebuilds the train loader (the model and optimizer carry on); the keyframe datasets read
+  MULTIGRID.LONG_CYCLE_SAMPLING_RATE (when > 0) instead of DATA.SAMPLING_RATE so the clip keeps its temporal span.
+- Short cycle (datasets/short_cycle.py): under MULTIGRID.SHORT_CYCLE `construct_loader` builds the train loader
+  from `ShortCycleBatchSampler` (batches of (index, cycle position) keys) and `ShortCycleDataset` (each clip
+  resized to its position's crop; boxes are fractions of the clip, so they stay valid). The LR is not changed
+  within the cycle, as upstream.
 - Upstream's BatchNorm adjustments (BN.NORM_TYPE / NUM_SPLITS / NUM_SYNC_DEVICES) are not made: the transformer
   models here have no BatchNorm.
 """
@@ -25,13 +25,16 @@ What is wired where:
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator, NamedTuple, Sequence
-
-import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset, Sampler
+from typing import NamedTuple, Sequence
 
 from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.datasets.short_cycle import (  # noqa: F401  (re-exported: upstream code imports them here)
+    ShortCycleBatchSampler,
+    ShortCycleDataset,
+    resize_clip,
+    short_cycle_batch_factors,
+    short_cycle_crop_sizes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -110,20 +113,6 @@ def long_cycle_shape_at(schedule: Sequence[LongCycleStage], epoch: int) -> tuple
         if epoch < stage.end_epoch:
             return stage.shape
     return schedule[-1].shape
-
-
-def short_cycle_batch_factors(cfg) -> list[int]:
-    """Batch multipliers of the three short-cycle positions: round((S / (f x DEFAULT_S))^2) for each f in
-    SHORT_CYCLE_FACTORS, then 1 (S = the current DATA.TRAIN_CROP_SIZE)."""
-    crop, default_crop = cfg.DATA.TRAIN_CROP_SIZE, cfg.MULTIGRID.DEFAULT_S or cfg.DATA.TRAIN_CROP_SIZE
-    return [int(round((crop / (f * default_crop)) ** 2)) for f in cfg.MULTIGRID.SHORT_CYCLE_FACTORS] + [1]
-
-
-def short_cycle_crop_sizes(cfg) -> list[int]:
-    """Crop sizes (pixels) of the three short-cycle positions: round(f x DEFAULT_S) for each f, then the current
-    DATA.TRAIN_CROP_SIZE."""
-    default_crop = cfg.MULTIGRID.DEFAULT_S or cfg.DATA.TRAIN_CROP_SIZE
-    return [int(round(f * default_crop)) for f in cfg.MULTIGRID.SHORT_CYCLE_FACTORS] + [cfg.DATA.TRAIN_CROP_SIZE]
 
 
 class MultigridSchedule:
@@ -215,80 +204,3 @@ class MultigridSchedule:
             cfg.TRAIN.BATCH_SIZE * short_cycle_batch_factors(cfg)[position],
             short_cycle_crop_sizes(cfg)[position],
         )
-
-
-class ShortCycleBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of (dataset index, short-cycle position) keys, the batch size following the short cycle.
-
-    Positions 0, 1, 2 repeat batch after batch with batch sizes batch_size x `short_cycle_batch_factors(cfg)`.
-    Wire it as:
-        dataset = ShortCycleDataset(dataset, cfg)
-        batch_sampler = ShortCycleBatchSampler(sampler, per_process_batch_size, drop_last=True, cfg=cfg)
-        DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=dataset.collate_fn, ...)
-    where `sampler` is the usual (Distributed/Random) sampler; call its set_epoch as usual.
-    """
-
-    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool, cfg):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.sampler = sampler
-        self.drop_last = drop_last
-        self.batch_sizes = [batch_size * factor for factor in short_cycle_batch_factors(cfg)]
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        position, batch = 0, []
-        for index in self.sampler:
-            batch.append((index, position))
-            if len(batch) == self.batch_sizes[position]:
-                yield batch
-                position, batch = (position + 1) % 3, []
-        if batch and not self.drop_last:
-            yield batch
-
-    def __len__(self) -> int:
-        # Exact count of the batches __iter__ yields for a sampler of this length.
-        remaining, count, position = len(self.sampler), 0, 0
-        full_cycle = sum(self.batch_sizes)
-        count, remaining = 3 * (remaining // full_cycle), remaining % full_cycle
-        while remaining >= self.batch_sizes[position]:
-            remaining -= self.batch_sizes[position]
-            count += 1
-            position += 1
-        return count + (1 if remaining and not self.drop_last else 0)
-
-
-def resize_clip(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Spatially resize a clip [C, T, H, W] to [C, T, size[0], size[1]] (bilinear, antialiased when shrinking)."""
-    frames = clip.permute(1, 0, 2, 3)  # [T, C, H, W]: frames as a batch of images
-    shrinking = size[0] < clip.shape[-2] or size[1] < clip.shape[-1]
-    resized = F.interpolate(frames.float(), size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-    return resized.to(clip.dtype).permute(1, 0, 2, 3).contiguous()
-
-
-class ShortCycleDataset(Dataset):
-    """Wraps a detection/classification dataset so that `dataset[(index, position)]` returns the sample with its
-    "inputs" clip [3, T, H, W] resized by crop_sizes[position] / DATA.TRAIN_CROP_SIZE (a plain index is passed
-    through). Box coordinates in samples are fractions of the clip, so they need no change.
-    """
-
-    def __init__(self, dataset: Dataset, cfg):
-        self.dataset = dataset
-        self.crop_sizes = short_cycle_crop_sizes(cfg)
-        self.reference_crop = cfg.DATA.TRAIN_CROP_SIZE
-        self.collate_fn = getattr(dataset, "collate_fn", None)
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: int | tuple[int, int]) -> Any:
-        if not isinstance(key, tuple):
-            return self.dataset[key]
-        index, position = key
-        sample = self.dataset[index]
-        crop = self.crop_sizes[position]
-        if crop == self.reference_crop:
-            return sample
-        clip = sample["inputs"]
-        height, width = clip.shape[-2:]
-        size = (int(round(height * crop / self.reference_crop)), int(round(width * crop / self.reference_crop)))
-        return {**sample, "inputs": resize_clip(clip, size)}

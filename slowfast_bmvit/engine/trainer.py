@@ -14,7 +14,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from slowfast_bmvit.datasets import construct_loader, prepare_dataset
+from slowfast_bmvit.datasets import construct_loader, prepare_dataset, set_loader_epoch
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.utils.logging import setup_logging
 from slowfast_bmvit.utils.seeding import seed_everything
@@ -126,11 +126,12 @@ def prepare_data(cfg, dataset_names) -> None:
 def train(cfg) -> torch.nn.Module:
     """Train `cfg.MODEL.MODEL_NAME` on TRAIN.DATASET; returns the trained model (unwrapped).
 
-    With MULTIGRID.LONG_CYCLE the solver keys are rewritten for the multigrid schedule and every epoch runs at its
-    long-cycle shape (on a copy of `cfg`; the caller's config is left as it was).
+    With MULTIGRID.LONG_CYCLE / SHORT_CYCLE the solver keys are rewritten for the multigrid schedule (on a copy of
+    `cfg`; the caller's config is left as it was); every epoch runs at its long-cycle shape, and under the short
+    cycle every iteration at its short-cycle crop and batch size (the train loader does that).
     """
     multigrid = None
-    if cfg.MULTIGRID.LONG_CYCLE:
+    if cfg.MULTIGRID.LONG_CYCLE or cfg.MULTIGRID.SHORT_CYCLE:
         multigrid = MultigridSchedule()
         cfg = multigrid.init(cfg.clone())
     seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
@@ -165,10 +166,8 @@ def train(cfg) -> torch.nn.Module:
             meter = TrainMeter(iters_per_epoch, cfg)
             logger.info("epoch %d: %d iterations of %d clips (%d x %d x %d)", epoch + 1, iters_per_epoch,
                         cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE)
-        train_loader.sampler.set_epoch(epoch)
-        train_loader.dataset.epoch = epoch
         first_iter = start.start_iter if epoch == start.start_epoch else 0
-        train_loader.sampler.set_start(first_iter * train_loader.batch_size)
+        set_loader_epoch(train_loader, epoch, first_iter)
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
                     device)
         stages = multigrid.schedule if multigrid is not None else None
