@@ -5,7 +5,7 @@ Each variant trains the demo backbone (configs/SYNTH/BMViT_demo.yaml) from scrat
 same number of epochs through tools/run_net.py, then tests on SynthAVA val with the AVA protocol; GFLOPs come from
 tools/model_stats.py. The table (mAP, GFLOPs, wall time, command) goes to benchmarks/results/synth_ablation.md.
 
-    .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--out FILE]
+    .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--rerun] [--out FILE]
 
 SynthAVA is built so that actions need time (stand / walk / run differ by motion only; get up is fall down
 reversed), so class tokens from the central slice alone should trail temporally pooled ones.
@@ -42,6 +42,7 @@ def slug(name: str) -> str:
 
 
 def run_variant(name: str, overrides: list[str], epochs: int, output_root: str) -> dict:
+    """Train and test one variant; its row is also saved to OUTPUT_ROOT/<variant>/bench_row.json."""
     output_dir = os.path.join(output_root, slug(name))
     opts = [*overrides, "SOLVER.MAX_EPOCH", str(epochs), "OUTPUT_DIR", output_dir, "TRAIN.AUTO_RESUME", "False"]
     command = [sys.executable, "tools/run_net.py", "--cfg", CONFIG, *opts]
@@ -53,8 +54,21 @@ def run_variant(name: str, overrides: list[str], epochs: int, output_root: str) 
     stats = subprocess.run([sys.executable, "tools/model_stats.py", "--cfg", CONFIG, *overrides], cwd=REPO,
                            check=True, capture_output=True, text=True).stdout.split()
     gflops = float(stats[stats.index("gflops:") + 1])
-    return {"name": name, "map": result["mAP"], "gflops": gflops, "seconds": seconds,
-            "command": " ".join(["python", *command[1:]])}
+    row = {"name": name, "map": result["mAP"], "per_class": result.get("per_class", {}), "gflops": gflops,
+           "seconds": seconds, "epochs": epochs, "command": " ".join(["python", *command[1:]])}
+    with open(os.path.join(output_dir, "bench_row.json"), "w") as handle:
+        json.dump(row, handle, indent=1)
+    return row
+
+
+def saved_row(name: str, epochs: int, output_root: str) -> dict | None:
+    """The row a previous invocation saved for this variant at this budget, if any."""
+    path = os.path.join(output_root, slug(name), "bench_row.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        row = json.load(handle)
+    return row if row.get("epochs") == epochs else None
 
 
 def main() -> None:
@@ -62,24 +76,35 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the demo config's)")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
     parser.add_argument("--output-root", default=os.path.join(REPO, "output", "synth_ablation"))
+    parser.add_argument("--rerun", action="store_true", help="train again even where a saved row exists")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "synth_ablation.md"))
     args = parser.parse_args()
     sys.path.insert(0, REPO)
     from slowfast_bmvit.config import load_config
 
     epochs = args.epochs or load_config(os.path.join(REPO, CONFIG)).SOLVER.MAX_EPOCH
-    rows = [run_variant(name, overrides, epochs, args.output_root) for name, overrides in VARIANTS.items()
-            if args.only is None or name in args.only]
+    rows = []
+    for name, overrides in VARIANTS.items():
+        row = saved_row(name, epochs, args.output_root) if not args.rerun else None
+        if row is None and (args.only is None or name in args.only):
+            print(f"training {name} ({epochs} epochs) ...", flush=True)
+            row = run_variant(name, overrides, epochs, args.output_root)
+        if row is not None:
+            rows.append(row)
+    missing = [name for name in VARIANTS if name not in {row["name"] for row in rows}]
     lines = [
         "# SynthAVA ablation (same backbone, data and budget)",
         "",
-        f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}`; each row trains from scratch on the",
-        "CPU and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs: tools/model_stats.py, one clip.",
+        f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}` (rows are saved as they finish",
+        "and reused by later invocations; `--only NAME` runs a subset). Each row trains from scratch on the CPU",
+        "and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs: tools/model_stats.py, one clip.",
         "",
         "| variant | mAP | GFLOPs | wall time (s) | command |",
         "|---|---:|---:|---:|---|",
         *[f"| {r['name']} | {r['map']:.4f} | {r['gflops']:.3f} | {r['seconds']:.0f} | `{r['command']}` |" for r in rows],
     ]
+    if missing:
+        lines += ["", "Not run yet at this budget: " + "; ".join(missing) + "."]
     with open(args.out, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -79,6 +79,10 @@ def test_outputs_follow_the_contract():
     assert out["pred_actor"].shape == (2, 30, 2) and out["pred_classes"].shape == (2, 30, 5)
     assert ((out["pred_boxes"] > 0) & (out["pred_boxes"] < 1)).all()
     assert model.token_grid((8, 24, 40)) == (2, 3, 5)
+    # Cell centres of the 2 x 3 x 5 triplets: x = (j + 0.5) / 5, y = (i + 0.5) / 3, repeated per slot.
+    assert out["token_centres"].shape == (30, 2)
+    assert torch.allclose(out["token_centres"][7], torch.tensor([2.5 / 5, 1.5 / 3]))
+    assert torch.equal(out["token_centres"][:15], out["token_centres"][15:])
     assert model.no_weight_decay() == {"backbone.grid"}
     with pytest.raises(ValueError, match="one pathway"):
         model([torch.zeros(1), torch.zeros(1)])

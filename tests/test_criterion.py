@@ -142,3 +142,45 @@ def test_non_actor_persons_get_box_losses_and_the_no_actor_target():
 def test_matcher_and_loss_must_agree_on_non_actors():
     with pytest.raises(ValueError, match="non-actors"):
         BipartiteMatchingLoss(HungarianMatcher(match_non_actors=True), {"actor": 1, "bbox": 1, "giou": 1, "class": 1})
+
+
+def test_dense_assignment_takes_the_tokens_in_the_central_region_and_the_smallest_box():
+    from slowfast_bmvit.models.criterion import dense_assignment
+
+    # A 3 x 3 grid of token centres at 1/6, 1/2, 5/6.
+    centres = torch.tensor([[(j + 0.5) / 3, (i + 0.5) / 3] for i in range(3) for j in range(3)])
+    tall = [0.5, 0.5, 0.2, 0.9]  # covers the middle column (tokens 1, 4, 7)
+    small = [0.5, 0.8, 0.2, 0.2]  # around token 7 only
+    tokens, persons = dense_assignment(centres, torch.tensor([tall, small]), region=1.0)
+    assert dict(zip(tokens.tolist(), persons.tolist())) == {1: 0, 4: 0, 7: 1}  # token 7: the smaller box wins
+    tokens, persons = dense_assignment(centres, torch.tensor([tall]), region=0.5)
+    assert tokens.tolist() == [4]  # the central half (+-0.225 in y) holds only the middle token
+    empty = dense_assignment(centres, torch.zeros(0, 4), region=1.0)
+    assert empty[0].numel() == 0 and empty[1].numel() == 0
+
+
+def test_dense_term_equals_the_hand_computed_sum_and_reaches_unmatched_tokens():
+    centres = torch.tensor([[(j + 0.5) / 2, 0.5] for j in range(2)])  # two tokens side by side
+    outputs = _outputs(tokens=2, requires_grad=True)
+    outputs["token_centres"] = centres
+    person = [0.5, 0.5, 0.9, 0.6]  # covers both token centres
+    target = _target(person, [[0, 1, 0]], [True])
+    criterion = build_criterion(_cfg(AUX_DENSE_WEIGHT=0.5, AUX_DENSE_REGION=1.0))
+    losses = criterion(outputs, [target])
+    gt = torch.tensor([person])
+    expected = 0.0
+    for token in range(2):
+        box = outputs["pred_boxes"][0, token:token + 1]
+        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(box), box_cxcywh_to_xyxy(gt))
+        bce = F.binary_cross_entropy_with_logits(outputs["pred_classes"][0, token], torch.tensor([0.0, 1, 0]))
+        expected += 5 * (box - gt).abs().sum() + 2 * (1 - giou.sum()) + bce
+    assert losses["loss_dense"].item() == pytest.approx(0.5 * expected.item() / 2, rel=1e-5)
+    assert losses["loss"].item() == pytest.approx(sum(v.item() for k, v in losses.items() if k != "loss"), rel=1e-6)
+    # Only one token is matched, yet the dense term trains both tokens' boxes and classes.
+    losses["loss_dense"].backward()
+    assert (outputs["pred_boxes"].grad[0].abs().sum(-1) > 0).all()
+    assert (outputs["pred_classes"].grad[0].abs().sum(-1) > 0).all()
+    assert "loss_dense" not in build_criterion(_cfg())(outputs, [target])
+    del outputs["token_centres"]
+    with pytest.raises(ValueError, match="token_centres"):
+        criterion(outputs, [target])

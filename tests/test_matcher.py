@@ -18,6 +18,7 @@ def _random_clip(generator, num_tokens, num_persons, num_classes=3, actor_fracti
         "pred_boxes": _random_boxes(generator, num_tokens)[None],
         "pred_actor": torch.randn(1, num_tokens, 2, generator=generator),
         "pred_classes": torch.randn(1, num_tokens, num_classes, generator=generator),
+        "token_centres": torch.rand(num_tokens, 2, generator=generator),
     }
     gt = _random_boxes(generator, num_persons)
     labels = (torch.rand(num_persons, num_classes, generator=generator) < 0.5).float()
@@ -45,6 +46,9 @@ def _pair_cost(matcher, outputs, target, token, person):
     if matcher.cost_class and is_actor and sum(labels) > 0:
         probs = [1 / (1 + math.exp(-z)) for z in outputs["pred_classes"][0, token].tolist()]
         cost -= matcher.cost_class * sum(p for p, y in zip(probs, labels) if y) / sum(labels)
+    if matcher.cost_centre:
+        rx, ry = outputs["token_centres"][token].tolist()
+        cost += matcher.cost_centre * (abs(rx - gx) + abs(ry - gy))
     return cost
 
 
@@ -56,10 +60,11 @@ def _brute_force_minimum(matcher, outputs, target, persons):
     return 0.0 if not persons else best
 
 
-@pytest.mark.parametrize("match_non_actors,cost_class", [(False, 0.0), (True, 1.5)])
-def test_matcher_equals_brute_force_on_random_problems(match_non_actors, cost_class):
-    generator = torch.Generator().manual_seed(1 + int(match_non_actors))
-    matcher = HungarianMatcher(1.0, 5.0, 2.0, cost_class, match_non_actors=match_non_actors)
+@pytest.mark.parametrize("match_non_actors,cost_class,cost_centre", [(False, 0.0, 0.0), (True, 1.5, 0.0),
+                                                                      (False, 0.0, 3.0)])
+def test_matcher_equals_brute_force_on_random_problems(match_non_actors, cost_class, cost_centre):
+    generator = torch.Generator().manual_seed(1 + int(match_non_actors) + int(cost_centre))
+    matcher = HungarianMatcher(1.0, 5.0, 2.0, cost_class, match_non_actors=match_non_actors, cost_centre=cost_centre)
     num_problems, num_empty = 120, 0
     for _ in range(num_problems):
         num_tokens = int(torch.randint(1, 7, (1,), generator=generator))
@@ -116,3 +121,17 @@ def test_non_finite_predictions_are_named():
     outputs["pred_actor"][0, 1, 1] = float("nan")
     with pytest.raises(ValueError, match="not finite"):
         HungarianMatcher()(outputs, [target])
+
+
+def test_centre_cost_keeps_a_person_on_the_token_around_its_centre():
+    # Token 0 sits at the person's centre but predicts a poor box; token 1 predicts the box exactly from afar.
+    person = torch.tensor([[0.25, 0.25, 0.2, 0.4]])
+    outputs = {"pred_boxes": torch.tensor([[[0.3, 0.3, 0.3, 0.3], [0.25, 0.25, 0.2, 0.4]]]),
+               "pred_actor": torch.zeros(1, 2, 2), "pred_classes": torch.zeros(1, 2, 2),
+               "token_centres": torch.tensor([[0.25, 0.25], [0.75, 0.75]])}
+    target = {"boxes": person, "labels": torch.ones(1, 2), "actor": torch.tensor([True])}
+    assert HungarianMatcher()(outputs, [target])[0][0].tolist() == [1]  # the paper's cost follows the box
+    assert HungarianMatcher(cost_centre=5.0)(outputs, [target])[0][0].tolist() == [0]
+    del outputs["token_centres"]
+    with pytest.raises(ValueError, match="token_centres"):
+        HungarianMatcher(cost_centre=5.0)(outputs, [target])

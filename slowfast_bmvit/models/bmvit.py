@@ -71,6 +71,8 @@ class BMViT(nn.Module):
             pred_boxes:   [B, N, 4] (cx, cy, w, h) as fractions of the clip, in (0, 1), float32.
             pred_actor:   [B, N, 2] logits, index 1 = actor.
             pred_classes: [B, N, C] logits (sigmoid for BMVIT.CLASS_LOSS bce, softmax for ce).
+            token_centres: [N, 2] (x, y) centre of each triplet's token cell, fractions of the clip (the matcher's
+                optional centre cost reads it).
         with N = S * H' * W' tokens laid out as `token_grid((T, H, W))`.
         """
         if isinstance(x, (list, tuple)):
@@ -82,6 +84,8 @@ class BMViT(nn.Module):
         box_tokens = self.projection(arranged.box_tokens)
         shared = arranged.class_tokens is arranged.box_tokens
         class_tokens = box_tokens if shared else self.projection(arranged.class_tokens)
-        references = reference_points(arranged.grid, device=x.device) if self.use_box_reference else None
-        boxes, actor_logits, class_logits = self.heads(box_tokens, class_tokens, references)
-        return {"pred_boxes": boxes, "pred_actor": actor_logits, "pred_classes": class_logits}
+        centres = reference_points(arranged.grid, device=x.device)
+        boxes, actor_logits, class_logits = self.heads(box_tokens, class_tokens,
+                                                       centres if self.use_box_reference else None)
+        return {"pred_boxes": boxes, "pred_actor": actor_logits, "pred_classes": class_logits,
+                "token_centres": centres}

@@ -12,6 +12,11 @@ After the matcher assigns ground-truth persons to tokens, with A = number of gro
   classes (multi-label AVA), "ce" = softmax cross-entropy against the argmax of the one-hot label row (UCF101-24,
   JHMDB).
 
+Optional auxiliary dense term (BMVIT.AUX_DENSE_WEIGHT > 0, not in the paper): each token whose cell centre lies in
+the central region of an actor's box (`dense_assignment`) also gets that actor's box and class losses, averaged over
+such (token, actor) pairs and weighted like the main terms, times AUX_DENSE_WEIGHT. The actor target is untouched,
+so inference still fires one token per person.
+
 With BOX_LOSS_ON_NON_ACTORS, annotated non-actor persons are matched too: their tokens get the actor target "no
 actor" (weighted like every other "no actor" token) and the box losses, but no class loss.
 Every term stays connected to its head even when the batch has no actor (a zero with gradients), so distributed
@@ -26,6 +31,25 @@ from torch import Tensor, nn
 
 from .box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 from .matcher import HungarianMatcher
+
+
+def dense_assignment(token_centres: Tensor, boxes: Tensor, region: float) -> tuple[Tensor, Tensor]:
+    """(token_index [k], person_index [k]): tokens whose centre lies in a person's central region.
+
+    token_centres: [N, 2] (x, y); boxes: [n, 4] (cx, cy, w, h), fractions of the clip; region: the central region of
+    a box is its centre +- region x (w/2, h/2). A token inside several regions goes to the smallest box (FCOS's
+    rule), so each token has at most one person.
+    """
+    if len(boxes) == 0:
+        empty = torch.empty(0, dtype=torch.int64, device=token_centres.device)
+        return empty, empty
+    offset = (token_centres[:, None, :] - boxes[None, :, :2]).abs()  # [N, n, 2]
+    inside = (offset <= region * boxes[None, :, 2:] / 2).all(-1)  # [N, n]
+    area = (boxes[:, 2] * boxes[:, 3])[None].expand_as(inside)
+    area = torch.where(inside, area, torch.full_like(area, float("inf")))
+    smallest = area.argmin(dim=1)
+    token_index = torch.nonzero(inside.any(dim=1), as_tuple=False).flatten()
+    return token_index, smallest[token_index]
 
 
 def _average_count_over_workers(count: float, device: torch.device) -> float:
@@ -46,6 +70,8 @@ class BipartiteMatchingLoss(nn.Module):
         no_actor_weight: weight of "no actor" targets in the actor cross-entropy (BMVIT.NO_ACTOR_WEIGHT).
         class_loss: "bce" or "ce" (BMVIT.CLASS_LOSS).
         box_loss_on_non_actors: match annotated non-actor persons and give their tokens the box losses.
+        aux_dense_weight, aux_dense_region: the auxiliary dense term's weight (0: off) and central-region size
+            (BMVIT.AUX_DENSE_*); it needs the model's "token_centres" output.
     """
 
     def __init__(
@@ -55,6 +81,8 @@ class BipartiteMatchingLoss(nn.Module):
         no_actor_weight: float = 0.1,
         class_loss: str = "bce",
         box_loss_on_non_actors: bool = False,
+        aux_dense_weight: float = 0.0,
+        aux_dense_region: float = 0.5,
     ):
         super().__init__()
         if class_loss not in ("bce", "ce"):
@@ -65,6 +93,11 @@ class BipartiteMatchingLoss(nn.Module):
         self.weights = {name: float(weights[name]) for name in ("actor", "bbox", "giou", "class")}
         self.class_loss = class_loss
         self.box_loss_on_non_actors = box_loss_on_non_actors
+        if aux_dense_weight < 0 or not 0 < aux_dense_region <= 1:
+            raise ValueError(f"BMVIT.AUX_DENSE_WEIGHT must be >= 0 and AUX_DENSE_REGION in (0, 1], got "
+                             f"{aux_dense_weight} and {aux_dense_region}")
+        self.aux_dense_weight = float(aux_dense_weight)
+        self.aux_dense_region = float(aux_dense_region)
         self.register_buffer("actor_class_weight", torch.tensor([no_actor_weight, 1.0]), persistent=False)
 
     @classmethod
@@ -78,9 +111,44 @@ class BipartiteMatchingLoss(nn.Module):
             cost_class=bm.COST_CLASS,
             class_activation="sigmoid" if bm.CLASS_LOSS == "bce" else "softmax",
             match_non_actors=bm.BOX_LOSS_ON_NON_ACTORS,
+            cost_centre=bm.COST_CENTRE,
         )
         weights = {"actor": bm.LOSS_ACTOR, "bbox": bm.LOSS_BBOX, "giou": bm.LOSS_GIOU, "class": bm.LOSS_CLASS}
-        return cls(matcher, weights, bm.NO_ACTOR_WEIGHT, bm.CLASS_LOSS, bm.BOX_LOSS_ON_NON_ACTORS)
+        return cls(matcher, weights, bm.NO_ACTOR_WEIGHT, bm.CLASS_LOSS, bm.BOX_LOSS_ON_NON_ACTORS,
+                   bm.AUX_DENSE_WEIGHT, bm.AUX_DENSE_REGION)
+
+    def _class_loss_per_actor(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """[k] class loss of k (token, actor) pairs: logits [k, C], labels [k, C] multi-hot."""
+        if self.class_loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+        return F.cross_entropy(logits, labels.argmax(-1), reduction="none")
+
+    def _dense_loss(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> Tensor:
+        """The auxiliary dense term, unweighted by AUX_DENSE_WEIGHT (see the module docstring)."""
+        if "token_centres" not in outputs:
+            raise ValueError("BMVIT.AUX_DENSE_WEIGHT needs the model's 'token_centres' output (BMViT gives it)")
+        pred_boxes, class_logits = outputs["pred_boxes"], outputs["pred_classes"]
+        centres = outputs["token_centres"].float()
+        clips, tokens, boxes, labels = [], [], [], []
+        for b, target in enumerate(targets):
+            actor = target["actor"].bool()
+            actor_boxes = target["boxes"][actor].float().to(centres.device)
+            token_index, person_index = dense_assignment(centres, actor_boxes, self.aux_dense_region)
+            clips.append(torch.full_like(token_index, b))
+            tokens.append(token_index)
+            boxes.append(actor_boxes[person_index])
+            labels.append(target["labels"][actor].float().to(centres.device)[person_index])
+        clip_index, token_index = torch.cat(clips), torch.cat(tokens)
+        num_pairs = _average_count_over_workers(len(token_index), pred_boxes.device)
+        predicted = pred_boxes[clip_index, token_index].float()
+        target_boxes = torch.cat(boxes).to(predicted.device)
+        l1 = F.l1_loss(predicted, target_boxes, reduction="sum")
+        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(predicted), box_cxcywh_to_xyxy(target_boxes))
+        per_pair = self._class_loss_per_actor(class_logits[clip_index, token_index].float(),
+                                              torch.cat(labels).to(predicted.device))
+        total = (self.weights["bbox"] * l1 + self.weights["giou"] * (1 - giou).sum()
+                 + self.weights["class"] * per_pair.sum())
+        return total / num_pairs
 
     def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """outputs: BMViT's dict ([B, N, ...] tensors); targets: B dicts {"boxes" [n, 4] cxcywh, "labels" [n, C],
@@ -117,11 +185,7 @@ class BipartiteMatchingLoss(nn.Module):
 
         actor_class_logits = class_logits[clip_index[is_actor], token_index[is_actor]].float()
         labels = matched["labels"][is_actor].float()
-        if self.class_loss == "bce":
-            per_actor = F.binary_cross_entropy_with_logits(actor_class_logits, labels, reduction="none").mean(-1)
-        else:
-            per_actor = F.cross_entropy(actor_class_logits, labels.argmax(-1), reduction="none")
-        loss_class = per_actor.sum() / num_actors
+        loss_class = self._class_loss_per_actor(actor_class_logits, labels).sum() / num_actors
 
         losses = {
             "loss_actor": self.weights["actor"] * loss_actor,
@@ -129,6 +193,8 @@ class BipartiteMatchingLoss(nn.Module):
             "loss_giou": self.weights["giou"] * loss_giou,
             "loss_class": self.weights["class"] * loss_class,
         }
+        if self.aux_dense_weight:
+            losses["loss_dense"] = self.aux_dense_weight * self._dense_loss(outputs, targets)
         losses["loss"] = sum(losses.values())
         return losses
 

@@ -4,12 +4,15 @@ There are more tokens (N, e.g. 256 or 2048) than persons, so every person gets a
 are unmatched (their target is "no actor"). The cost of giving person j to token i is
 
     C[i, j] = w_actor * (-p_i(actor state of j)) + w_L1 * |b_i - b_j|_1 + w_giou * (-GIoU(b_i, b_j))
-              + w_class * (-mean over j's positive classes of p_i(class))
+              + w_class * (-mean over j's positive classes of p_i(class)) + w_centre * |r_i - c_j|_1
 
 where the actor state of an actor is "actor" and of an annotated non-actor person (matched only when the loss puts
 box losses on non-actors) is "no actor", so the cost always rewards the prediction the loss will ask for; the class
 term is 0 for non-actors (they have no labels). Boxes are (cx, cy, w, h) fractions of the clip; L1 is on those four
-numbers, GIoU on the corresponding corners. One `scipy.optimize.linear_sum_assignment` per clip with persons.
+numbers, GIoU on the corresponding corners. The optional centre term (not in the paper) measures the L1 distance
+from token i's cell centre r_i (BMViT's "token_centres" output) to person j's box centre c_j: it keeps the
+assignment on the tokens around each person from the first step, where the learned terms are still noise, so the
+actor head learns a local, stable target. One `scipy.optimize.linear_sum_assignment` per clip with persons.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ class HungarianMatcher(nn.Module):
     """Optimal one-to-one assignment of ground-truth persons to tokens, clip by clip.
 
     Args:
-        cost_actor, cost_bbox, cost_giou, cost_class: weights of the cost terms (BMVIT.COST_*); cost_class 0 skips
-            the class term.
+        cost_actor, cost_bbox, cost_giou, cost_class, cost_centre: weights of the cost terms (BMVIT.COST_*);
+            cost_class 0 and cost_centre 0 skip those terms.
         class_activation: "sigmoid" (multi-label) or "softmax" (single-label) for p(class) in the class term.
         match_non_actors: also match annotated non-actor persons (targets' "actor" False); otherwise only actors are
             matched and non-actor persons are left out (their region's tokens are simply unmatched).
@@ -40,6 +43,7 @@ class HungarianMatcher(nn.Module):
         cost_class: float = 0.0,
         class_activation: str = "sigmoid",
         match_non_actors: bool = False,
+        cost_centre: float = 0.0,
     ):
         super().__init__()
         if class_activation not in ("sigmoid", "softmax"):
@@ -48,6 +52,7 @@ class HungarianMatcher(nn.Module):
         self.cost_bbox = cost_bbox
         self.cost_giou = cost_giou
         self.cost_class = cost_class
+        self.cost_centre = cost_centre
         self.class_activation = class_activation
         self.match_non_actors = match_non_actors
 
@@ -58,9 +63,11 @@ class HungarianMatcher(nn.Module):
         return torch.nonzero(target["actor"], as_tuple=False).flatten()
 
     def cost_matrix(
-        self, boxes: Tensor, actor_logits: Tensor, class_logits: Tensor, target: dict[str, Tensor]
+        self, boxes: Tensor, actor_logits: Tensor, class_logits: Tensor, target: dict[str, Tensor],
+        token_centres: Tensor | None = None,
     ) -> Tensor:
-        """Cost [N, n] of one clip: boxes [N, 4], actor_logits [N, 2], class_logits [N, C] against its n persons."""
+        """Cost [N, n] of one clip: boxes [N, 4], actor_logits [N, 2], class_logits [N, C] (and token_centres
+        [N, 2] (x, y) for the centre term) against its n persons."""
         actor_prob = actor_logits.float().softmax(-1)  # [N, 2]
         target_boxes = target["boxes"].float()
         cost = self.cost_actor * -actor_prob[:, target["actor"].long()]  # [N, n]: p(the person's actor state)
@@ -73,6 +80,10 @@ class HungarianMatcher(nn.Module):
             labels = target["labels"].float() * target["actor"][:, None]
             label_mean = labels / labels.sum(-1, keepdim=True).clamp(min=1)
             cost = cost - self.cost_class * class_prob @ label_mean.T
+        if self.cost_centre:
+            if token_centres is None:
+                raise ValueError("BMVIT.COST_CENTRE needs the model's 'token_centres' output (BMViT gives it)")
+            cost = cost + self.cost_centre * torch.cdist(token_centres.float(), target_boxes[:, :2], p=1)
         return cost
 
     @torch.no_grad()
@@ -80,7 +91,8 @@ class HungarianMatcher(nn.Module):
         """Match each clip's persons to tokens.
 
         Args:
-            outputs: "pred_boxes" [B, N, 4] (cx, cy, w, h), "pred_actor" [B, N, 2] logits, "pred_classes" [B, N, C].
+            outputs: "pred_boxes" [B, N, 4] (cx, cy, w, h), "pred_actor" [B, N, 2] logits, "pred_classes" [B, N, C]
+                and, for the centre term, "token_centres" [N, 2].
             targets: B dicts with "boxes" [n_b, 4] (cx, cy, w, h), "labels" [n_b, C], "actor" [n_b] bool.
         Returns:
             B pairs (token_index [m_b], person_index [m_b]) of int64 CPU tensors: token token_index[k] is assigned
@@ -101,7 +113,8 @@ class HungarianMatcher(nn.Module):
             if len(persons):
                 subset = {key: target[key][persons] for key in ("boxes", "labels", "actor")}
                 costs.append(self.cost_matrix(
-                    outputs["pred_boxes"][b], outputs["pred_actor"][b], outputs["pred_classes"][b], subset
+                    outputs["pred_boxes"][b], outputs["pred_actor"][b], outputs["pred_classes"][b], subset,
+                    outputs.get("token_centres"),
                 ))
         # One device-to-host copy for the whole batch: [N, total persons], split back per clip.
         all_costs = torch.cat(costs, dim=1).cpu() if costs else torch.empty(num_tokens, 0)
