@@ -286,8 +286,9 @@ _C.BMVIT.LOSS_CLASS = 1.0
 _C.BMVIT.CLASS_LOSS = "bce"
 # Auxiliary dense loss (not in the paper; 0 disables it): every token whose cell centre lies in the central region
 # of an actor's box also gets that actor's box (L1, GIoU) and class losses, with the main loss weights, times this
-# weight. The actor head stays one-to-one, so detections are not duplicated; the backbone and the box and class
-# heads get many more supervised tokens per clip (what lets small models train from scratch in minutes).
+# weight. The actor head stays one-to-one, so detections are not duplicated, while the backbone and the box and
+# class heads get more supervised tokens per clip. Measured on the SynthAVA demo at weight 1: it stalled the actor
+# head (benchmarks/results/demo.md), so no shipped config uses it.
 _C.BMVIT.AUX_DENSE_WEIGHT = 0.0
 # Half-size of that central region as a fraction of the box's half-size (1.0: the whole box).
 _C.BMVIT.AUX_DENSE_REGION = 0.5
