@@ -103,6 +103,16 @@ def main() -> None:
         "|---|---:|---:|---:|---|",
         *[f"| {r['name']} | {r['map']:.4f} | {r['gflops']:.3f} | {r['seconds']:.0f} | `{r['command']}` |" for r in rows],
     ]
+    lines += [
+        "",
+        "Variants: `center_tpool (demo)` is configs/SYNTH/BMViT_demo.yaml itself; the others change only the keys in",
+        "their command. The two-stage rows train MViTRoI (the same backbone with a RoIAlign head, BCE on the",
+        "ground-truth boxes) for the same epochs. At test, `GT boxes` classifies the ground-truth boxes (no",
+        "localisation error: an upper bound for the classification alone); `predicted boxes` classifies SynthAVA's",
+        "val person boxes (ground truth jittered by about 1 % plus low-scoring false positives, standing in for a",
+        "person detector) above AVA.DETECTION_SCORE_THRESH 0.5. GFLOPs exclude any person detector. Wall times",
+        "include set-up and test and vary with the shared machine's load.",
+    ]
     if missing:
         lines += ["", "Not run yet at this budget: " + "; ".join(missing) + "."]
     with open(args.out, "w") as handle:
