@@ -26,7 +26,7 @@ from .evaluator import evaluate_detections
 from .inference import run_inference
 from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, log_json_stats
-from .multigrid import MultigridSchedule, short_cycle_batch_factors, short_cycle_crop_sizes
+from .multigrid import MultigridSchedule
 from .optimizer import construct_optimizer, set_lr
 from .task import DetectionTask, move_batch
 
@@ -60,12 +60,12 @@ def _clip_gradients(cfg, model: torch.nn.Module) -> float | None:
     return None
 
 
-def _short_cycle_note(cfg) -> str:
+def _short_cycle_note(cfg, multigrid: MultigridSchedule | None) -> str:
     """How the short cycle changes the batches, for the epoch log line ("" without it)."""
-    if not cfg.MULTIGRID.SHORT_CYCLE:
+    if multigrid is None or not cfg.MULTIGRID.SHORT_CYCLE:
         return ""
-    shapes = zip(short_cycle_batch_factors(cfg), short_cycle_crop_sizes(cfg))
-    return ", short cycle: " + ", ".join(f"{cfg.TRAIN.BATCH_SIZE * factor} x {crop} px" for factor, crop in shapes)
+    shapes = (multigrid.short_cycle_shape(position) for position in range(3))
+    return ", short cycle: " + ", ".join(f"{batch} x {crop} px" for batch, crop in shapes)
 
 
 def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, meter: TrainMeter, epoch: int,
@@ -174,7 +174,7 @@ def train(cfg) -> torch.nn.Module:
             meter = TrainMeter(iters_per_epoch, cfg)
             logger.info("epoch %d: %d iterations of %d clips (%d x %d x %d)%s", epoch + 1, iters_per_epoch,
                         cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE,
-                        _short_cycle_note(cfg))
+                        _short_cycle_note(cfg, multigrid))
         first_iter = start.start_iter if epoch == start.start_epoch else 0
         set_loader_epoch(train_loader, epoch, first_iter)
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,

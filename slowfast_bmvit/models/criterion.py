@@ -52,6 +52,12 @@ def dense_assignment(token_centres: Tensor, boxes: Tensor, region: float) -> tup
     return token_index, smallest[token_index]
 
 
+def _box_loss_sums(predicted: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(sum of L1 over the 4 coordinates, sum of 1 - GIoU) over paired boxes [k, 4] (cx, cy, w, h)."""
+    giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(predicted), box_cxcywh_to_xyxy(target))
+    return F.l1_loss(predicted, target, reduction="sum"), (1 - giou).sum()
+
+
 def _average_count_over_workers(count: float, device: torch.device) -> float:
     """The count averaged over distributed workers (as DETR does for num_boxes), at least 1."""
     total = torch.tensor([float(count)], device=device)
@@ -142,11 +148,10 @@ class BipartiteMatchingLoss(nn.Module):
         num_pairs = _average_count_over_workers(len(token_index), pred_boxes.device)
         predicted = pred_boxes[clip_index, token_index].float()
         target_boxes = torch.cat(boxes).to(predicted.device)
-        l1 = F.l1_loss(predicted, target_boxes, reduction="sum")
-        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(predicted), box_cxcywh_to_xyxy(target_boxes))
+        l1, one_minus_giou = _box_loss_sums(predicted, target_boxes)
         per_pair = self._class_loss_per_actor(class_logits[clip_index, token_index].float(),
                                               torch.cat(labels).to(predicted.device))
-        total = (self.weights["bbox"] * l1 + self.weights["giou"] * (1 - giou).sum()
+        total = (self.weights["bbox"] * l1 + self.weights["giou"] * one_minus_giou
                  + self.weights["class"] * per_pair.sum())
         return total / num_pairs
 
@@ -179,9 +184,8 @@ class BipartiteMatchingLoss(nn.Module):
 
         boxes = pred_boxes[clip_index, token_index].float()
         target_boxes = matched["boxes"].float()
-        loss_bbox = F.l1_loss(boxes, target_boxes, reduction="sum") / num_boxes
-        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(target_boxes))
-        loss_giou = (1 - giou).sum() / num_boxes
+        l1, one_minus_giou = _box_loss_sums(boxes, target_boxes)
+        loss_bbox, loss_giou = l1 / num_boxes, one_minus_giou / num_boxes
 
         actor_class_logits = class_logits[clip_index[is_actor], token_index[is_actor]].float()
         labels = matched["labels"][is_actor].float()
