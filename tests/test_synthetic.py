@@ -22,7 +22,9 @@ from slowfast_bmvit.datasets.synthetic_render import (
     FALL_DOWN,
     GET_UP,
     Pose,
+    SceneStyle,
     build_skeleton,
+    make_background,
     random_scene,
     skeleton_box,
 )
@@ -115,6 +117,38 @@ def test_people_are_large_as_in_ava():
     assert np.mean((heights >= 0.3) & (heights <= 0.95)) > 0.9
 
 
+def test_scene_style_changes_the_look_not_the_story():
+    def wall_texture(clutter):
+        # Spread of the wall above the lowest possible horizon, after removing each colour's mean.
+        img = make_background(np.random.default_rng(5), 96, 120, clutter)[:28].astype(np.float64)
+        return float(np.std(img - img.mean(axis=(0, 1))))
+
+    assert wall_texture(0.0) < 5.0 < 2 * wall_texture(0.0) < wall_texture(1.0)  # fine noise (std 4) only at 0
+    assert np.array_equal(make_background(np.random.default_rng(5), 96, 120),
+                          make_background(np.random.default_rng(5), 96, 120, 1.0))
+
+    def scenes(style):
+        return [random_scene(np.random.default_rng([11, i]), 96, 120, 4, style) for i in range(24)]
+
+    default, styled = scenes(SceneStyle()), scenes(SceneStyle(clutter=0.0, limb_thickness=0.12, max_people=2,
+                                                              occluder_probability=0.0))
+    assert max(len(s.actors) for s in default) > 2 and {len(s.actors) for s in styled} == {1, 2}
+    assert any(s.occluders for s in default) and not any(s.occluders for s in styled)
+    for scene in styled:
+        for actor in scene.actors:
+            assert actor.look.thickness == pytest.approx(max(2.0, 0.12 * actor.look.height))
+    assert all(len(s.occluders) == 1 for s in scenes(SceneStyle(occluder_probability=1.0)))
+    # Same actions and poses when only the look changes (clutter and thickness draw no random numbers).
+    looks_only = scenes(SceneStyle(clutter=0.2, limb_thickness=0.11))
+    for a, b in zip(default, looks_only):
+        assert [x.segments for x in a.actors] == [x.segments for x in b.actors]
+        assert not np.array_equal(a.render(30), b.render(30))
+    with pytest.raises(ValueError, match="max_people must be 1, 2, 3 or 4, got 5"):
+        SceneStyle(max_people=5)
+    with pytest.raises(ValueError, match="limb_thickness"):
+        SceneStyle(limb_thickness=0.0)
+
+
 def test_skeleton_box_bounds_the_body_and_tilt_lays_it_down():
     standing = build_skeleton(Pose(x=50.0, ground=100.0, facing=1), height=60.0, thickness=4.0)
     box = skeleton_box(standing)
@@ -167,6 +201,29 @@ def test_generate_if_missing_and_parameter_mismatch(tmp_path, tiny_synth):
     mismatch.SYNTH.SEED = 99
     with pytest.raises(ConfigError, match="SYNTH.ROOT: .*seed.*delete the folder"):
         build_dataset("synthava", mismatch, "train")
+    other_look = _synth_cfg(tiny_synth.root)
+    other_look.SYNTH.CLUTTER = 0.5
+    with pytest.raises(ConfigError, match="SYNTH.ROOT: .*'clutter': 1.0.*'clutter': 0.5.*delete the folder"):
+        build_dataset("synthava", other_look, "train")
+    other_look.SYNTH.CLUTTER, other_look.SYNTH.MAX_PEOPLE = 1.0, 7
+    with pytest.raises(ConfigError, match=r"^SYNTH.MAX_PEOPLE must be 1, 2, 3 or 4, got 7$"):
+        build_dataset("synthava", other_look, "train")
+
+
+def test_manifest_without_style_reads_as_the_original_look(tmp_path, tiny_synth):
+    # Datasets generated before SYNTH.CLUTTER & co. existed keep working with the default keys.
+    import json
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(tiny_synth.root, old)
+    manifest = json.loads((old / "synthava.json").read_text())
+    del manifest["style"]
+    (old / "synthava.json").write_text(json.dumps(manifest))
+    cfg = _synth_cfg(str(old))
+    assert len(build_dataset("synthava", cfg, "train")) == 4
+    cfg.SYNTH.LIMB_THICKNESS = 0.1
+    with pytest.raises(ConfigError, match="limb_thickness"):
+        build_dataset("synthava", cfg, "train")
 
 
 def test_make_synth_ava_cli(tmp_path, capsys):
@@ -186,3 +243,11 @@ def test_make_synth_ava_cli(tmp_path, capsys):
     too_short = ["--root", str(tmp_path / "short")] + args[2:-4] + ["3"] + args[-3:]
     assert make_synth_ava.main(too_short) == 2
     assert "VIDEO_SECONDS must be >= 4" in capsys.readouterr().err
+    styled = ["--root", str(tmp_path / "styled")] + args[2:] + ["--clutter", "0.2", "--max-people", "2"]
+    assert make_synth_ava.main(styled) == 0
+    capsys.readouterr()
+    import json
+    style = json.loads((tmp_path / "styled" / "synthava.json").read_text())["style"]
+    assert style["clutter"] == 0.2 and style["max_people"] == 2 and style["limb_thickness"] == 0.075
+    assert make_synth_ava.main(styled[:-1] + ["9"]) == 2
+    assert "SYNTH.MAX_PEOPLE must be 1, 2, 3 or 4, got 9" in capsys.readouterr().err

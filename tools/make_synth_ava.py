@@ -3,6 +3,7 @@
 
     python tools/make_synth_ava.py --root ./data_synth/synthava --seed 0 --num-train-videos 24 --num-val-videos 8
     python tools/make_synth_ava.py --cfg configs/SYNTH/BMViT_demo.yaml      # the SYNTH.* values of a config
+    python tools/make_synth_ava.py --root ./data_synth/clean --clutter 0.3 --limb-thickness 0.1 --max-people 3
 
 Defaults come from the SYNTH.* keys (of --cfg when given); flags override them. The same seed and sizes give
 byte-identical files. An existing complete dataset with the same parameters is left as is (exit 0); one with other
@@ -19,7 +20,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from slowfast_bmvit.config import ConfigError, get_cfg, load_config  # noqa: E402
-from slowfast_bmvit.datasets.synthetic import describe, ensure_synth_ava, generate_synth_ava  # noqa: E402
+from slowfast_bmvit.datasets.synthetic import (  # noqa: E402
+    describe,
+    ensure_synth_ava,
+    generate_synth_ava,
+    scene_style,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +38,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--video-seconds", type=int, default=None, help="SYNTH.VIDEO_SECONDS (>= 4)")
     parser.add_argument("--frame-size", type=int, nargs=2, default=None, metavar=("HEIGHT", "WIDTH"),
                         help="SYNTH.FRAME_SIZE in pixels")
+    parser.add_argument("--clutter", type=float, default=None, help="SYNTH.CLUTTER (background texture, 0..4)")
+    parser.add_argument("--limb-thickness", type=float, default=None, help="SYNTH.LIMB_THICKNESS (of the height)")
+    parser.add_argument("--max-people", type=int, default=None, help="SYNTH.MAX_PEOPLE (1-4)")
+    parser.add_argument("--occluder-probability", type=float, default=None, help="SYNTH.OCCLUDER_PROBABILITY")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering videos in parallel")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --root")
     return parser.parse_args(argv)
@@ -48,7 +58,9 @@ def main(argv=None) -> int:
     synth = cfg.SYNTH
     for key, value in (("ROOT", args.root), ("SEED", args.seed), ("NUM_TRAIN_VIDEOS", args.num_train_videos),
                        ("NUM_VAL_VIDEOS", args.num_val_videos), ("VIDEO_SECONDS", args.video_seconds),
-                       ("FRAME_SIZE", args.frame_size)):
+                       ("FRAME_SIZE", args.frame_size), ("CLUTTER", args.clutter),
+                       ("LIMB_THICKNESS", args.limb_thickness), ("MAX_PEOPLE", args.max_people),
+                       ("OCCLUDER_PROBABILITY", args.occluder_probability)):
         if value is not None:
             synth[key] = value
     start = time.perf_counter()
@@ -65,8 +77,9 @@ def main(argv=None) -> int:
             return 0
     try:
         paths = generate_synth_ava(synth.ROOT, synth.SEED, synth.NUM_TRAIN_VIDEOS, synth.NUM_VAL_VIDEOS,
-                                   synth.VIDEO_SECONDS, synth.FRAME_SIZE, num_workers=args.workers)
-    except ValueError as err:
+                                   synth.VIDEO_SECONDS, synth.FRAME_SIZE, num_workers=args.workers,
+                                   style=scene_style(synth))
+    except (ValueError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"SynthAVA written to {paths.root} in {time.perf_counter() - start:.1f} s: {describe(paths)['stats']}")

@@ -543,6 +543,16 @@ _C.SYNTH.NUM_VAL_VIDEOS = 8
 _C.SYNTH.VIDEO_SECONDS = 12
 # Frame size (height, width) in pixels.
 _C.SYNTH.FRAME_SIZE = [128, 160]
+# How hard the scenes are to see (datasets/synthetic_render.py SceneStyle; the actions do not change). The defaults
+# are SynthAVA's original look; a dataset generated with other values lives at another SYNTH.ROOT.
+# Background texture and panel contrast, 0 (flat wall and floor) .. 1 (original) .. 4.
+_C.SYNTH.CLUTTER = 1.0
+# Limb width as a fraction of a person's standing height.
+_C.SYNTH.LIMB_THICKNESS = 0.075
+# At most this many people per video (1-4).
+_C.SYNTH.MAX_PEOPLE = 4
+# Chance that a video has an occluding pole in front of the people.
+_C.SYNTH.OCCLUDER_PROBABILITY = 0.35
 
 # ---------------------------------------------------------------------------- #
 # Multigrid training options

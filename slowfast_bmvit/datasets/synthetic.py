@@ -19,6 +19,7 @@ See synthetic_render.py for the scenes and actions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -99,11 +100,11 @@ class _VideoAnnotations:
     num_unannotated: int
 
 
-def _write_video(task: tuple[str, int, int, str, int, int, int, bool]) -> _VideoAnnotations:
+def _write_video(task: tuple[str, int, int, str, int, int, int, bool, render.SceneStyle]) -> _VideoAnnotations:
     """Render, write and annotate one video (runs in a worker process)."""
-    split, index, seed, frame_dir, video_seconds, height, width, exclude_one = task
+    split, index, seed, frame_dir, video_seconds, height, width, exclude_one, style = task
     rng = _video_rng(seed, split, index)
-    scene = render.random_scene(rng, height, width, video_seconds)
+    scene = render.random_scene(rng, height, width, video_seconds, style)
     name = video_name(split, index)
     folder = os.path.join(frame_dir, name)
     os.makedirs(folder, exist_ok=True)
@@ -181,13 +182,14 @@ class _InProcess:
 
 def generate_synth_ava(root: str, seed: int = 0, num_train_videos: int = 24, num_val_videos: int = 8,
                        video_seconds: int = 12, frame_size: Sequence[int] = (128, 160), num_workers: int = 1,
-                       progress: bool = True) -> SynthAvaPaths:
+                       progress: bool = True, style: render.SceneStyle = render.SceneStyle()) -> SynthAvaPaths:
     """Write a complete SynthAVA dataset at `root` (which must not exist) and return its paths.
 
     The dataset is built in a temporary sibling folder and moved into place when complete, so an interrupted run
     leaves no half dataset and concurrent processes (e.g. several ranks) cannot read a partial one.
     Args:
         frame_size: (height, width) in pixels. num_workers: processes rendering videos (1: in this process).
+        style: how cluttered the scenes are, limb thickness, people per video, occluders (SYNTH.CLUTTER, ...).
     """
     height, width = (int(v) for v in frame_size)
     if min(height, width) < 32:
@@ -205,7 +207,7 @@ def generate_synth_ava(root: str, seed: int = 0, num_train_videos: int = 24, num
         paths = SynthAvaPaths.under(staging)
         for folder in (paths.frame_dir, paths.frame_list_dir, paths.annotation_dir):
             os.makedirs(folder)
-        tasks = [(split, i, seed, paths.frame_dir, video_seconds, height, width, split == "val")
+        tasks = [(split, i, seed, paths.frame_dir, video_seconds, height, width, split == "val", style)
                  for split, count in (("train", num_train_videos), ("val", num_val_videos)) for i in range(count)]
         videos = []
         with tqdm(total=len(tasks), desc="SynthAVA videos", unit="video", disable=not progress) as bar:
@@ -217,7 +219,7 @@ def generate_synth_ava(root: str, seed: int = 0, num_train_videos: int = 24, num
         stats = {split: _write_split(paths, split, [v for t, v in zip(tasks, videos) if t[0] == split])
                  for split in ("train", "val")}
         manifest = {"format_version": FORMAT_VERSION, **_generation_params(seed, num_train_videos, num_val_videos,
-                                                                            video_seconds, (height, width)),
+                                                                            video_seconds, (height, width), style),
                     "keyframe_seconds": keyframe_seconds(video_seconds),
                     "classes": [{"id": i, "name": n, "label_type": t} for i, n, t in render.EVALUATED_CLASSES],
                     "stats": stats}
@@ -237,9 +239,24 @@ def generate_synth_ava(root: str, seed: int = 0, num_train_videos: int = 24, num
     return final
 
 
-def _generation_params(seed, num_train_videos, num_val_videos, video_seconds, frame_size) -> dict:
+def _generation_params(seed, num_train_videos, num_val_videos, video_seconds, frame_size,
+                       style: render.SceneStyle) -> dict:
     return {"seed": int(seed), "num_train_videos": int(num_train_videos), "num_val_videos": int(num_val_videos),
-            "video_seconds": int(video_seconds), "frame_size": [int(v) for v in frame_size]}
+            "video_seconds": int(video_seconds), "frame_size": [int(v) for v in frame_size],
+            "style": dataclasses.asdict(style)}
+
+
+def scene_style(synth_cfg) -> render.SceneStyle:
+    """The SceneStyle of the SYNTH.* keys (a ConfigError naming the key on a bad value)."""
+    values = {"clutter": float(synth_cfg.CLUTTER), "limb_thickness": float(synth_cfg.LIMB_THICKNESS),
+              "max_people": int(synth_cfg.MAX_PEOPLE), "occluder_probability": float(synth_cfg.OCCLUDER_PROBABILITY)}
+    try:
+        return render.SceneStyle(**values)
+    except ValueError as err:
+        message = str(err).removeprefix("SceneStyle: ")
+        for field in values:
+            message = message.replace(f"{field} must", f"SYNTH.{field.upper()} must")
+        raise ConfigError(message) from None
 
 
 def ensure_synth_ava(cfg) -> SynthAvaPaths:
@@ -249,8 +266,9 @@ def ensure_synth_ava(cfg) -> SynthAvaPaths:
     """
     synth = cfg.SYNTH
     paths = SynthAvaPaths.under(synth.ROOT)
+    style = scene_style(synth)
     wanted = _generation_params(synth.SEED, synth.NUM_TRAIN_VIDEOS, synth.NUM_VAL_VIDEOS, synth.VIDEO_SECONDS,
-                                synth.FRAME_SIZE)
+                                synth.FRAME_SIZE, style)
     manifest_path = os.path.join(paths.root, paths.manifest)
     if not os.path.exists(paths.root):
         if not synth.GENERATE_IF_MISSING:
@@ -259,12 +277,14 @@ def ensure_synth_ava(cfg) -> SynthAvaPaths:
         workers = min(4, os.cpu_count() or 1)  # the bytes do not depend on it
         logger.info("generating SynthAVA at %s (%s) with %d process(es)", paths.root, wanted, workers)
         return generate_synth_ava(paths.root, synth.SEED, synth.NUM_TRAIN_VIDEOS, synth.NUM_VAL_VIDEOS,
-                                  synth.VIDEO_SECONDS, synth.FRAME_SIZE, num_workers=workers)
+                                  synth.VIDEO_SECONDS, synth.FRAME_SIZE, num_workers=workers, style=style)
     if not os.path.isfile(manifest_path):
         raise ConfigError(f"SYNTH.ROOT: {paths.root} exists but has no {paths.manifest}: not a complete SynthAVA")
     with open(manifest_path, "r", encoding="utf-8") as f:
         manifest = json.load(f)
     found = {key: manifest.get(key) for key in wanted}
+    if found["style"] is None:  # written before scene styles existed: the original look
+        found["style"] = dataclasses.asdict(render.SceneStyle())
     if found != wanted or manifest.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"SYNTH.ROOT: {paths.root} was generated with {found} (format "
                           f"{manifest.get('format_version')}), the config asks {wanted} (format {FORMAT_VERSION}); "
@@ -363,4 +383,4 @@ def describe(paths: SynthAvaPaths) -> dict:
 
 
 __all__ = ["SynthAvaPaths", "SynthClip", "Synthava", "generate_synth_ava", "ensure_synth_ava", "synthava_config",
-           "render_time_reversal_pair", "keyframe_seconds", "write_label_map", "describe"]
+           "scene_style", "render_time_reversal_pair", "keyframe_seconds", "write_label_map", "describe"]

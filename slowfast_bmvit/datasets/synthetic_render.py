@@ -1,8 +1,10 @@
 """SynthAVA scenes: articulated people whose actions are defined by motion, rendered with cv2 at 30 fps.
 
-A video is a textured background, 1-4 people, optional occluding poles and a small camera jitter. Each person
-follows one action per one-second segment; segment k spans frames [30k - 15, 30k + 15) and is centred on the frame
-of second k, so the label of keyframe second k is exactly what the person does around it.
+A video is a textured background, 1-4 people, optional occluding poles and a small camera jitter; `SceneStyle`
+sets how cluttered the background is, how thick the limbs are, how many people and how often a pole (its defaults
+are SynthAVA's original look). Each person follows one action per one-second segment; segment k spans frames
+[30k - 15, 30k + 15) and is centred on the frame of second k, so the label of keyframe second k is exactly what the
+person does around it.
 
 Actions (AVA ids) and what tells them apart:
 - stand (12), walk (14), run/jog (10): the same body; standing people hold random stances that look like a frame of
@@ -63,6 +65,36 @@ def _smoothstep(u: float) -> float:
 def fall_progress(t: float) -> float:
     """Fraction of a fall completed at time t (seconds from the keyframe): 0 before -0.3 s, 0.5 at 0, 1 after 0.3 s."""
     return _smoothstep((t + FALL_SECONDS / 2) / FALL_SECONDS)
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """How hard a scene is to see; the actions and their timing do not depend on it.
+
+    clutter: scale of the background's texture and of the contrast of its panels and floor lines against the wall
+        and floor (0: flat wall and floor with only fine noise; 1: the original look).
+    limb_thickness: limb width as a fraction of the standing height (the torso is drawn 1.9x as wide).
+    max_people: at most this many people per video (1-4; the odds of 1-4 people are truncated and renormalised).
+    occluder_probability: chance that a video has a vertical pole in front of the people.
+    """
+
+    clutter: float = 1.0
+    limb_thickness: float = 0.075
+    max_people: int = 4
+    occluder_probability: float = 0.35
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 <= self.clutter <= 4.0:
+            problems.append(f"clutter must be in [0, 4], got {self.clutter}")
+        if not 0.0 < self.limb_thickness <= 0.3:
+            problems.append(f"limb_thickness must be in (0, 0.3], got {self.limb_thickness}")
+        if self.max_people not in (1, 2, 3, 4):
+            problems.append(f"max_people must be 1, 2, 3 or 4, got {self.max_people}")
+        if not 0.0 <= self.occluder_probability <= 1.0:
+            problems.append(f"occluder_probability must be in [0, 1], got {self.occluder_probability}")
+        if problems:
+            raise ValueError("SceneStyle: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -322,8 +354,12 @@ def draw_person(img: np.ndarray, skeleton: Skeleton, pose: Pose, look: Appearanc
                       _SUBPIXEL_SHIFT)
 
 
-def make_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A textured BGR room: wall and floor tones, low-frequency noise, a few panels and floor lines. [H, W, 3]."""
+def make_background(rng: np.random.Generator, height: int, width: int, clutter: float = 1.0) -> np.ndarray:
+    """A textured BGR room: wall and floor tones, low-frequency noise, a few panels and floor lines. [H, W, 3].
+
+    clutter scales the low-frequency noise and pulls panels and floor lines towards the wall / floor tone (1: as
+    drawn, 0: invisible). The random draws do not depend on it, so only the look changes.
+    """
     wall = rng.uniform(60, 200, 3)
     floor = np.clip(wall * rng.uniform(0.5, 0.9) + rng.uniform(-30, 30, 3), 0, 255)
     horizon = int(height * rng.uniform(0.3, 0.6))
@@ -331,14 +367,20 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     img[:horizon] = wall
     img[horizon:] = floor
     coarse = rng.normal(0, 18, (max(2, height // 12), max(2, width // 12), 3)).astype(np.float32)
+    if clutter != 1.0:  # (the branch keeps the original look bit-exact)
+        coarse *= clutter
     img += cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+
+    def toned(colour: np.ndarray, base: np.ndarray) -> tuple[float, ...]:
+        return tuple(float(c) for c in (colour if clutter == 1.0 else base + clutter * (colour - base)))
+
     for _ in range(int(rng.integers(2, 6))):  # panels: windows, doors, posters
         x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, max(1, horizon)))
         pw, ph = int(rng.integers(width // 12, width // 4)), int(rng.integers(height // 10, height // 3))
-        cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + ph), tuple(float(c) for c in rng.uniform(20, 235, 3)), -1)
+        cv2.rectangle(img, (x0, y0), (x0 + pw, y0 + ph), toned(rng.uniform(20, 235, 3), wall), -1)
     for _ in range(int(rng.integers(2, 5))):  # floor boards
         y = int(rng.integers(horizon, height))
-        cv2.line(img, (0, y), (width, y + int(rng.integers(-5, 6))), tuple(float(c) for c in floor * 0.7), 1)
+        cv2.line(img, (0, y), (width, y + int(rng.integers(-5, 6))), toned(floor * 0.7, floor), 1)
     img += rng.normal(0, 4, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -416,7 +458,8 @@ class Scene:
 
 
 # ---------------------------------------------------------------------------------------------- scene planning
-def random_appearance(rng: np.random.Generator, height: float, carries: bool) -> Appearance:
+def random_appearance(rng: np.random.Generator, height: float, carries: bool,
+                      limb_thickness: float = SceneStyle.limb_thickness) -> Appearance:
     def bright():
         hsv = np.uint8([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(110, 256)]]])
         return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
@@ -425,8 +468,8 @@ def random_appearance(rng: np.random.Generator, height: float, carries: bool) ->
     skin = skins[int(rng.integers(len(skins)))]
     pants = _shade(bright(), rng.uniform(0.35, 0.8))
     hair = _shade(bright(), rng.uniform(0.1, 0.4))
-    return Appearance(height=height, thickness=max(2.0, 0.075 * height), shirt=bright(), pants=pants, skin=skin,
-                      hair=hair, prop=bright() if carries else None)
+    return Appearance(height=height, thickness=max(2.0, limb_thickness * height), shirt=bright(), pants=pants,
+                      skin=skin, hair=hair, prop=bright() if carries else None)
 
 
 def random_rest_pose(rng: np.random.Generator) -> RestPose:
@@ -521,13 +564,16 @@ def camera_path(rng: np.random.Generator, num_frames: int, amplitude: float) -> 
     return np.round(smooth).astype(np.int64)
 
 
-def random_scene(rng: np.random.Generator, height: int, width: int, num_seconds: int) -> Scene:
+def random_scene(rng: np.random.Generator, height: int, width: int, num_seconds: int,
+                 style: SceneStyle = SceneStyle()) -> Scene:
     """A video of `num_seconds` seconds: 1-4 people with varied roles, occluders and camera jitter."""
     num_frames = FPS * num_seconds
     jitter = max(1, round(0.02 * width))
     margin = jitter + 1
-    background = make_background(rng, height + 2 * margin, width + 2 * margin)
-    num_people = int(rng.choice([1, 2, 3, 4], p=[0.2, 0.35, 0.3, 0.15]))
+    background = make_background(rng, height + 2 * margin, width + 2 * margin, style.clutter)
+    odds = [0.2, 0.35, 0.3, 0.15][:style.max_people]
+    odds = odds if style.max_people == 4 else list(np.array(odds) / sum(odds))
+    num_people = int(rng.choice(list(range(1, style.max_people + 1)), p=odds))
     roles = [str(rng.choice(["mobile", "carrier", "crouch", "lie"], p=[0.66, 0.2, 0.07, 0.07]))
              for _ in range(num_people)]
     talk_pair = num_people >= 2 and rng.random() < 0.35
@@ -557,13 +603,13 @@ def random_scene(rng: np.random.Generator, height: int, width: int, num_seconds:
             else:
                 x = float(rng.uniform(span, width - span))
             state = PersonState(x=x, ground=ground, facing=facing)
-        look = random_appearance(rng, h, carries=role == "carrier")
+        look = random_appearance(rng, h, carries=role == "carrier", limb_thickness=style.limb_thickness)
         plan = talk_plan if index == 0 else [{"talk": "listen", "listen": "talk"}.get(p, p) for p in talk_plan]
         segments = plan_person(rng, role, replace(state), h, num_seconds, width, plan if role == "talker" else None)
         poses = simulate_person(replace(state), segments, h, num_frames)
         actors.append(Actor(look, poses, segments))
     occluders = []
-    if rng.random() < 0.35:
+    if rng.random() < style.occluder_probability:
         x0 = float(rng.uniform(0, width * 0.9))
         pole = float(rng.uniform(0.05, 0.1) * width)
         top = float(rng.uniform(-0.1, 0.3) * height)
