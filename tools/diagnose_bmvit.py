@@ -5,10 +5,11 @@
 
 Loads the checkpoint `tools/run_net.py` would test (TEST.CHECKPOINT_FILE_PATH, else the newest in OUTPUT_DIR),
 runs the test split of an AVA-format dataset with AVA.TEST_USE_GT_BOXES True (the ground-truth persons are
-needed per clip) and prints, besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of
-the token the training matcher assigns to each actor versus the token the actor score ranks first, and the class
-AP given each actor's best box (slowfast_bmvit/evaluation/error_analysis.py explains each number). The summary
-is also written to OUTPUT_DIR/diagnosis.json.
+needed per clip; the forward pass on one GPU when NUM_GPUS > 0 and CUDA is available, else on the CPU) and prints,
+besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of the token the training matcher
+assigns to each actor versus the token the actor score ranks first, and the class AP given each actor's best box
+(slowfast_bmvit/evaluation/error_analysis.py explains each number). The summary is also written to
+OUTPUT_DIR/diagnosis.json.
 """
 
 import json
@@ -44,7 +45,8 @@ def diagnose(cfg) -> dict:
     dataset = build_dataset(cfg.TEST.DATASET, cfg, "test")
     if not hasattr(dataset, "evaluation_files"):
         raise ConfigError(f"TEST.DATASET: {cfg.TEST.DATASET!r} is not an AVA-format dataset (ava, synthava)")
-    model = build_model(cfg).cpu().eval()
+    device = torch.device("cuda" if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else "cpu")
+    model = build_model(cfg).to(device).eval()
     checkpoint = load_test_checkpoint(cfg, model)
     matcher = build_criterion(cfg).matcher
     _, class_ids = read_labelmap(dataset.evaluation_files["labelmap"])
@@ -56,7 +58,8 @@ def diagnose(cfg) -> dict:
     video_names = dataset.frame_lists.video_names
     records, detections, person_dets, actors = [], [], [], []
     for batch in loader:
-        outputs = model(batch["inputs"])
+        # The analysis itself runs on the CPU: only the forward pass uses the GPU when there is one.
+        outputs = {key: value.float().cpu() for key, value in model(batch["inputs"].to(device)).items()}
         kept = postprocess_from_cfg(outputs, batch["meta"], cfg)
         matches = matcher(outputs, batch["targets"])
         actor_prob = outputs["pred_actor"].float().softmax(-1)[..., 1]
