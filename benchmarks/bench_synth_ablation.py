@@ -5,7 +5,12 @@ Each variant trains the demo backbone (configs/SYNTH/BMViT_demo.yaml) from scrat
 same number of epochs through tools/run_net.py, then tests on SynthAVA val with the AVA protocol; GFLOPs come from
 tools/model_stats.py. The table (mAP, GFLOPs, wall time, command) goes to benchmarks/results/synth_ablation.md.
 
-    .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--rerun] [--out FILE]
+    .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--seeds S ...] [--rerun]
+
+Every (variant, RNG_SEED) run saves its row and later invocations reuse it, so seeds can be added over time (and
+run side by side: `OMP_NUM_THREADS=1 ... --only center --seeds 1 &` next to `... --seeds 2`); the table shows, per
+variant, the mean over the seeds run so far and each seed's mAP. At the demo budget the seed alone moves mAP by a
+factor of up to three (benchmarks/results/demo.md), so one seed per variant does not settle a comparison.
 
 SynthAVA is built so that actions need time (stand / walk / run differ by motion only; get up is fall down
 reversed), so class tokens from the central slice alone should trail temporally pooled ones.
@@ -41,10 +46,17 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def run_variant(name: str, overrides: list[str], epochs: int, output_root: str) -> dict:
-    """Train and test one variant; its row is also saved to OUTPUT_ROOT/<variant>/bench_row.json."""
-    output_dir = os.path.join(output_root, slug(name))
-    opts = [*overrides, "SOLVER.MAX_EPOCH", str(epochs), "OUTPUT_DIR", output_dir, "TRAIN.AUTO_RESUME", "False"]
+def run_dir(output_root: str, name: str, seed: int) -> str:
+    # Seed 0 keeps the folder of the rows measured before seeds were an option.
+    return os.path.join(output_root, slug(name) + (f"__seed{seed}" if seed else ""))
+
+
+def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, seed: int = 0) -> dict:
+    """Train and test one variant at one RNG_SEED; its row is also saved to <run dir>/bench_row.json."""
+    output_dir = run_dir(output_root, name, seed)
+    seed_opts = ["RNG_SEED", str(seed)] if seed else []
+    opts = [*overrides, *seed_opts, "SOLVER.MAX_EPOCH", str(epochs), "OUTPUT_DIR", output_dir,
+            "TRAIN.AUTO_RESUME", "False"]
     command = [sys.executable, "tools/run_net.py", "--cfg", CONFIG, *opts]
     start = time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
@@ -55,20 +67,20 @@ def run_variant(name: str, overrides: list[str], epochs: int, output_root: str) 
                            check=True, capture_output=True, text=True).stdout.split()
     gflops = float(stats[stats.index("gflops:") + 1])
     row = {"name": name, "map": result["mAP"], "per_class": result.get("per_class", {}), "gflops": gflops,
-           "seconds": seconds, "epochs": epochs, "command": " ".join(["python", *command[1:]])}
+           "seconds": seconds, "epochs": epochs, "seed": seed, "command": " ".join(["python", *command[1:]])}
     with open(os.path.join(output_dir, "bench_row.json"), "w") as handle:
         json.dump(row, handle, indent=1)
     return row
 
 
-def saved_row(name: str, epochs: int, output_root: str) -> dict | None:
-    """The row a previous invocation saved for this variant at this budget, if any."""
-    path = os.path.join(output_root, slug(name), "bench_row.json")
+def saved_row(name: str, epochs: int, output_root: str, seed: int = 0) -> dict | None:
+    """The row a previous invocation saved for this variant, budget and seed, if any."""
+    path = os.path.join(run_dir(output_root, name, seed), "bench_row.json")
     if not os.path.exists(path):
         return None
     with open(path) as handle:
         row = json.load(handle)
-    return row if row.get("epochs") == epochs else None
+    return row if row.get("epochs") == epochs and row.get("seed", 0) == seed else None
 
 
 def main() -> None:
@@ -76,6 +88,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the demo config's)")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
     parser.add_argument("--output-root", default=os.path.join(REPO, "output", "synth_ablation"))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="RNG_SEED values to run (default: 0)")
     parser.add_argument("--rerun", action="store_true", help="train again even where a saved row exists")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "synth_ablation.md"))
     args = parser.parse_args()
@@ -83,25 +96,46 @@ def main() -> None:
     from slowfast_bmvit.config import load_config
 
     epochs = args.epochs or load_config(os.path.join(REPO, CONFIG)).SOLVER.MAX_EPOCH
-    rows = []
+    runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for name, overrides in VARIANTS.items():
-        row = saved_row(name, epochs, args.output_root) if not args.rerun else None
-        if row is None and (args.only is None or name in args.only):
-            print(f"training {name} ({epochs} epochs) ...", flush=True)
-            row = run_variant(name, overrides, epochs, args.output_root)
-        if row is not None:
-            rows.append(row)
-    missing = [name for name in VARIANTS if name not in {row["name"] for row in rows}]
+        for seed in sorted(set(args.seeds) | {0}):
+            row = saved_row(name, epochs, args.output_root, seed) if not args.rerun else None
+            if row is None and seed in args.seeds and (args.only is None or name in args.only):
+                print(f"training {name} ({epochs} epochs, RNG_SEED {seed}) ...", flush=True)
+                row = run_variant(name, overrides, epochs, args.output_root, seed)
+            if row is not None:
+                runs[name].append(row)
+    # Rows of other seeds saved by earlier invocations count too.
+    for name in VARIANTS:
+        known = {row.get("seed", 0) for row in runs[name]}
+        parent = args.output_root
+        prefix = slug(name) + "__seed"
+        for folder in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+            if folder.startswith(prefix) and folder[len(prefix):].isdigit() and int(folder[len(prefix):]) not in known:
+                row = saved_row(name, epochs, parent, int(folder[len(prefix):]))
+                if row is not None:
+                    runs[name].append(row)
+    missing = [name for name in VARIANTS if not runs[name]]
+
+    def table_row(name: str) -> str:
+        done = sorted(runs[name], key=lambda r: r.get("seed", 0))
+        first = done[0]
+        mean = sum(r["map"] for r in done) / len(done)
+        per_seed = ", ".join(f"{r.get('seed', 0)}: {r['map']:.4f}" for r in done)
+        return (f"| {name} | {mean:.4f} | {per_seed} | {first['gflops']:.3f} | {first['seconds']:.0f} | "
+                f"`{first['command']}` |")
     lines = [
         "# SynthAVA ablation (same backbone, data and budget)",
         "",
         f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}` (rows are saved as they finish",
-        "and reused by later invocations; `--only NAME` runs a subset). Each row trains from scratch on the CPU",
-        "and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs: tools/model_stats.py, one clip.",
+        "and reused by later invocations; `--only NAME` runs a subset, `--seeds S ...` more RNG_SEEDs). Each run",
+        "trains from scratch on the CPU and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs:",
+        "tools/model_stats.py, one clip. mAP is the mean over the seeds run; the command is seed 0's (other seeds",
+        "add `RNG_SEED s` and their own OUTPUT_DIR).",
         "",
-        "| variant | mAP | GFLOPs | wall time (s) | command |",
-        "|---|---:|---:|---:|---|",
-        *[f"| {r['name']} | {r['map']:.4f} | {r['gflops']:.3f} | {r['seconds']:.0f} | `{r['command']}` |" for r in rows],
+        "| variant | mAP (mean) | mAP per RNG_SEED | GFLOPs | wall time, first seed (s) | command |",
+        "|---|---:|---|---:|---:|---|",
+        *[table_row(name) for name in VARIANTS if runs[name]],
     ]
     lines += [
         "",
@@ -111,7 +145,8 @@ def main() -> None:
         "localisation error: an upper bound for the classification alone); `predicted boxes` classifies SynthAVA's",
         "val person boxes (ground truth jittered by about 1 % plus low-scoring false positives, standing in for a",
         "person detector) above AVA.DETECTION_SCORE_THRESH 0.5. GFLOPs exclude any person detector. Wall times",
-        "include set-up and test and vary with the shared machine's load.",
+        "include set-up and test and vary with the shared machine's load. At this budget the seed alone moves a",
+        "variant's mAP by up to 3x (benchmarks/results/demo.md): only differences that hold across seeds count.",
     ]
     if missing:
         lines += ["", "Not run yet at this budget: " + "; ".join(missing) + "."]
