@@ -99,8 +99,10 @@ def main() -> None:
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for name, overrides in VARIANTS.items():
         for seed in sorted(set(args.seeds) | {0}):
-            row = saved_row(name, epochs, args.output_root, seed) if not args.rerun else None
-            if row is None and seed in args.seeds and (args.only is None or name in args.only):
+            selected = seed in args.seeds and (args.only is None or name in args.only)
+            # --rerun retrains only the selected runs; the others keep their saved rows.
+            row = None if args.rerun and selected else saved_row(name, epochs, args.output_root, seed)
+            if row is None and selected:
                 print(f"training {name} ({epochs} epochs, RNG_SEED {seed}) ...", flush=True)
                 row = run_variant(name, overrides, epochs, args.output_root, seed)
             if row is not None:
