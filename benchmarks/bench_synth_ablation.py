@@ -83,6 +83,13 @@ def saved_row(name: str, epochs: int, output_root: str, seed: int = 0) -> dict |
     return row if row.get("epochs") == epochs and row.get("seed", 0) == seed else None
 
 
+def saved_seeds(name: str, output_root: str) -> set[int]:
+    """The non-zero seeds with a run folder of this variant under output_root."""
+    prefix = slug(name) + "__seed"
+    folders = os.listdir(output_root) if os.path.isdir(output_root) else []
+    return {int(f[len(prefix):]) for f in folders if f.startswith(prefix) and f[len(prefix):].isdigit()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the demo config's)")
@@ -98,7 +105,8 @@ def main() -> None:
     epochs = args.epochs or load_config(os.path.join(REPO, CONFIG)).SOLVER.MAX_EPOCH
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for name, overrides in VARIANTS.items():
-        for seed in sorted(set(args.seeds) | {0}):
+        # The seeds asked for now, plus those earlier invocations saved rows for.
+        for seed in sorted(set(args.seeds) | {0} | saved_seeds(name, args.output_root)):
             selected = seed in args.seeds and (args.only is None or name in args.only)
             # --rerun retrains only the selected runs; the others keep their saved rows.
             row = None if args.rerun and selected else saved_row(name, epochs, args.output_root, seed)
@@ -107,16 +115,6 @@ def main() -> None:
                 row = run_variant(name, overrides, epochs, args.output_root, seed)
             if row is not None:
                 runs[name].append(row)
-    # Rows of other seeds saved by earlier invocations count too.
-    for name in VARIANTS:
-        known = {row.get("seed", 0) for row in runs[name]}
-        parent = args.output_root
-        prefix = slug(name) + "__seed"
-        for folder in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
-            if folder.startswith(prefix) and folder[len(prefix):].isdigit() and int(folder[len(prefix):]) not in known:
-                row = saved_row(name, epochs, parent, int(folder[len(prefix):]))
-                if row is not None:
-                    runs[name].append(row)
     missing = [name for name in VARIANTS if not runs[name]]
 
     def table_row(name: str) -> str:

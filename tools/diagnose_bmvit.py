@@ -49,9 +49,8 @@ def diagnose(cfg) -> dict:
     model = build_model(cfg).to(device).eval()
     checkpoint = load_test_checkpoint(cfg, model)
     matcher = build_criterion(cfg).matcher
-    _, class_ids = read_labelmap(dataset.evaluation_files["labelmap"])
+    categories, class_ids = read_labelmap(dataset.evaluation_files["labelmap"])
     class_ids = sorted(class_ids)
-    categories, _ = read_labelmap(dataset.evaluation_files["labelmap"])
     names = {int(c["id"]): c["name"] for c in categories}
     loader = DataLoader(dataset, batch_size=cfg.TEST.BATCH_SIZE, shuffle=False, collate_fn=detection_collate,
                         num_workers=cfg.DATA_LOADER.NUM_WORKERS)

@@ -25,16 +25,10 @@ import numpy as np
 
 from .ava import evaluate_ava
 from .ava_io import AvaRows
-from .iou import iou_matrix
+from .iou import cxcywh_to_xyxy, iou_matrix
 
 # Tokens whose box overlaps an actor at least this much compete for its top token.
 OVERLAP_FOR_RANKING = 0.1
-
-
-def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    half = boxes[:, 2:] / 2
-    return np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
 
 
 @dataclass

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["iou_pairs", "iou_matrix"]
+__all__ = ["iou_pairs", "iou_matrix", "cxcywh_to_xyxy"]
+
+
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """[..., 4] (cx, cy, w, h) -> [..., 4] (x1, y1, x2, y2), e.g. for BMViT's `pred_boxes`."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    half = boxes[..., 2:] / 2
+    return np.concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
 
 
 def iou_pairs(a: np.ndarray, b: np.ndarray, plus_one: bool = False) -> np.ndarray:

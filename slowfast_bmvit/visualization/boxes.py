@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from slowfast_bmvit.evaluation.iou import cxcywh_to_xyxy
+
 __all__ = [
     "DETECTION_COLOR",
     "GROUND_TRUTH_COLOR",
@@ -33,13 +35,6 @@ GROUND_TRUTH_COLOR = (255, 48, 48)  # red
 TEXT_COLOR = (255, 255, 255)  # white, on a patch of the box's colour
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """[..., 4] (cx, cy, w, h) -> [..., 4] (x1, y1, x2, y2), e.g. for BMViT's `pred_boxes`."""
-    boxes = np.asarray(boxes, dtype=np.float64)
-    half = boxes[..., 2:] / 2
-    return np.concatenate([boxes[..., :2] - half, boxes[..., :2] + half], axis=-1)
 
 
 def check_image(image: np.ndarray) -> None:
