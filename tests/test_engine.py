@@ -21,6 +21,7 @@ SYNTH_PARAMS = {"seed": 3, "num_train_videos": 4, "num_val_videos": 2, "video_se
 TINY_OPTS = [
     "DATA.NUM_FRAMES", "4", "DATA.SAMPLING_RATE", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
     "MVIT.DEPTH", "2", "MVIT.EMBED_DIM", "16", "MVIT.PATCH_STRIDE", "[2, 4, 4]", "MVIT.DIM_MUL", "[[1, 2.0]]",
+    "MVIT.CONV_STEM_CHANNELS", "[]", "MVIT.PATCH_KERNEL", "[3, 7, 7]", "MVIT.PATCH_PADDING", "[1, 3, 3]",
     "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]", "MVIT.POOL_KV_STRIDE_ADAPTIVE", "[1, 2, 2]",
     "BMVIT.PROJ_DIM", "16", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "4", "SOLVER.MAX_EPOCH", "2",
     "SOLVER.WARMUP_EPOCHS", "0.5", "TRAIN.CHECKPOINT_PERIOD", "1", "DATA_LOADER.NUM_WORKERS", "0",
@@ -58,13 +59,19 @@ def json_losses(output_dir, kind="train_iter"):
     return rows
 
 
-def test_killed_run_resumes_to_the_same_weights(repo_root, synth_root, tmp_path, monkeypatch):
+# The demo's convolutional stem (BatchNorm running statistics are state too), at the tiny config's token stride.
+CONV_STEM_OPTS = ("MVIT.CONV_STEM_CHANNELS", "[4]", "MVIT.PATCH_KERNEL", "[3, 3, 3]", "MVIT.PATCH_STRIDE",
+                  "[2, 2, 2]", "MVIT.PATCH_PADDING", "[1, 1, 1]")
+
+
+@pytest.mark.parametrize("backbone_opts", [(), CONV_STEM_OPTS], ids=["patch_embedding", "conv_stem"])
+def test_killed_run_resumes_to_the_same_weights(repo_root, synth_root, tmp_path, monkeypatch, backbone_opts):
     """12 clips, batch 4: 3 iterations per epoch, 2 epochs; the run dies in epoch 2 after a mid-epoch checkpoint."""
     reference = tmp_path / "uninterrupted"
-    train(tiny_cfg(repo_root, synth_root, reference, "TRAIN.CHECKPOINT_ITER_PERIOD", "1"))
+    train(tiny_cfg(repo_root, synth_root, reference, "TRAIN.CHECKPOINT_ITER_PERIOD", "1", *backbone_opts))
 
     killed = tmp_path / "killed"
-    cfg = tiny_cfg(repo_root, synth_root, killed, "TRAIN.CHECKPOINT_ITER_PERIOD", "1")
+    cfg = tiny_cfg(repo_root, synth_root, killed, "TRAIN.CHECKPOINT_ITER_PERIOD", "1", *backbone_opts)
     real_losses = DetectionTask.losses
     calls = {"n": 0}
 
@@ -86,6 +93,8 @@ def test_killed_run_resumes_to_the_same_weights(repo_root, synth_root, tmp_path,
     epoch_b, weights_b = final_weights(killed)
     assert epoch_a == epoch_b == 1
     assert weights_a.keys() == weights_b.keys()
+    if backbone_opts:
+        assert any(name.endswith("patch_embed.stem.1.running_mean") for name in weights_a)
     for name in weights_a:
         assert torch.equal(weights_a[name], weights_b[name]), name
     resumed_iters = [row["iter"] for row in json_losses(killed) if row["epoch"] == "2/2"]

@@ -314,3 +314,36 @@ def test_unsupported_options_raise_config_errors():
         MViT(small_cfg("MVIT.USE_FIXED_SINCOS_POS", "True"))
     with pytest.raises(ConfigError, match="MODEL.HEAD_ACT"):
         MViT(small_cfg("MODEL.HEAD_ACT", "relu"))
+
+
+def test_conv_stem_geometry_keys_and_batchnorm():
+    """MVIT.CONV_STEM_CHANNELS: each stem layer halves H and W; output_grid and the rel-pos grid follow it."""
+    # stem [8, 16] (H/W stride 4) + patch stride 2x2x2 = the 2x8x8 of a plain 3x7x7/2x8x8 patch embedding
+    opts = ("MVIT.CONV_STEM_CHANNELS", "[8, 16]", "MVIT.PATCH_KERNEL", "[3, 3, 3]", "MVIT.PATCH_STRIDE", "[2, 2, 2]",
+            "MVIT.PATCH_PADDING", "[1, 1, 1]")
+    model = MViT(small_cfg(*opts, crop=64, frames=8), with_head=False)
+    assert model.patch_dims == (4, 8, 8)  # 8 frames / 2, 64 px / 8
+    keys = set(model.state_dict())
+    assert {"patch_embed.stem.0.weight", "patch_embed.stem.1.running_mean", "patch_embed.stem.3.weight",
+            "patch_embed.norm.running_var", "patch_embed.proj.weight"} <= keys
+    assert model.patch_embed.proj.weight.shape == (96, 16, 3, 3, 3)
+    plain = MViT(small_cfg(crop=64, frames=8), with_head=False)
+    assert not any(k.startswith(("patch_embed.stem", "patch_embed.norm")) for k in plain.state_dict())
+    model.eval()
+    for thw in [(8, 64, 64), (6, 97, 83), (4, 33, 50)]:
+        with torch.no_grad():
+            tokens, _ = model.forward_features(torch.randn(1, 3, *thw))
+        assert tokens.shape[2:] == model.output_grid(thw), thw
+    # (97 -> 49 -> 25 -> 13 after the stem and the stride-2 projection, then the q pooling of blocks 1 and 3)
+    assert model.output_grid((6, 97, 83))[1:] == (4, 3)
+    # train mode normalises the patch projection over the batch: per-channel mean ~0 before the blocks
+    model.train()
+    embedded, _ = model.patch_embed(torch.randn(2, 3, 8, 64, 64) * 3 + 1)
+    assert embedded.mean(dim=(0, 1)).abs().max() < 1e-4
+
+
+def test_conv_stem_widths_are_validated():
+    from slowfast_bmvit.config import assert_and_infer_cfg
+
+    with pytest.raises(ConfigError, match="MVIT.CONV_STEM_CHANNELS"):
+        assert_and_infer_cfg(small_cfg("MVIT.CONV_STEM_CHANNELS", "[16, 0]"))

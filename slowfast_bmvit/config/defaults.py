@@ -165,6 +165,12 @@ _C.MVIT.PATCH_KERNEL = [3, 7, 7]
 _C.MVIT.PATCH_STRIDE = [2, 4, 4]
 # Patch embedding padding (T, H, W).
 _C.MVIT.PATCH_PADDING = [2, 4, 4]
+# Convolutional stem (not in MViTv2; for small MViTs trained from scratch): output channels of Conv3d(3x3x3,
+# stride (1, 2, 2), padding 1) + BatchNorm3d + ReLU layers run before the patch embedding, each halving H and W
+# (so the token grid's H/W stride is PATCH_STRIDE x 2^len); the patch projection is then followed by a BatchNorm3d.
+# Empty: upstream's single-Conv3d patch embedding and state_dict (K400 checkpoints load only then). A plain patch
+# embedding learns SynthAVA's motion classes very slowly from scratch (benchmarks/results/demo.md, session 4).
+_C.MVIT.CONV_STEM_CHANNELS = []
 # Use a 2D patch embedding (images).
 _C.MVIT.PATCH_2D = False
 # Base embedding dimension.

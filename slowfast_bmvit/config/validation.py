@@ -124,6 +124,9 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         _check_block_lists(cfg, key, width)
     for block in cfg.MVIT.REMOVE_Q_POOL_BLOCKS:
         _require(0 <= block < cfg.MVIT.DEPTH, "MVIT.REMOVE_Q_POOL_BLOCKS", f"block {block} outside the depth")
+    for width in cfg.MVIT.CONV_STEM_CHANNELS:
+        _require(isinstance(width, int) and width > 0, "MVIT.CONV_STEM_CHANNELS",
+                 f"needs positive integer widths, got {list(cfg.MVIT.CONV_STEM_CHANNELS)}")
     for key in ("MVIT.PATCH_KERNEL", "MVIT.PATCH_STRIDE", "MVIT.PATCH_PADDING"):
         _require(len(_get(cfg, key)) == 3, key, f"needs 3 values (T, H, W), got {list(_get(cfg, key))}")
     if cfg.MVIT.POOL_KV_STRIDE_ADAPTIVE is not None:

@@ -53,10 +53,17 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+# Stride (T, H, W) of each convolutional-stem layer (MVIT.CONV_STEM_CHANNELS).
+STEM_STRIDE = (1, 2, 2)
+
+
 class PatchEmbed(nn.Module):
-    """Cube embedding: a strided Conv3d turning a clip into a grid of tokens.
+    """Cube embedding: a strided Conv3d turning a clip into a grid of tokens, optionally after a convolutional stem.
 
     forward: [B, C_in, T, H, W] -> (tokens [B, T'*H'*W', C_out] in (t, h, w) raster order, grid (T', H', W')).
+    With `stem_channels` (MVIT.CONV_STEM_CHANNELS), Conv3d(3x3x3, stride (1, 2, 2), padding 1) + BatchNorm3d + ReLU
+    layers of those widths come first and the projection is followed by a BatchNorm3d; without, the module is
+    upstream's (`proj` only, same state_dict).
     """
 
     def __init__(
@@ -66,14 +73,34 @@ class PatchEmbed(nn.Module):
         kernel: tuple[int, int, int],
         stride: tuple[int, int, int],
         padding: tuple[int, int, int],
+        stem_channels: tuple[int, ...] = (),
     ):
         super().__init__()
+        layers: list[nn.Module] = []
+        for width in stem_channels:
+            layers += [nn.Conv3d(dim_in, width, 3, stride=STEM_STRIDE, padding=1, bias=False),
+                       nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+            dim_in = width
+        self.stem = nn.Sequential(*layers) if layers else None
         self.proj = nn.Conv3d(dim_in, dim_out, kernel_size=kernel, stride=stride, padding=padding)
+        self.norm = nn.BatchNorm3d(dim_out) if layers else None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        if self.stem is not None:
+            x = self.stem(x)
         x = self.proj(x)
+        if self.norm is not None:
+            x = self.norm(x)
         grid = (x.shape[2], x.shape[3], x.shape[4])
         return x.flatten(2).transpose(1, 2), grid
+
+
+def stem_grid(thw: tuple[int, int, int], num_stem_layers: int) -> tuple[int, int, int]:
+    """Grid after `num_stem_layers` stem convolutions (kernel 3, padding 1, stride STEM_STRIDE) of a T x H x W input."""
+    size = list(thw)
+    for _ in range(num_stem_layers):
+        size = [(n + 2 - 3) // s + 1 for n, s in zip(size, STEM_STRIDE)]
+    return (size[0], size[1], size[2])
 
 
 def round_width(width: float, multiplier: float, divisor: int = 1, min_width: int | None = None) -> int:

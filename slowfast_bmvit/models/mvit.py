@@ -31,7 +31,7 @@ from slowfast_bmvit.config import ConfigError
 
 from .attention import Grid, MultiScaleBlock
 from .build import MODEL_REGISTRY
-from .common import PatchEmbed, round_width
+from .common import STEM_STRIDE, PatchEmbed, round_width, stem_grid
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +131,10 @@ def block_specs(cfg) -> list[BlockSpec]:
 
 
 def config_patch_grid(cfg) -> Grid:
-    """Token grid of the configured training clip: (NUM_FRAMES, TRAIN_CROP_SIZE, TRAIN_CROP_SIZE) // PATCH_STRIDE."""
-    stride = cfg.MVIT.PATCH_STRIDE
+    """Token grid of the configured training clip: (NUM_FRAMES, TRAIN_CROP_SIZE, TRAIN_CROP_SIZE) // PATCH_STRIDE,
+    the stride including the convolutional stem's (MVIT.CONV_STEM_CHANNELS) when there is one."""
+    num_stem = len(cfg.MVIT.CONV_STEM_CHANNELS)
+    stride = [p * s**num_stem for p, s in zip(cfg.MVIT.PATCH_STRIDE, STEM_STRIDE)]
     crop = cfg.DATA.TRAIN_CROP_SIZE
     return (cfg.DATA.NUM_FRAMES // stride[0], crop // stride[1], crop // stride[2])
 
@@ -197,8 +199,10 @@ class MViT(nn.Module):
         self.patch_dims = config_patch_grid(cfg)
         embed_dim = mvit.EMBED_DIM
 
+        self.stem_channels = tuple(int(c) for c in mvit.CONV_STEM_CHANNELS)
         self.patch_embed = PatchEmbed(
-            cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, self.patch_kernel, self.patch_stride, self.patch_padding
+            cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, self.patch_kernel, self.patch_stride, self.patch_padding,
+            self.stem_channels,
         )
         if self.cls_embed_on:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -281,7 +285,8 @@ class MViT(nn.Module):
         """Token grid (T', H', W') that `forward_features` returns for a clip of T x H x W frames/pixels."""
         size = [
             (n + 2 * p - k) // s + 1
-            for n, k, s, p in zip(thw, self.patch_kernel, self.patch_stride, self.patch_padding)
+            for n, k, s, p in zip(stem_grid(thw, len(self.stem_channels)), self.patch_kernel, self.patch_stride,
+                                  self.patch_padding)
         ]
         for spec, block in zip(self.specs, self.blocks):
             if block.attn.pool_q is not None:
