@@ -37,6 +37,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from slowfast_bmvit.config import assert_and_infer_cfg, load_config  # noqa: E402
+from slowfast_bmvit.datasets.frame_io import decode_image  # noqa: E402
 from slowfast_bmvit.datasets.synthetic import SynthAvaPaths  # noqa: E402
 from slowfast_bmvit.datasets.synthetic_render import EVALUATED_CLASSES, FPS  # noqa: E402
 from slowfast_bmvit.evaluation.error_analysis import average_precision  # noqa: E402
@@ -55,23 +56,24 @@ def load_crops(paths: SynthAvaPaths, split: str, crop: int, mean: float,
     csv = os.path.join(paths.annotation_dir, paths.train_groundtruth if split == "train" else paths.val_groundtruth)
     rows = pd.read_csv(csv, header=None, names=["video", "sec", "x1", "y1", "x2", "y2", "action", "person"])
     clips, labels = [], []
-    for (video, sec, _), group in tqdm(rows.groupby(["video", "sec", "person"]), desc=f"{split} crops", unit="person"):
-        x1, y1, x2, y2 = group.iloc[0][["x1", "y1", "x2", "y2"]].astype(float)
-        label = np.isin(CLASS_IDS, group["action"].to_numpy()).astype(np.float32)
+    for (video, sec), keyframe_rows in tqdm(rows.groupby(["video", "sec"]), desc=f"{split} crops", unit="keyframe"):
         keyframe = (int(sec) - 900) * FPS
-        frames = []
+        images = []  # read once for every person of the keyframe
         for offset in FRAME_OFFSETS:
             path = os.path.join(paths.frame_dir, video, f"{video}_{keyframe + offset + 1:06d}.jpg")
-            image = cv2.imread(path)
+            image = decode_image(path)
             if image is None:
                 raise FileNotFoundError(f"cannot read frame {path}")
-            height, width = image.shape[:2]
+            images.append(image)
+        height, width = images[0].shape[:2]
+        for _, group in keyframe_rows.groupby("person"):
+            x1, y1, x2, y2 = group.iloc[0][["x1", "y1", "x2", "y2"]].astype(float)
             scale = crop / (CROP_SCALE * max((x2 - x1) * width, (y2 - y1) * height))
             cx, cy = (x1 + x2) / 2 * width, (y1 + y2) / 2 * height
             warp = np.float32([[scale, 0, crop / 2 - cx * scale], [0, scale, crop / 2 - cy * scale]])
-            frames.append(cv2.warpAffine(image, warp, (crop, crop), borderMode=cv2.BORDER_REPLICATE)[..., ::-1])
-        clips.append(np.stack(frames))
-        labels.append(label)
+            clips.append(np.stack([cv2.warpAffine(image, warp, (crop, crop), borderMode=cv2.BORDER_REPLICATE)
+                                   for image in images]))
+            labels.append(np.isin(CLASS_IDS, group["action"].to_numpy()).astype(np.float32))
     clip_tensor = torch.from_numpy(np.stack(clips)).permute(0, 4, 1, 2, 3).float().div_(255).sub_(mean).div_(std)
     return clip_tensor, torch.from_numpy(np.stack(labels))
 

@@ -94,13 +94,13 @@ class PatchEmbed(nn.Module):
         grid = (x.shape[2], x.shape[3], x.shape[4])
         return x.flatten(2).transpose(1, 2), grid
 
-
-def stem_grid(thw: tuple[int, int, int], num_stem_layers: int) -> tuple[int, int, int]:
-    """Grid after `num_stem_layers` stem convolutions (kernel 3, padding 1, stride STEM_STRIDE) of a T x H x W input."""
-    size = list(thw)
-    for _ in range(num_stem_layers):
-        size = [(n + 2 - 3) // s + 1 for n, s in zip(size, STEM_STRIDE)]
-    return (size[0], size[1], size[2])
+    def output_grid(self, thw: tuple[int, int, int]) -> tuple[int, int, int]:
+        """Token grid (T', H', W') that `forward` gives for a T x H x W input, read off its convolutions."""
+        convs = [m for m in (self.stem or []) if isinstance(m, nn.Conv3d)] + [self.proj]
+        size = list(thw)
+        for conv in convs:
+            size = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding)]
+        return (size[0], size[1], size[2])
 
 
 def round_width(width: float, multiplier: float, divisor: int = 1, min_width: int | None = None) -> int:

@@ -31,7 +31,7 @@ from slowfast_bmvit.config import ConfigError
 
 from .attention import Grid, MultiScaleBlock
 from .build import MODEL_REGISTRY
-from .common import STEM_STRIDE, PatchEmbed, round_width, stem_grid
+from .common import STEM_STRIDE, PatchEmbed, round_width
 
 logger = logging.getLogger(__name__)
 
@@ -193,16 +193,12 @@ class MViT(nn.Module):
         self.sep_pos_embed = mvit.SEP_POS_EMBED
         self.use_mean_pooling = mvit.USE_MEAN_POOLING
         self.act_checkpoint = cfg.MODEL.ACT_CHECKPOINT
-        self.patch_kernel = tuple(mvit.PATCH_KERNEL)
-        self.patch_stride = tuple(mvit.PATCH_STRIDE)
-        self.patch_padding = tuple(mvit.PATCH_PADDING)
         self.patch_dims = config_patch_grid(cfg)
         embed_dim = mvit.EMBED_DIM
 
-        self.stem_channels = tuple(int(c) for c in mvit.CONV_STEM_CHANNELS)
         self.patch_embed = PatchEmbed(
-            cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, self.patch_kernel, self.patch_stride, self.patch_padding,
-            self.stem_channels,
+            cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, tuple(mvit.PATCH_KERNEL), tuple(mvit.PATCH_STRIDE),
+            tuple(mvit.PATCH_PADDING), tuple(int(c) for c in mvit.CONV_STEM_CHANNELS),
         )
         if self.cls_embed_on:
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -283,11 +279,7 @@ class MViT(nn.Module):
 
     def output_grid(self, thw: tuple[int, int, int]) -> Grid:
         """Token grid (T', H', W') that `forward_features` returns for a clip of T x H x W frames/pixels."""
-        size = [
-            (n + 2 * p - k) // s + 1
-            for n, k, s, p in zip(stem_grid(thw, len(self.stem_channels)), self.patch_kernel, self.patch_stride,
-                                  self.patch_padding)
-        ]
+        size = list(self.patch_embed.output_grid(thw))
         for spec, block in zip(self.specs, self.blocks):
             if block.attn.pool_q is not None:
                 size = [(n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(size, spec.kernel_q, spec.stride_q)]
