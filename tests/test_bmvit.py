@@ -9,6 +9,7 @@ from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.bmvit import BMViT
 from slowfast_bmvit.models.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 from slowfast_bmvit.models.criterion import build_criterion
+from slowfast_bmvit.models.flip_average import flip_averaged_outputs, mirror_triplets
 from slowfast_bmvit.models.mvit import MViT
 from slowfast_bmvit.models.postprocess import postprocess_detections
 from slowfast_bmvit.models.token_selection import ARRANGEMENTS, reference_points
@@ -255,3 +256,38 @@ def test_configs_validate_and_keep_the_k400_backbone(path):
         assert cfg.MVIT[key] == kinetics.MVIT[key], key
     assert (cfg.BMVIT.CLASS_LOSS == "ce") == (cfg.TRAIN.DATASET in ("ucf24", "jhmdb"))
     assert cfg.MODEL.NUM_CLASSES == {"ava": 80, "ucf24": 24, "jhmdb": 21}[cfg.TRAIN.DATASET]
+
+
+@pytest.mark.parametrize("path", ["SYNTH/BMViT_demo.yaml", "SYNTH/BMViT_ablation.yaml"])
+def test_small_synthava_configs_build_a_49_triplet_model(path):
+    cfg = assert_and_infer_cfg(load_config(str(CONFIGS / path)))
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, 3, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE))
+    assert outputs["pred_boxes"].shape == (1, 49, 4)
+    assert outputs["pred_classes"].shape == (1, 49, 80)
+
+
+def test_ablation_recipe_stays_the_one_its_tables_were_measured_with():
+    # benchmarks/results/synth_ablation.md and ucf24_memorize.md were measured with these values.
+    cfg = load_config(str(CONFIGS / "SYNTH/BMViT_ablation.yaml"))
+    assert list(cfg.MVIT.CONV_STEM_CHANNELS) == []
+    assert (list(cfg.MVIT.PATCH_KERNEL), list(cfg.MVIT.PATCH_STRIDE)) == ([3, 7, 7], [2, 8, 8])
+    assert (cfg.BMVIT.LOSS_CLASS, cfg.BMVIT.COST_CENTRE, cfg.SOLVER.BASE_LR) == (8.0, 5.0, 0.0004)
+    assert (cfg.BMVIT.AUX_DENSE_WEIGHT, cfg.BMVIT.NMS_IOU, cfg.SOLVER.MAX_EPOCH) == (0.0, 0.0, 10)
+
+
+@pytest.mark.parametrize("arrangement", ["all", "center_tpool"])
+def test_flip_averaging_runs_on_bmvit_token_grids(arrangement):
+    # BMViT's own grid (S = 4 for "all", 1 for "center_tpool") must fit its triplets, and the two views must be
+    # treated alike: the average for the mirrored clip is the mirrored average. (Which token maps to which is
+    # checked on an exactly equivariant model in test_flip_average.py.)
+    torch.manual_seed(0)
+    model = BMViT(tiny_mvit_cfg(arrangement=arrangement)).eval()
+    clips = torch.randn(2, 3, 8, 32, 32)
+    averaged = flip_averaged_outputs(model, clips)
+    of_mirror = flip_averaged_outputs(model, clips.flip(-1))
+    remapped = mirror_triplets(of_mirror, model.token_grid((8, 32, 32)))
+    for key in ("pred_boxes", "pred_actor", "pred_classes"):
+        assert torch.allclose(remapped[key], averaged[key], atol=1e-4), key
+    assert not torch.allclose(averaged["pred_actor"], model(clips)["pred_actor"], atol=1e-4)

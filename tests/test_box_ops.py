@@ -7,6 +7,7 @@ from slowfast_bmvit.models.box_ops import (
     box_iou,
     box_xyxy_to_cxcywh,
     generalized_box_iou,
+    greedy_nms,
     paired_generalized_box_iou,
 )
 
@@ -46,3 +47,22 @@ def test_degenerate_boxes_give_numbers_and_disjoint_boxes_give_gradients():
     pred = torch.tensor([[0.0, 0.0, 0.1, 0.1]], requires_grad=True)
     (1 - paired_generalized_box_iou(pred, torch.tensor([[0.5, 0.5, 0.6, 0.6]]))).sum().backward()
     assert pred.grad.abs().sum() > 0
+
+
+def test_greedy_nms_keeps_boxes_that_only_suppressed_ones_overlap():
+    # A-B and B-C overlap at IoU 1/3, A-C not at all: A suppresses B, so B cannot suppress C.
+    boxes = torch.tensor([[0.0, 0.0, 2.0, 1.0], [1.0, 0.0, 3.0, 1.0], [2.0, 0.0, 4.0, 1.0]])
+    assert greedy_nms(boxes, 0.3).tolist() == [0, 2]
+    assert greedy_nms(boxes, 0.34).tolist() == [0, 1, 2]
+    assert greedy_nms(boxes[:0], 0.5).tolist() == []
+
+
+def test_greedy_nms_matches_a_pairwise_loop_on_random_boxes():
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(40, 2, 2, generator=generator)
+    boxes = torch.cat([corners.min(1).values, corners.max(1).values], dim=1)
+    kept = []
+    for i in range(len(boxes)):
+        if all(box_iou(boxes[i : i + 1], boxes[j : j + 1]).item() <= 0.4 for j in kept):
+            kept.append(i)
+    assert greedy_nms(boxes, 0.4).tolist() == kept

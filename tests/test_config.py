@@ -137,6 +137,7 @@ def test_invalid_choice_names_the_key(key):
         (["MVIT.DEPTH", "4", "MVIT.DIM_MUL", "[[5, 2.0]]"], "MVIT.DIM_MUL"),
         (["MVIT.REMOVE_Q_POOL_BLOCKS", "[20]"], "MVIT.REMOVE_Q_POOL_BLOCKS"),
         (["BMVIT.ACTOR_THRESH", "1.5"], "BMVIT.ACTOR_THRESH"),
+        (["BMVIT.NMS_IOU", "1.0"], "BMVIT.NMS_IOU"),
         (["SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 10]", "SOLVER.LRS", "[1]"],
          "SOLVER.STEPS"),
         (["NUM_GPUS", "0", "TRAIN.MIXED_PRECISION", "True", "TRAIN.MIXED_PRECISION_DTYPE", "float16"],

@@ -150,6 +150,15 @@ def test_test_writes_metric_detections_and_pictures(repo_root, synth_root, tmp_p
     assert saved["mAP"] == pytest.approx(result["mAP"])
     assert (tmp_path / "per_class_ap.png").stat().st_size > 0
     assert len(os.listdir(tmp_path / "keyframes")) == 2
+    # The other TEST.FLIP_AVERAGE setting tests the same checkpoint with other (averaged or single-view) scores.
+    other = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "BMVIT.ACTOR_THRESH", "0.0",
+                     "TEST.FLIP_AVERAGE", str(not cfg.TEST.FLIP_AVERAGE))
+    other_result = tester.test(other)
+    assert 0.0 <= other_result["mAP"] <= 1.0
+    with open(tmp_path / "detections_test.csv") as handle:
+        other_rows = [line.strip().split(",") for line in handle]
+    assert {tuple(row[:2]) for row in other_rows} == {tuple(row[:2]) for row in rows}  # the same keyframes
+    assert sorted(other_rows) != sorted(rows)
 
 
 def test_two_stage_baseline_trains_and_tests_through_run_net(repo_root, synth_root, tmp_path):

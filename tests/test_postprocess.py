@@ -29,6 +29,19 @@ def test_threshold_keeps_confident_tokens_sorted_by_actor_score():
     assert top[0]["token_index"].tolist() == [3, 1]
 
 
+def test_nms_drops_overlapping_lower_scored_tokens_before_top_k():
+    # Token 3 (p 0.95, box x 0.4-0.6, y 0.1-0.7) and token 0 (p 0.2, x 0.25-0.75, y 0.25-0.75) overlap at IoU
+    # 0.09 / 0.28 = 0.32; tokens 1 and 2 overlap nothing.
+    order = {
+        nms: postprocess_detections(_outputs(), None, 0.15, nms_iou=nms)[0]["token_index"].tolist()
+        for nms in (0.0, 0.3, 0.33)
+    }
+    assert order == {0.0: [3, 1, 2, 0], 0.3: [3, 1, 2], 0.33: [3, 1, 2, 0]}
+    suppressed_first = postprocess_detections(_outputs(), None, 0.15, top_k=4, nms_iou=0.3)[0]
+    assert suppressed_first["token_index"].tolist() == [3, 1, 2]
+    assert suppressed_first["boxes"].shape == (3, 4) and suppressed_first["class_scores"].shape == (3, 3)
+
+
 def test_boxes_are_corners_clamped_and_mapped_to_the_original_frame():
     meta = [{"crop_box": (0.2, 0.1, 0.6, 0.9)}, {"crop_box": (0.0, 0.0, 1.0, 1.0)}]
     detections = postprocess_detections(_outputs(), meta, actor_thresh=0.15)
@@ -58,6 +71,8 @@ def test_from_cfg_uses_the_bmvit_keys():
     (first, _) = postprocess_from_cfg(_outputs(), None, cfg)
     assert first["token_index"].tolist() == [3]
     assert first["class_scores"].sum().item() == pytest.approx(1.0)
+    cfg.BMVIT.ACTOR_THRESH, cfg.BMVIT.TOP_K, cfg.BMVIT.NMS_IOU = 0.15, 0, 0.3
+    assert postprocess_from_cfg(_outputs(), None, cfg)[0]["token_index"].tolist() == [3, 1, 2]
 
 
 def test_errors_are_clear():

@@ -8,8 +8,8 @@ runs the test split of an AVA-format dataset with AVA.TEST_USE_GT_BOXES True (th
 needed per clip; the forward pass on one GPU when NUM_GPUS > 0 and CUDA is available, else on the CPU) and prints,
 besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of the token the training matcher
 assigns to each actor versus the token the actor score ranks first, and the class AP given each actor's best box
-(slowfast_bmvit/evaluation/error_analysis.py explains each number). The summary is also written to
-OUTPUT_DIR/diagnosis.json.
+(slowfast_bmvit/evaluation/error_analysis.py explains each number). With TEST.FLIP_AVERAGE, as in the test, every
+number reads the flip-averaged triplets. The summary is also written to OUTPUT_DIR/diagnosis.json.
 """
 
 import json
@@ -31,7 +31,8 @@ from slowfast_bmvit.evaluation.ava_io import read_labelmap  # noqa: E402
 from slowfast_bmvit.evaluation.error_analysis import analyze_clip, class_agnostic_ap, summarize  # noqa: E402
 from slowfast_bmvit.models import build_model  # noqa: E402
 from slowfast_bmvit.models.criterion import build_criterion  # noqa: E402
-from slowfast_bmvit.models.postprocess import postprocess_from_cfg  # noqa: E402
+from slowfast_bmvit.models.flip_average import flip_averaged_outputs  # noqa: E402
+from slowfast_bmvit.models.postprocess import class_activation, postprocess_from_cfg  # noqa: E402
 from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, parse_args  # noqa: E402
 
 
@@ -58,12 +59,14 @@ def diagnose(cfg) -> dict:
     records, detections, person_dets, actors = [], [], [], []
     for batch in loader:
         # The analysis itself runs on the CPU: only the forward pass uses the GPU when there is one.
-        outputs = {key: value.float().cpu() for key, value in model(batch["inputs"].to(device)).items()}
+        inputs = batch["inputs"].to(device)
+        raw = flip_averaged_outputs(model, inputs, class_activation(cfg)) if cfg.TEST.FLIP_AVERAGE else model(inputs)
+        outputs = {key: value.float().cpu() for key, value in raw.items()}
         kept = postprocess_from_cfg(outputs, batch["meta"], cfg)
         matches = matcher(outputs, batch["targets"])
         actor_prob = outputs["pred_actor"].float().softmax(-1)[..., 1]
         class_prob = outputs["pred_classes"].float()
-        class_prob = class_prob.sigmoid() if cfg.BMVIT.CLASS_LOSS == "bce" else class_prob.softmax(-1)
+        class_prob = class_prob.sigmoid() if class_activation(cfg) == "sigmoid" else class_prob.softmax(-1)
         for b, (target, clip, meta) in enumerate(zip(batch["targets"], kept, batch["meta"])):
             pairs = list(zip(matches[b][0].tolist(), matches[b][1].tolist()))
             records += analyze_clip(outputs["pred_boxes"][b].float().numpy(), actor_prob[b].numpy(),

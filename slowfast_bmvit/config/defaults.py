@@ -123,6 +123,9 @@ _C.TEST.NUM_SPATIAL_CROPS = 3
 _C.TEST.CHECKPOINT_TYPE = "pytorch"
 # File name of saved test results inside OUTPUT_DIR ("" to skip).
 _C.TEST.SAVE_RESULTS_PATH = ""
+# Detection: also run each test clip mirrored left-right and average the two predictions (BMViT: token by token;
+# RoI models: box by box; models/flip_average.py). Twice the test cost; not in the paper, which tests one view.
+_C.TEST.FLIP_AVERAGE = False
 
 # ---------------------------------------------------------------------------- #
 # Model options
@@ -292,9 +295,10 @@ _C.BMVIT.LOSS_CLASS = 1.0
 _C.BMVIT.CLASS_LOSS = "bce"
 # Auxiliary dense loss (not in the paper; 0 disables it): every token whose cell centre lies in the central region
 # of an actor's box also gets that actor's box (L1, GIoU) and class losses, with the main loss weights, times this
-# weight. The actor head stays one-to-one, so detections are not duplicated, while the backbone and the box and
-# class heads get more supervised tokens per clip. Measured on the SynthAVA demo at weight 1: it stalled the actor
-# head (benchmarks/results/demo.md), so no shipped config uses it.
+# weight. The actor head stays one-to-one, while the backbone and the box and class heads get more supervised
+# tokens per clip, and a neighbouring token that fires carries a good box, which BMVIT.NMS_IOU then removes as a
+# duplicate. The SynthAVA demo uses weight 0.5 over the whole box (region 1.0) with NMS 0.5 (before the demo had
+# its convolutional stem, weight 1 stalled the actor head; benchmarks/results/demo.md).
 _C.BMVIT.AUX_DENSE_WEIGHT = 0.0
 # Half-size of that central region as a fraction of the box's half-size (1.0: the whole box).
 _C.BMVIT.AUX_DENSE_REGION = 0.5
@@ -304,6 +308,9 @@ _C.BMVIT.BOX_LOSS_ON_NON_ACTORS = False
 _C.BMVIT.ACTOR_THRESH = 0.3
 # Inference: keep at most this many triplets per clip (highest p(actor)); 0 for no limit.
 _C.BMVIT.TOP_K = 0
+# Inference: non-maximum suppression at this box IoU among the kept triplets, before TOP_K (0: off, the paper's
+# NMS-free inference). Not part of the method; for small from-scratch models whose neighbouring tokens co-fire.
+_C.BMVIT.NMS_IOU = 0.0
 # Detection score of a (box, class) row: "class_x_actor" (p(class) * p(actor)) or "class" (p(class)).
 _C.BMVIT.SCORE_RULE = "class_x_actor"
 

@@ -111,6 +111,7 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     )
     _require(0.0 <= cfg.BMVIT.ACTOR_THRESH < 1.0, "BMVIT.ACTOR_THRESH", "must be in [0, 1)")
     _require(cfg.BMVIT.TOP_K >= 0, "BMVIT.TOP_K", "must be >= 0")
+    _require(0.0 <= cfg.BMVIT.NMS_IOU < 1.0, "BMVIT.NMS_IOU", "must be in [0, 1) (0 turns NMS off)")
     _require(0.0 < cfg.BMVIT.NO_ACTOR_WEIGHT <= 1.0, "BMVIT.NO_ACTOR_WEIGHT", "must be in (0, 1]")
     _require(0.0 < cfg.SOLVER.LAYER_DECAY <= 1.0, "SOLVER.LAYER_DECAY", "must be in (0, 1]")
     _require(cfg.SOLVER.WARMUP_EPOCHS >= 0, "SOLVER.WARMUP_EPOCHS", "must be >= 0")

@@ -2,10 +2,12 @@
 
 Two model families share the loops:
 - set-prediction models (BMViT): `model(inputs)` returns triplets; the bipartite matching loss trains them and
-  `postprocess_from_cfg` keeps the tokens with p(actor) above BMVIT.ACTOR_THRESH;
+  `postprocess_from_cfg` keeps the tokens with p(actor) above BMVIT.ACTOR_THRESH (TEST.FLIP_AVERAGE first
+  averages each clip's triplets with those of its mirror image);
 - RoI models (the two-stage baseline, any model with `uses_input_boxes = True`): `model(inputs, boxes)` returns
   per-box logits [R, C]; sigmoid binary cross-entropy against the multi-hot labels trains them, and at test each
-  given person box becomes a detection with the class probabilities as scores.
+  given person box becomes a detection with the class probabilities as scores (TEST.FLIP_AVERAGE: averaged with
+  those of the mirrored clip and box).
 A detection is a dict {"boxes": [k, 4] (x1, y1, x2, y2) in original-frame fractions, "class_scores": [k, C]
 row scores, "actor_scores": [k]} plus the clip's "meta".
 """
@@ -19,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slowfast_bmvit.models.criterion import build_criterion
-from slowfast_bmvit.models.postprocess import postprocess_from_cfg
+from slowfast_bmvit.models.flip_average import flip_averaged_box_probabilities, flip_averaged_outputs
+from slowfast_bmvit.models.postprocess import class_activation, postprocess_from_cfg
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -66,7 +69,10 @@ class DetectionTask:
     def detections(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """Per-clip detections in original-frame coordinates, tensors moved to the CPU."""
         if self.roi_model:
-            probabilities = model(batch["inputs"], batch["boxes"]).float().sigmoid().cpu()
+            if self.cfg.TEST.FLIP_AVERAGE:
+                probabilities = flip_averaged_box_probabilities(model, batch["inputs"], batch["boxes"]).cpu()
+            else:
+                probabilities = model(batch["inputs"], batch["boxes"]).float().sigmoid().cpu()
             ori_boxes = batch["ori_boxes"].cpu()
             clips = []
             for index, meta in enumerate(batch["meta"]):
@@ -78,7 +84,10 @@ class DetectionTask:
                     "meta": meta,
                 })
             return clips
-        outputs = model(batch["inputs"])
+        if self.cfg.TEST.FLIP_AVERAGE:
+            outputs = flip_averaged_outputs(unwrap(model), batch["inputs"], class_activation(self.cfg))
+        else:
+            outputs = model(batch["inputs"])
         clips = postprocess_from_cfg(outputs, batch["meta"], self.cfg)
         return [{"boxes": clip["boxes"].cpu(), "class_scores": clip["class_scores"].cpu(),
                  "actor_scores": clip["actor_scores"].cpu(), "meta": meta}

@@ -63,3 +63,23 @@ def paired_generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """Generalised IoU of corresponding xyxy boxes: [..., 4], [..., 4] (broadcastable) -> [...]."""
     iou, union, enclosing = _iou_union_enclosing(boxes1, boxes2)
     return iou - _safe_divide(enclosing - union, enclosing)
+
+
+def greedy_nms(boxes: Tensor, iou_threshold: float) -> Tensor:
+    """Indices of the boxes that survive greedy non-maximum suppression, in input order.
+
+    Args:
+        boxes: [k, 4] xyxy, already sorted by score, highest first.
+        iou_threshold: a box is dropped when its IoU with an earlier kept box is above this.
+    Returns:
+        int64 [m] indices into `boxes`, ascending (so still sorted by score).
+    The k here is a clip's tokens (tens to a few hundred), so the k x k IoU matrix and a Python loop over rows are
+    cheap; written here because torchvision (whose `ops.nms` does the same) is optional.
+    """
+    iou = box_iou(boxes, boxes)
+    suppressed = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
+    for i in range(len(boxes)):
+        if not suppressed[i]:
+            later = torch.arange(len(boxes), device=boxes.device) > i
+            suppressed |= later & (iou[i] > iou_threshold)
+    return torch.nonzero(~suppressed, as_tuple=False).flatten()

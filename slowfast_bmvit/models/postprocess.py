@@ -1,4 +1,7 @@
-"""From BMViT's triplets to per-clip detections: threshold on p(actor), optional top-k, no NMS.
+"""From BMViT's triplets to per-clip detections: threshold on p(actor), optional NMS, optional top-k.
+
+BMViT's one-to-one matching trains a single token per person, so the paper uses no NMS (BMVIT.NMS_IOU 0, the
+default); the option is there for small from-scratch models whose neighbouring tokens still fire together.
 
 Predicted boxes are fractions of the clip; `meta["crop_box"]` = (x0, y0, x1, y1) says where the clip lies in the
 original frame (normalised), so a clip coordinate u maps to x0 + u * (x1 - x0) (likewise y). The score of a
@@ -12,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from .box_ops import box_cxcywh_to_xyxy
+from .box_ops import box_cxcywh_to_xyxy, greedy_nms
 
 SCORE_RULES = ("class_x_actor", "class")
 
@@ -33,6 +36,7 @@ def postprocess_detections(
     top_k: int = 0,
     score_rule: str = "class_x_actor",
     class_activation: str = "sigmoid",
+    nms_iou: float = 0.0,
 ) -> list[dict[str, Tensor]]:
     """Detections of each clip in the batch.
 
@@ -42,6 +46,8 @@ def postprocess_detections(
         meta: B per-clip dicts with "crop_box" (x0, y0, x1, y1); None when the clip is the whole frame.
         actor_thresh: keep tokens with p(actor) > actor_thresh (BMVIT.ACTOR_THRESH).
         top_k: then keep at most this many, highest p(actor) first; 0 keeps all (BMVIT.TOP_K).
+        nms_iou: before top_k, drop a token whose box has IoU above this with a higher-p(actor) kept token's box
+            (BMVIT.NMS_IOU); 0 turns NMS off.
         score_rule: "class_x_actor" or "class" (BMVIT.SCORE_RULE).
         class_activation: "sigmoid" for multi-label heads (BMVIT.CLASS_LOSS bce), "softmax" for single-label (ce).
     Returns:
@@ -66,9 +72,12 @@ def postprocess_detections(
         actor_scores = actor_all[b]
         keep = torch.nonzero(actor_scores > actor_thresh, as_tuple=False).flatten()
         keep = keep[actor_scores[keep].argsort(descending=True, stable=True)]
-        if top_k > 0:
-            keep = keep[:top_k]
         boxes = box_cxcywh_to_xyxy(boxes_all[b, keep]).clamp(0.0, 1.0)
+        if nms_iou > 0:
+            survivors = greedy_nms(boxes, nms_iou)
+            keep, boxes = keep[survivors], boxes[survivors]
+        if top_k > 0:
+            keep, boxes = keep[:top_k], boxes[:top_k]
         if meta is not None:
             if "crop_box" not in meta[b]:
                 raise KeyError(f"meta of clip {b} has no 'crop_box' (x0, y0, x1, y1); pass meta=None for whole frames")
@@ -82,8 +91,14 @@ def postprocess_detections(
     return detections
 
 
+def class_activation(cfg) -> str:
+    """How the class logits become probabilities: "sigmoid" for BMVIT.CLASS_LOSS bce, "softmax" for ce."""
+    return "sigmoid" if cfg.BMVIT.CLASS_LOSS == "bce" else "softmax"
+
+
 def postprocess_from_cfg(outputs: dict[str, Tensor], meta: Sequence[dict[str, Any]] | None, cfg):
-    """`postprocess_detections` with BMVIT.ACTOR_THRESH, TOP_K, SCORE_RULE and the class activation of CLASS_LOSS."""
+    """`postprocess_detections` with BMVIT.ACTOR_THRESH, TOP_K, SCORE_RULE, NMS_IOU and the class activation of
+    CLASS_LOSS."""
     bm = cfg.BMVIT
-    activation = "sigmoid" if bm.CLASS_LOSS == "bce" else "softmax"
-    return postprocess_detections(outputs, meta, bm.ACTOR_THRESH, bm.TOP_K, bm.SCORE_RULE, activation)
+    return postprocess_detections(outputs, meta, bm.ACTOR_THRESH, bm.TOP_K, bm.SCORE_RULE, class_activation(cfg),
+                                  bm.NMS_IOU)
