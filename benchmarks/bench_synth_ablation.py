@@ -7,6 +7,10 @@ tools/run_net.py, then tests on SynthAVA val with the AVA protocol; GFLOPs come 
 (mAP, GFLOPs, wall time, command) goes to benchmarks/results/synth_ablation.md.
 
     .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--seeds S ...] [--rerun]
+        [--config configs/SYNTH/BMViT_demo.yaml]
+
+`--config` runs the same variants on top of another recipe, into a table of its own
+(benchmarks/results/synth_ablation_<config name>.md, runs under output/synth_ablation_<config name>/).
 
 Every (variant, RNG_SEED) run saves its row and later invocations reuse it, so seeds can be added over time (and
 run side by side: `OMP_NUM_THREADS=1 ... --only center --seeds 1 &` next to `... --seeds 2`); the table shows, per
@@ -30,8 +34,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A config of its own rather than the demo's: the demo recipe keeps changing, and saved rows must stay comparable
 # with new runs.
 CONFIG = os.path.join("configs", "SYNTH", "BMViT_ablation.yaml")
+DEMO_CONFIG = os.path.join("configs", "SYNTH", "BMViT_demo.yaml")
+# What the table says about the recipe its rows start from.
+RECIPE_NOTES = {
+    CONFIG: ["Every run starts from configs/SYNTH/BMViT_ablation.yaml: the `make demo` config as it was when these",
+             "rows were measured (session 3: upstream's patch embedding, no convolutional stem, LOSS_CLASS 8), kept",
+             "fixed; the demo itself has moved on (benchmarks/results/demo.md)."],
+    DEMO_CONFIG: ["Every run starts from configs/SYNTH/BMViT_demo.yaml, the current `make demo` recipe (convolutional",
+                  "stem, dense auxiliary term with NMS, flip-averaged test; benchmarks/results/demo.md, session 5)."],
+}
 
-# name -> config overrides on top of CONFIG
+# name -> config overrides on top of the recipe config
 VARIANTS: dict[str, list[str]] = {
     "center_tpool (recipe)": ["BMVIT.TOKEN_ARRANGEMENT", "center_tpool"],
     "center": ["BMVIT.TOKEN_ARRANGEMENT", "center"],
@@ -54,19 +67,20 @@ def run_dir(output_root: str, name: str, seed: int) -> str:
     return os.path.join(output_root, slug(name) + (f"__seed{seed}" if seed else ""))
 
 
-def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, seed: int = 0) -> dict:
+def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, seed: int = 0,
+                config: str = CONFIG) -> dict:
     """Train and test one variant at one RNG_SEED; its row is also saved to <run dir>/bench_row.json."""
     output_dir = run_dir(output_root, name, seed)
     seed_opts = ["RNG_SEED", str(seed)] if seed else []
     opts = [*overrides, *seed_opts, "SOLVER.MAX_EPOCH", str(epochs), "OUTPUT_DIR", output_dir,
             "TRAIN.AUTO_RESUME", "False"]
-    command = [sys.executable, "tools/run_net.py", "--cfg", CONFIG, *opts]
+    command = [sys.executable, "tools/run_net.py", "--cfg", config, *opts]
     start = time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     with open(os.path.join(output_dir, "test_results.json")) as handle:
         result = json.load(handle)
-    stats = subprocess.run([sys.executable, "tools/model_stats.py", "--cfg", CONFIG, *overrides], cwd=REPO,
+    stats = subprocess.run([sys.executable, "tools/model_stats.py", "--cfg", config, *overrides], cwd=REPO,
                            check=True, capture_output=True, text=True).stdout.split()
     gflops = float(stats[stats.index("gflops:") + 1])
     row = {"name": name, "map": result["mAP"], "per_class": result.get("per_class", {}), "gflops": gflops,
@@ -97,15 +111,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=None, help="epochs per variant (default: the config's)")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
-    parser.add_argument("--output-root", default=os.path.join(REPO, "output", "synth_ablation"))
+    parser.add_argument("--config", default=CONFIG, help=f"the recipe the variants change (default: {CONFIG})")
+    parser.add_argument("--output-root", default=None, help="run folders (default: output/synth_ablation[_<config>])")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="RNG_SEED values to run (default: 0)")
     parser.add_argument("--rerun", action="store_true", help="train again even where a saved row exists")
-    parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "synth_ablation.md"))
+    parser.add_argument("--out", default=None,
+                        help="the table (default: benchmarks/results/synth_ablation[_<config>].md)")
     args = parser.parse_args()
     sys.path.insert(0, REPO)
     from slowfast_bmvit.config import load_config
 
-    epochs = args.epochs or load_config(os.path.join(REPO, CONFIG)).SOLVER.MAX_EPOCH
+    config = os.path.normpath(args.config)
+    suffix = "" if config == CONFIG else "_" + os.path.splitext(os.path.basename(config))[0]
+    args.output_root = args.output_root or os.path.join(REPO, "output", "synth_ablation" + suffix)
+    args.out = args.out or os.path.join(REPO, "benchmarks", "results", f"synth_ablation{suffix}.md")
+    epochs = args.epochs or load_config(os.path.join(REPO, config)).SOLVER.MAX_EPOCH
     runs: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for name, overrides in VARIANTS.items():
         # The seeds asked for now, plus those earlier invocations saved rows for.
@@ -115,7 +135,7 @@ def main() -> None:
             row = None if args.rerun and selected else saved_row(name, epochs, args.output_root, seed)
             if row is None and selected:
                 print(f"training {name} ({epochs} epochs, RNG_SEED {seed}) ...", flush=True)
-                row = run_variant(name, overrides, epochs, args.output_root, seed)
+                row = run_variant(name, overrides, epochs, args.output_root, seed, config)
             if row is not None:
                 runs[name].append(row)
     missing = [name for name in VARIANTS if not runs[name]]
@@ -130,13 +150,13 @@ def main() -> None:
     lines = [
         "# SynthAVA ablation (same backbone, data and budget)",
         "",
-        f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}` (rows are saved as they finish",
+        f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}"
+        + ("" if config == CONFIG else f" --config {config}") + "` (rows are saved as they finish",
         "and reused by later invocations; `--only NAME` runs a subset, `--seeds S ...` more RNG_SEEDs). Each run",
         "trains from scratch on the CPU and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs:",
         "tools/model_stats.py, one clip. mAP is the mean over the seeds run; the command is seed 0's (other seeds",
-        "add `RNG_SEED s` and their own OUTPUT_DIR). Every run starts from configs/SYNTH/BMViT_ablation.yaml: the",
-        "`make demo` config as it was when these rows were measured (session 3: upstream's patch embedding, no",
-        "convolutional stem, LOSS_CLASS 8), kept fixed; the demo itself has moved on (benchmarks/results/demo.md).",
+        "add `RNG_SEED s` and their own OUTPUT_DIR).",
+        *RECIPE_NOTES.get(config, [f"Every run starts from {config}."]),
         "",
         "| variant | mAP (mean) | mAP per RNG_SEED | GFLOPs | wall time, first seed (s) | command |",
         "|---|---:|---|---:|---:|---|",
@@ -144,7 +164,7 @@ def main() -> None:
     ]
     lines += [
         "",
-        "Variants: `center_tpool (recipe)` is configs/SYNTH/BMViT_ablation.yaml as it is; the others change only",
+        f"Variants: `center_tpool (recipe)` is {config} as it is; the others change only",
         "the keys in their command. The two-stage rows train MViTRoI (the same backbone with a RoIAlign head, BCE",
         "on the ground-truth boxes) for the same epochs. At test, `GT boxes` classifies the ground-truth boxes (no",
         "localisation error: an upper bound for the classification alone); `predicted boxes` classifies SynthAVA's",
