@@ -31,7 +31,7 @@ from slowfast_bmvit.evaluation.ava_io import read_labelmap  # noqa: E402
 from slowfast_bmvit.evaluation.error_analysis import analyze_clip, class_agnostic_ap, summarize  # noqa: E402
 from slowfast_bmvit.models import build_model  # noqa: E402
 from slowfast_bmvit.models.criterion import build_criterion  # noqa: E402
-from slowfast_bmvit.models.flip_average import flip_averaged_outputs  # noqa: E402
+from slowfast_bmvit.models.flip_average import test_time_outputs  # noqa: E402
 from slowfast_bmvit.models.postprocess import class_activation, postprocess_from_cfg  # noqa: E402
 from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, parse_args  # noqa: E402
 
@@ -59,8 +59,7 @@ def diagnose(cfg) -> dict:
     records, detections, person_dets, actors = [], [], [], []
     for batch in loader:
         # The analysis itself runs on the CPU: only the forward pass uses the GPU when there is one.
-        inputs = batch["inputs"].to(device)
-        raw = flip_averaged_outputs(model, inputs, class_activation(cfg)) if cfg.TEST.FLIP_AVERAGE else model(inputs)
+        raw = test_time_outputs(model, batch["inputs"].to(device), cfg)
         outputs = {key: value.float().cpu() for key, value in raw.items()}
         kept = postprocess_from_cfg(outputs, batch["meta"], cfg)
         matches = matcher(outputs, batch["targets"])

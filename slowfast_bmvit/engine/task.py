@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from slowfast_bmvit.models.criterion import build_criterion
-from slowfast_bmvit.models.flip_average import flip_averaged_box_probabilities, flip_averaged_outputs
-from slowfast_bmvit.models.postprocess import class_activation, postprocess_from_cfg
+from slowfast_bmvit.models.flip_average import flip_averaged_box_probabilities, test_time_outputs
+from slowfast_bmvit.models.postprocess import postprocess_from_cfg
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -84,10 +84,7 @@ class DetectionTask:
                     "meta": meta,
                 })
             return clips
-        if self.cfg.TEST.FLIP_AVERAGE:
-            outputs = flip_averaged_outputs(unwrap(model), batch["inputs"], class_activation(self.cfg))
-        else:
-            outputs = model(batch["inputs"])
+        outputs = test_time_outputs(unwrap(model), batch["inputs"], self.cfg)
         clips = postprocess_from_cfg(outputs, batch["meta"], self.cfg)
         return [{"boxes": clip["boxes"].cpu(), "class_scores": clip["class_scores"].cpu(),
                  "actor_scores": clip["actor_scores"].cpu(), "meta": meta}

@@ -77,9 +77,9 @@ def greedy_nms(boxes: Tensor, iou_threshold: float) -> Tensor:
     cheap; written here because torchvision (whose `ops.nms` does the same) is optional.
     """
     iou = box_iou(boxes, boxes)
+    positions = torch.arange(len(boxes), device=boxes.device)
     suppressed = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
     for i in range(len(boxes)):
         if not suppressed[i]:
-            later = torch.arange(len(boxes), device=boxes.device) > i
-            suppressed |= later & (iou[i] > iou_threshold)
+            suppressed |= (positions > i) & (iou[i] > iou_threshold)
     return torch.nonzero(~suppressed, as_tuple=False).flatten()

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from .box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 from .matcher import HungarianMatcher
+from .postprocess import class_activation
 
 
 def dense_assignment(token_centres: Tensor, boxes: Tensor, region: float) -> tuple[Tensor, Tensor]:
@@ -115,7 +116,7 @@ class BipartiteMatchingLoss(nn.Module):
             cost_bbox=bm.COST_BBOX,
             cost_giou=bm.COST_GIOU,
             cost_class=bm.COST_CLASS,
-            class_activation="sigmoid" if bm.CLASS_LOSS == "bce" else "softmax",
+            class_activation=class_activation(cfg),
             match_non_actors=bm.BOX_LOSS_ON_NON_ACTORS,
             cost_centre=bm.COST_CENTRE,
         )

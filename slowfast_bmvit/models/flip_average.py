@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .postprocess import class_activation
+
 _PROBABILITY_FLOOR = 1e-6  # keeps logit(p) and log(p) finite for saturated probabilities
 
 
@@ -46,18 +48,18 @@ def mirror_triplets(outputs: dict[str, Tensor], grid: tuple[int, int, int]) -> d
 
 
 @torch.no_grad()
-def flip_averaged_outputs(model: nn.Module, inputs: Tensor, class_activation: str = "sigmoid") -> dict[str, Tensor]:
+def flip_averaged_outputs(model: nn.Module, inputs: Tensor, activation: str = "sigmoid") -> dict[str, Tensor]:
     """BMViT-style outputs for clips [B, 3, T, H, W], averaged over the clips and their left-right mirror images.
 
     Args:
         model: a set-prediction model with `token_grid((T, H, W))` (BMViT), unwrapped from DistributedDataParallel.
         inputs: the clips.
-        class_activation: "sigmoid" (BMVIT.CLASS_LOSS bce) or "softmax" (ce): how class logits become probabilities.
+        activation: "sigmoid" (BMVIT.CLASS_LOSS bce) or "softmax" (ce): how class logits become probabilities.
     Returns:
         the model's output dict (float32) with pred_boxes, pred_actor and pred_classes replaced by the averages.
     """
-    if class_activation not in ("sigmoid", "softmax"):
-        raise ValueError(f"class_activation must be sigmoid or softmax, got {class_activation!r}")
+    if activation not in ("sigmoid", "softmax"):
+        raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
     direct = {key: value.float() for key, value in model(inputs).items()}
     mirrored = mirror_triplets({key: value.float() for key, value in model(inputs.flip(-1)).items()},
                                model.token_grid(tuple(inputs.shape[2:])))
@@ -69,7 +71,7 @@ def flip_averaged_outputs(model: nn.Module, inputs: Tensor, class_activation: st
     averaged = dict(direct)
     averaged["pred_boxes"] = (direct["pred_boxes"] + mirrored["pred_boxes"]) / 2
     averaged["pred_actor"] = mean_probability(lambda logits: logits.softmax(-1), "pred_actor").log()
-    if class_activation == "sigmoid":
+    if activation == "sigmoid":
         averaged["pred_classes"] = torch.logit(mean_probability(torch.sigmoid, "pred_classes"))
     else:
         averaged["pred_classes"] = mean_probability(lambda logits: logits.softmax(-1), "pred_classes").log()
@@ -90,3 +92,13 @@ def flip_averaged_box_probabilities(model: nn.Module, inputs: Tensor, boxes: Ten
     mirrored[:, 1], mirrored[:, 3] = width - boxes[:, 3], width - boxes[:, 1]
     direct = model(inputs, boxes).float().sigmoid()
     return (direct + model(inputs.flip(-1), mirrored).float().sigmoid()) / 2
+
+
+def test_time_outputs(model: nn.Module, inputs: Tensor, cfg) -> dict[str, Tensor]:
+    """A set-prediction model's outputs as the test reads them: flip-averaged when TEST.FLIP_AVERAGE, else one pass.
+
+    `model` is unwrapped from DistributedDataParallel; cfg.BMVIT.CLASS_LOSS gives the class activation.
+    """
+    if not cfg.TEST.FLIP_AVERAGE:
+        return model(inputs)
+    return flip_averaged_outputs(model, inputs, class_activation(cfg))
