@@ -4,11 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from slowfast_bmvit.config import assert_and_infer_cfg, get_cfg, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, get_cfg, load_config
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.bmvit import BMViT
 from slowfast_bmvit.models.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 from slowfast_bmvit.models.criterion import build_criterion
+from slowfast_bmvit.models.heads import CrossAttentionBlock
 from slowfast_bmvit.models.flip_average import flip_averaged_outputs, mirror_triplets
 from slowfast_bmvit.models.mvit import MViT
 from slowfast_bmvit.models.postprocess import postprocess_detections
@@ -291,3 +292,61 @@ def test_flip_averaging_runs_on_bmvit_token_grids(arrangement):
     for key in ("pred_boxes", "pred_actor", "pred_classes"):
         assert torch.allclose(remapped[key], averaged[key], atol=1e-4), key
     assert not torch.allclose(averaged["pred_actor"], model(clips)["pred_actor"], atol=1e-4)
+
+
+# ------------------------------------------------------------------ cross-attention class head (ViT-B pipeline)
+
+
+def test_cross_attention_class_tokens_read_the_whole_clip_box_tokens_only_the_centre():
+    """centre arrangement: changing a token of another time slice changes the class logits through the
+    cross-attention head only; the boxes and actor logits of the central slice stay."""
+    torch.manual_seed(0)
+    grid = torch.randn(1, 6, 4, 3, 5)
+    for class_head, classes_change in (("cross_attention", True), ("mlp", False)):
+        torch.manual_seed(0)
+        model = BMViT(_cfg(TOKEN_ARRANGEMENT="center", CLASS_HEAD=class_head, CROSS_ATTENTION_HEADS=4),
+                      backbone=FixedTokens(grid.clone())).eval()
+        nn.init.normal_(model.heads.box.layers[-1].weight)
+        before = model(torch.zeros(1))
+        model.backbone.grid.data[:, :, 0, 1, 2] += 3.0  # slice 0; the central slice is 2
+        after = model(torch.zeros(1))
+        assert after["pred_classes"].shape == (1, 15, 5)  # one-to-one with the 15 central tokens
+        assert torch.equal(before["pred_boxes"], after["pred_boxes"])
+        assert torch.equal(before["pred_actor"], after["pred_actor"])
+        assert (not torch.allclose(before["pred_classes"], after["pred_classes"])) == classes_change
+
+
+def test_cross_attention_block_equals_torch_multihead_attention():
+    """The block against torch.nn.MultiheadAttention with the same weights, residuals and MLP written out."""
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(16, num_heads=4).eval()
+    for param in block.parameters():
+        nn.init.normal_(param, std=0.3)
+    reference = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.cat([block.q.weight, block.kv.weight]))
+        reference.in_proj_bias.copy_(torch.cat([block.q.bias, block.kv.bias]))
+        reference.out_proj.weight.copy_(block.proj.weight)
+        reference.out_proj.bias.copy_(block.proj.bias)
+    queries, context = torch.randn(2, 7, 16), torch.randn(2, 30, 16)
+    with torch.no_grad():
+        kv = block.norm_kv(context)
+        x = queries + reference(block.norm_q(queries), kv, kv, need_weights=False)[0]
+        expected = x + block.fc2(torch.nn.functional.gelu(block.fc1(block.norm_mlp(x))))
+        torch.testing.assert_close(block(queries, context), expected, rtol=1e-5, atol=1e-5)
+    assert block.fc1.out_features == 64  # the 4x MLP (3072 for 768)
+
+
+def test_proj_dim_zero_feeds_the_backbone_tokens_to_the_heads():
+    grid = torch.randn(1, 6, 4, 3, 5)
+    model = BMViT(_cfg(PROJ_DIM=0, TOKEN_ARRANGEMENT="center", CLASS_HEAD="cross_attention", CROSS_ATTENTION_HEADS=2),
+                  backbone=FixedTokens(grid))
+    assert not any(name.startswith("projection.") for name in model.state_dict())
+    assert model.heads.box.layers[0].in_features == 6 and model.heads.class_attention.q.in_features == 6
+    assert model(torch.zeros(1))["pred_classes"].shape == (1, 15, 5)
+    with pytest.raises(ConfigError, match="BMVIT.CROSS_ATTENTION_HEADS"):
+        BMViT(_cfg(PROJ_DIM=0, CLASS_HEAD="cross_attention", CROSS_ATTENTION_HEADS=4), backbone=FixedTokens(grid))
+    with pytest.raises(ConfigError, match="BMVIT.CLASS_HEAD"):
+        BMViT(_cfg(CLASS_HEAD="transformer"), backbone=FixedTokens(grid))
+    with pytest.raises(ConfigError, match="BMVIT.BACKBONE: 'ResNet'"):
+        BMViT(_cfg(BACKBONE="ResNet"))

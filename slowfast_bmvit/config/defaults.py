@@ -423,7 +423,7 @@ _C.SOLVER.CLIP_GRAD_VAL = None
 _C.SOLVER.CLIP_GRAD_L2NORM = None
 # Zero weight decay for 1-D parameters (biases, norms, tables) and the model's no_weight_decay() names.
 _C.SOLVER.ZERO_WD_1D_PARAM = False
-# Layer-wise learning rate decay (1.0: off); layer 0 = cls/pos/patch_embed, i+1 = blocks.i.
+# Layer-wise learning rate decay (1.0: off); layer 0 = cls/pos/patch_embed, i+1 = blocks.i (MViT and ViT alike).
 _C.SOLVER.LAYER_DECAY = 1.0
 # Learning rate multiplier of the detection heads relative to the backbone.
 _C.SOLVER.HEAD_LR_MULT = 1.0
