@@ -259,7 +259,7 @@ def test_configs_validate_and_keep_the_k400_backbone(path):
     assert cfg.MODEL.NUM_CLASSES == {"ava": 80, "ucf24": 24, "jhmdb": 21}[cfg.TRAIN.DATASET]
 
 
-@pytest.mark.parametrize("path", ["SYNTH/BMViT_demo.yaml", "SYNTH/BMViT_ablation.yaml"])
+@pytest.mark.parametrize("path", ["SYNTH/BMViT_demo.yaml", "SYNTH/BMViT_ablation.yaml", "SYNTH/BMViT_ViT_demo.yaml"])
 def test_small_synthava_configs_build_a_49_triplet_model(path):
     cfg = assert_and_infer_cfg(load_config(str(CONFIGS / path)))
     model = build_model(cfg).eval()
@@ -267,6 +267,25 @@ def test_small_synthava_configs_build_a_49_triplet_model(path):
         outputs = model(torch.zeros(1, 3, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE))
     assert outputs["pred_boxes"].shape == (1, 49, 4)
     assert outputs["pred_classes"].shape == (1, 49, 80)
+
+
+@pytest.mark.parametrize("dataset", ["AVA", "UCF24", "JHMDB"])
+def test_vit_b_configs_are_the_supplement_pipeline_on_videomae(dataset):
+    cfg = assert_and_infer_cfg(load_config(str(CONFIGS / dataset / "BMViT_ViT_B.yaml")))
+    assert (cfg.MODEL.MODEL_NAME, cfg.BMVIT.BACKBONE, cfg.BMVIT.CLASS_HEAD) == ("BMViT", "ViT", "cross_attention")
+    assert (cfg.VIT.EMBED_DIM, cfg.VIT.DEPTH, cfg.VIT.NUM_HEADS, list(cfg.VIT.PATCH_SIZE)) == (768, 12, 12, [2, 16, 16])
+    assert list(cfg.VIT.POS_EMBED_GRID) == [8, 14, 14] and cfg.VIT.POS_EMBED == "sincos"
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE) == (16, 288, 288)
+    assert list(cfg.DATA.MEAN) == [0.485, 0.456, 0.406] and list(cfg.DATA.STD) == [0.229, 0.224, 0.225]
+    assert (cfg.BMVIT.PROJ_DIM, cfg.BMVIT.TOKEN_ARRANGEMENT, cfg.SOLVER.LAYER_DECAY) == (0, "center", 0.75)
+    assert (cfg.BMVIT.CLASS_LOSS == "ce") == (cfg.TRAIN.DATASET in ("ucf24", "jhmdb"))
+    assert cfg.MODEL.NUM_CLASSES == {"ava": 80, "ucf24": 24, "jhmdb": 21}[cfg.TRAIN.DATASET]
+    if dataset == "AVA":  # one block is enough to count the triplets: 324 central tokens at 16x288
+        cfg.VIT.DEPTH, cfg.NUM_GPUS = 1, 0
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            outputs = model(torch.zeros(1, 3, 16, 288, 288))
+        assert outputs["pred_classes"].shape == (1, 324, 80) and model.token_grid((16, 288, 288)) == (1, 18, 18)
 
 
 def test_ablation_recipe_stays_the_one_its_tables_were_measured_with():
