@@ -171,5 +171,6 @@ def test_learned_table_of_another_grid_names_the_key_to_set():
     cfg.VIT.POS_EMBED = "learned"
     cfg.VIT.POS_EMBED_GRID = [8, 18, 18]
     state = {**videomae_finetuned(), "pos_embed": torch.zeros(1, 1568, 768)}
-    with pytest.raises(CheckpointError, match=r"pos_embed \(1, 1568, 768\) vs model \(1, 2592, 768\) .*VIT\.POS_EMBED_GRID"):
+    message = r"pos_embed \(1, 1568, 768\) vs model \(1, 2592, 768\) .*VIT\.POS_EMBED_GRID"
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint(state, ViT(cfg))

@@ -31,7 +31,9 @@ def build_backbone(cfg) -> torch.nn.Module:
         backbone_class = MODEL_REGISTRY.get(cfg.BMVIT.BACKBONE)
     except KeyError:
         known = ", ".join(sorted(name for name, cls in MODEL_REGISTRY if hasattr(cls, "forward_features")))
-        raise ConfigError(f"BMVIT.BACKBONE: {cfg.BMVIT.BACKBONE!r} is not a registered backbone (known: {known})") from None
+        raise ConfigError(
+            f"BMVIT.BACKBONE: {cfg.BMVIT.BACKBONE!r} is not a registered backbone (known: {known})"
+        ) from None
     return backbone_class(cfg, with_head=False)
 
 

@@ -1,4 +1,5 @@
-"""The two-stage baseline: an MViT (or ViT, BMVIT.BACKBONE) backbone whose token grid is pooled on given person boxes (RoIAlign).
+"""The two-stage baseline: a backbone (MViT, or ViT: BMVIT.BACKBONE) whose token grid is pooled on given person
+boxes (RoIAlign).
 
 Person boxes come from outside the model (AVA's released detector boxes at test, ground truth in training), which
 is what "two-stage" refers to; BMViT (bmvit.py) predicts the boxes itself. Both share the backbone, its config keys
@@ -53,8 +54,8 @@ class MViTRoI(nn.Module):
     -> [R, NUM_CLASSES] logits.
 
     Args:
-        cfg: reads BMVIT.BACKBONE and its MVIT / VIT keys (backbone), MODEL.NUM_CLASSES, MODEL.DROPOUT_RATE, MVIT.HEAD_INIT_SCALE,
-            DETECTION.ROI_XFORM_RESOLUTION, DETECTION.ALIGNED and DETECTION.SPATIAL_SCALE_FACTOR.
+        cfg: reads BMVIT.BACKBONE and its MVIT / VIT keys (backbone), MODEL.NUM_CLASSES, MODEL.DROPOUT_RATE,
+            MVIT.HEAD_INIT_SCALE, DETECTION.ROI_XFORM_RESOLUTION, DETECTION.ALIGNED and DETECTION.SPATIAL_SCALE_FACTOR.
         backbone: an already-built backbone to use instead of BMVIT.BACKBONE's (`build_backbone`; must provide
             `forward_features`, `out_dim`, `output_grid((T, H, W))` and `no_weight_decay()`).
 

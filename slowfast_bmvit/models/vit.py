@@ -148,10 +148,12 @@ def _check_supported(cfg) -> None:
     if vit.POS_EMBED not in POSITION_EMBEDDINGS:
         raise ConfigError(f"VIT.POS_EMBED: {vit.POS_EMBED!r} is not one of {', '.join(POSITION_EMBEDDINGS)}")
     if len(vit.POS_EMBED_GRID) not in (0, 3) or any(int(n) < 1 for n in vit.POS_EMBED_GRID):
-        raise ConfigError(f"VIT.POS_EMBED_GRID: needs [] or 3 positive sizes (T', H', W'), got {list(vit.POS_EMBED_GRID)}")
+        raise ConfigError(
+            f"VIT.POS_EMBED_GRID: needs [] or 3 positive sizes (T', H', W'), got {list(vit.POS_EMBED_GRID)}")
     for width in vit.CONV_STEM_CHANNELS:
         if not isinstance(width, int) or width < 1:
-            raise ConfigError(f"VIT.CONV_STEM_CHANNELS: needs positive integer widths, got {list(vit.CONV_STEM_CHANNELS)}")
+            raise ConfigError(
+                f"VIT.CONV_STEM_CHANNELS: needs positive integer widths, got {list(vit.CONV_STEM_CHANNELS)}")
     if min(position_grid(cfg)) < 1:
         raise ConfigError(f"VIT.PATCH_SIZE: {list(vit.PATCH_SIZE)} is larger than the training clip "
                           f"({cfg.DATA.NUM_FRAMES} x {cfg.DATA.TRAIN_CROP_SIZE}^2)")
