@@ -4,11 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from slowfast_bmvit.config import assert_and_infer_cfg, get_cfg, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, get_cfg, load_config
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.bmvit import BMViT
 from slowfast_bmvit.models.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 from slowfast_bmvit.models.criterion import build_criterion
+from slowfast_bmvit.models.heads import CrossAttentionBlock
 from slowfast_bmvit.models.flip_average import flip_averaged_outputs, mirror_triplets
 from slowfast_bmvit.models.mvit import MViT
 from slowfast_bmvit.models.postprocess import postprocess_detections
@@ -258,7 +259,7 @@ def test_configs_validate_and_keep_the_k400_backbone(path):
     assert cfg.MODEL.NUM_CLASSES == {"ava": 80, "ucf24": 24, "jhmdb": 21}[cfg.TRAIN.DATASET]
 
 
-@pytest.mark.parametrize("path", ["SYNTH/BMViT_demo.yaml", "SYNTH/BMViT_ablation.yaml"])
+@pytest.mark.parametrize("path", ["SYNTH/BMViT_demo.yaml", "SYNTH/BMViT_ablation.yaml", "SYNTH/BMViT_ViT_demo.yaml"])
 def test_small_synthava_configs_build_a_49_triplet_model(path):
     cfg = assert_and_infer_cfg(load_config(str(CONFIGS / path)))
     model = build_model(cfg).eval()
@@ -266,6 +267,25 @@ def test_small_synthava_configs_build_a_49_triplet_model(path):
         outputs = model(torch.zeros(1, 3, cfg.DATA.NUM_FRAMES, cfg.DATA.TEST_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE))
     assert outputs["pred_boxes"].shape == (1, 49, 4)
     assert outputs["pred_classes"].shape == (1, 49, 80)
+
+
+@pytest.mark.parametrize("dataset", ["AVA", "UCF24", "JHMDB"])
+def test_vit_b_configs_are_the_supplement_pipeline_on_videomae(dataset):
+    cfg = assert_and_infer_cfg(load_config(str(CONFIGS / dataset / "BMViT_ViT_B.yaml")))
+    assert (cfg.MODEL.MODEL_NAME, cfg.BMVIT.BACKBONE, cfg.BMVIT.CLASS_HEAD) == ("BMViT", "ViT", "cross_attention")
+    assert (cfg.VIT.EMBED_DIM, cfg.VIT.DEPTH, cfg.VIT.NUM_HEADS, list(cfg.VIT.PATCH_SIZE)) == (768, 12, 12, [2, 16, 16])
+    assert list(cfg.VIT.POS_EMBED_GRID) == [8, 14, 14] and cfg.VIT.POS_EMBED == "sincos"
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TEST_CROP_SIZE) == (16, 288, 288)
+    assert list(cfg.DATA.MEAN) == [0.485, 0.456, 0.406] and list(cfg.DATA.STD) == [0.229, 0.224, 0.225]
+    assert (cfg.BMVIT.PROJ_DIM, cfg.BMVIT.TOKEN_ARRANGEMENT, cfg.SOLVER.LAYER_DECAY) == (0, "center", 0.75)
+    assert (cfg.BMVIT.CLASS_LOSS == "ce") == (cfg.TRAIN.DATASET in ("ucf24", "jhmdb"))
+    assert cfg.MODEL.NUM_CLASSES == {"ava": 80, "ucf24": 24, "jhmdb": 21}[cfg.TRAIN.DATASET]
+    if dataset == "AVA":  # one block is enough to count the triplets: 324 central tokens at 16x288
+        cfg.VIT.DEPTH, cfg.NUM_GPUS = 1, 0
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            outputs = model(torch.zeros(1, 3, 16, 288, 288))
+        assert outputs["pred_classes"].shape == (1, 324, 80) and model.token_grid((16, 288, 288)) == (1, 18, 18)
 
 
 def test_ablation_recipe_stays_the_one_its_tables_were_measured_with():
@@ -291,3 +311,61 @@ def test_flip_averaging_runs_on_bmvit_token_grids(arrangement):
     for key in ("pred_boxes", "pred_actor", "pred_classes"):
         assert torch.allclose(remapped[key], averaged[key], atol=1e-4), key
     assert not torch.allclose(averaged["pred_actor"], model(clips)["pred_actor"], atol=1e-4)
+
+
+# ------------------------------------------------------------------ cross-attention class head (ViT-B pipeline)
+
+
+def test_cross_attention_class_tokens_read_the_whole_clip_box_tokens_only_the_centre():
+    """centre arrangement: changing a token of another time slice changes the class logits through the
+    cross-attention head only; the boxes and actor logits of the central slice stay."""
+    torch.manual_seed(0)
+    grid = torch.randn(1, 6, 4, 3, 5)
+    for class_head, classes_change in (("cross_attention", True), ("mlp", False)):
+        torch.manual_seed(0)
+        model = BMViT(_cfg(TOKEN_ARRANGEMENT="center", CLASS_HEAD=class_head, CROSS_ATTENTION_HEADS=4),
+                      backbone=FixedTokens(grid.clone())).eval()
+        nn.init.normal_(model.heads.box.layers[-1].weight)
+        before = model(torch.zeros(1))
+        model.backbone.grid.data[:, :, 0, 1, 2] += 3.0  # slice 0; the central slice is 2
+        after = model(torch.zeros(1))
+        assert after["pred_classes"].shape == (1, 15, 5)  # one-to-one with the 15 central tokens
+        assert torch.equal(before["pred_boxes"], after["pred_boxes"])
+        assert torch.equal(before["pred_actor"], after["pred_actor"])
+        assert (not torch.allclose(before["pred_classes"], after["pred_classes"])) == classes_change
+
+
+def test_cross_attention_block_equals_torch_multihead_attention():
+    """The block against torch.nn.MultiheadAttention with the same weights, residuals and MLP written out."""
+    torch.manual_seed(0)
+    block = CrossAttentionBlock(16, num_heads=4).eval()
+    for param in block.parameters():
+        nn.init.normal_(param, std=0.3)
+    reference = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.cat([block.q.weight, block.kv.weight]))
+        reference.in_proj_bias.copy_(torch.cat([block.q.bias, block.kv.bias]))
+        reference.out_proj.weight.copy_(block.proj.weight)
+        reference.out_proj.bias.copy_(block.proj.bias)
+    queries, context = torch.randn(2, 7, 16), torch.randn(2, 30, 16)
+    with torch.no_grad():
+        kv = block.norm_kv(context)
+        x = queries + reference(block.norm_q(queries), kv, kv, need_weights=False)[0]
+        expected = x + block.fc2(torch.nn.functional.gelu(block.fc1(block.norm_mlp(x))))
+        torch.testing.assert_close(block(queries, context), expected, rtol=1e-5, atol=1e-5)
+    assert block.fc1.out_features == 64  # the 4x MLP (3072 for 768)
+
+
+def test_proj_dim_zero_feeds_the_backbone_tokens_to_the_heads():
+    grid = torch.randn(1, 6, 4, 3, 5)
+    model = BMViT(_cfg(PROJ_DIM=0, TOKEN_ARRANGEMENT="center", CLASS_HEAD="cross_attention", CROSS_ATTENTION_HEADS=2),
+                  backbone=FixedTokens(grid))
+    assert not any(name.startswith("projection.") for name in model.state_dict())
+    assert model.heads.box.layers[0].in_features == 6 and model.heads.class_attention.q.in_features == 6
+    assert model(torch.zeros(1))["pred_classes"].shape == (1, 15, 5)
+    with pytest.raises(ConfigError, match="BMVIT.CROSS_ATTENTION_HEADS"):
+        BMViT(_cfg(PROJ_DIM=0, CLASS_HEAD="cross_attention", CROSS_ATTENTION_HEADS=4), backbone=FixedTokens(grid))
+    with pytest.raises(ConfigError, match="BMVIT.CLASS_HEAD"):
+        BMViT(_cfg(CLASS_HEAD="transformer"), backbone=FixedTokens(grid))
+    with pytest.raises(ConfigError, match="BMVIT.BACKBONE: 'ResNet'"):
+        BMViT(_cfg(BACKBONE="ResNet"))

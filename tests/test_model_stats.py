@@ -131,3 +131,15 @@ def test_model_stats_tool_counts_the_two_stage_model_with_boxes(capsys):
         assert lines[0].startswith("params: ") and lines[1].startswith("gflops: ")
         gflops.append(float(lines[1].split()[1]))
     assert 0 < gflops[0] < gflops[1]
+
+
+@pytest.mark.slow
+def test_videomae_vit_b_counts_the_papers_180_gflops_at_224():
+    """The supplement's Table 1 counts VideoMAE ViT-B at 180 GFLOPs for a 16x224 clip."""
+    from slowfast_bmvit.models.vit import ViT
+
+    cfg = load_config(str(REPO / "configs" / "AVA" / "BMViT_ViT_B.yaml"),
+                      ["MODEL.NUM_CLASSES", "400", "DATA.TRAIN_CROP_SIZE", "224", "DATA.TEST_CROP_SIZE", "224"])
+    model = ViT(cfg)
+    assert count_parameters(model) == 86_534_800  # VideoMAE's ViT-B with a 400-class head: 86.5 M
+    assert count_gflops(model, (torch.zeros(1, 3, 16, 224, 224),)) == pytest.approx(180.0, abs=1.0)

@@ -174,3 +174,35 @@ def test_frozen_parameters_do_not_change_after_a_step():
     optimizer.step()
     assert torch.equal(model.frozen.weight, frozen_before)
     assert not torch.equal(model.head.weight, head_before)
+
+
+def test_layer_decay_on_a_vit_backbone_follows_videomae():
+    """BMViT on a 3-block ViT: VideoMAE's fine-tuning rule (its get_num_layer_for_vit and scales
+    decay ** (depth + 1 - layer)): patch embedding layer 0, blocks.i layer i + 1, everything else (final norm,
+    heads, the cross-attention class head) layer depth + 1 at the full rate."""
+    from slowfast_bmvit.models.bmvit import BMViT
+
+    cfg = _cfg(LAYER_DECAY=0.75, ZERO_WD_1D_PARAM=True)
+    cfg.NUM_GPUS = 0
+    cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE = 4, 32
+    cfg.VIT.DEPTH, cfg.VIT.EMBED_DIM, cfg.VIT.NUM_HEADS, cfg.VIT.PATCH_SIZE = 3, 16, 2, [2, 8, 8]
+    cfg.VIT.POS_EMBED = "learned"
+    cfg.BMVIT.BACKBONE, cfg.BMVIT.PROJ_DIM, cfg.BMVIT.TOKEN_ARRANGEMENT = "ViT", 0, "center"
+    cfg.BMVIT.CLASS_HEAD, cfg.BMVIT.CROSS_ATTENTION_HEADS = "cross_attention", 2
+    model = BMViT(cfg)
+
+    def videomae_layer(name: str, num_layers: int = 3 + 2) -> int:
+        name = name.removeprefix("backbone.") if name.startswith("backbone.") else "head." + name
+        if name in ("cls_token", "mask_token", "pos_embed") or name.startswith("patch_embed"):
+            return 0
+        if name.startswith("blocks"):
+            return int(name.split(".")[1]) + 1
+        return num_layers - 1
+
+    by_name = _by_name(get_param_groups(model, cfg))
+    assert set(by_name) == {name for name, _ in model.named_parameters()}
+    for name, group in by_name.items():
+        assert group["lr_scale"] == pytest.approx(0.75 ** (3 + 1 - videomae_layer(name))), name
+    assert by_name["backbone.pos_embed"]["weight_decay"] == 0.0  # no_weight_decay()
+    assert by_name["backbone.blocks.0.attn.q_bias"]["weight_decay"] == 0.0  # 1-D
+    assert by_name["heads.class_attention.q.weight"]["lr_scale"] == 1.0

@@ -133,7 +133,8 @@ _C.TEST.FLIP_AVERAGE = False
 _C.MODEL = CfgNode()
 # Architecture family (informational, upstream key): "mvit", "vit".
 _C.MODEL.ARCH = "mvit"
-# Registered model name: "MViT" (classifier), "BMViT" (single-stage detector), "MViTRoI" (two-stage baseline).
+# Registered model name: "MViT" / "ViT" (classifiers), "BMViT" (single-stage detector), "MViTRoI" (two-stage
+# baseline); the detectors' backbone is BMVIT.BACKBONE.
 _C.MODEL.MODEL_NAME = "BMViT"
 # Number of output classes (80 for AVA v2.2 label ids 1..80, 24 for UCF101-24, 21 for JHMDB).
 _C.MODEL.NUM_CLASSES = 80
@@ -238,32 +239,47 @@ _C.MVIT.ATTN_IMPL = "sdpa"
 _C.MVIT.REMOVE_Q_POOL_BLOCKS = []
 
 # ---------------------------------------------------------------------------- #
-# Plain ViT options (VideoMAE-style ViT-B backbone)
+# Plain ViT options (VideoMAE-style ViT-B backbone, models/vit.py; read when BMVIT.BACKBONE or MODEL.MODEL_NAME is ViT)
 # ---------------------------------------------------------------------------- #
 _C.VIT = CfgNode()
-# Patch (tubelet) size (T, H, W).
+# Tubelet (patch) size (T, H, W): kernel and stride of the Conv3d patch embedding (VideoMAE: 2x16x16).
 _C.VIT.PATCH_SIZE = [2, 16, 16]
-# Embedding dimension.
+# Embedding dimension (ViT-B: 768).
 _C.VIT.EMBED_DIM = 768
-# Number of transformer blocks.
+# Number of transformer blocks (ViT-B: 12).
 _C.VIT.DEPTH = 12
-# Number of attention heads.
+# Number of attention heads (ViT-B: 12).
 _C.VIT.NUM_HEADS = 12
 # MLP hidden size as a multiple of the embedding dimension.
 _C.VIT.MLP_RATIO = 4.0
-# Stochastic depth rate.
+# Stochastic depth rate, increasing linearly from 0 to this value over the blocks.
 _C.VIT.DROPPATH_RATE = 0.1
+# Absolute positions: "sincos" (VideoMAE's fixed 1-D sinusoid table, not saved in checkpoints) or "learned".
+_C.VIT.POS_EMBED = "sincos"
+# Token grid [T', H', W'] the position table is made for (a VideoMAE K400 checkpoint: [8, 14, 14], 16x224); other
+# grids get it resized as [T', H', W', C] (linear in time, bicubic in space; docs/backbones/vit.md). []: the grid of
+# the training clip (DATA.NUM_FRAMES, DATA.TRAIN_CROP_SIZE).
+_C.VIT.POS_EMBED_GRID = []
+# Convolutional stem before the patch embedding, as MVIT.CONV_STEM_CHANNELS (each layer halves H and W; for small
+# ViTs trained from scratch). Empty: VideoMAE's single Conv3d, the only layout its checkpoints load into.
+_C.VIT.CONV_STEM_CHANNELS = []
 
 # ---------------------------------------------------------------------------- #
 # BMViT options (this method's own knobs; see PAPER.md)
 # ---------------------------------------------------------------------------- #
 _C.BMVIT = CfgNode()
-# Backbone registered name whose forward_features gives the token grid: "MViT".
+# Backbone of the detection models (BMViT and the two-stage MViTRoI): "MViT" (MVIT keys) or "ViT" (VIT keys).
 _C.BMVIT.BACKBONE = "MViT"
-# Channels after the 1x1x1 projection of the backbone tokens (512 for MViTv2-S).
+# Channels after the 1x1x1 projection of the backbone tokens (512 for MViTv2-S); 0: no projection, the heads read
+# the backbone tokens (the ViT-B pipeline of the supplement).
 _C.BMVIT.PROJ_DIM = 512
-# Layers in each MLP head (hidden size PROJ_DIM).
+# Layers in each MLP head (hidden size PROJ_DIM, or the backbone width when PROJ_DIM is 0).
 _C.BMVIT.HEAD_LAYERS = 3
+# Class head: "mlp" (an MLP on each class token) or "cross_attention" (supplement Fig. 1b: each class token attends
+# to every backbone token, then a 4x-wide MLP block and the class MLP; triplets stay one-to-one with the tokens).
+_C.BMVIT.CLASS_HEAD = "mlp"
+# Attention heads of the cross_attention class head (ViT-B: 12 at width 768).
+_C.BMVIT.CROSS_ATTENTION_HEADS = 12
 # Dropout before the class head's last layer.
 _C.BMVIT.CLASS_DROPOUT = 0.0
 # Token arrangement: "all", "center", "center_tpool", "two_halves", "all_tpool" (see token_selection.py).
@@ -407,7 +423,7 @@ _C.SOLVER.CLIP_GRAD_VAL = None
 _C.SOLVER.CLIP_GRAD_L2NORM = None
 # Zero weight decay for 1-D parameters (biases, norms, tables) and the model's no_weight_decay() names.
 _C.SOLVER.ZERO_WD_1D_PARAM = False
-# Layer-wise learning rate decay (1.0: off); layer 0 = cls/pos/patch_embed, i+1 = blocks.i.
+# Layer-wise learning rate decay (1.0: off); layer 0 = cls/pos/patch_embed, i+1 = blocks.i (MViT and ViT alike).
 _C.SOLVER.LAYER_DECAY = 1.0
 # Learning rate multiplier of the detection heads relative to the backbone.
 _C.SOLVER.HEAD_LR_MULT = 1.0

@@ -15,6 +15,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "MVIT.NORM": ("layernorm",),
     "BMVIT.TOKEN_ARRANGEMENT": ("all", "center", "center_tpool", "two_halves", "all_tpool"),
     "BMVIT.BOX_REFERENCE": ("token_grid", "none"),
+    "BMVIT.CLASS_HEAD": ("mlp", "cross_attention"),
+    "VIT.POS_EMBED": ("sincos", "learned"),
     "BMVIT.CLASS_LOSS": ("bce", "ce"),
     "BMVIT.SCORE_RULE": ("class_x_actor", "class"),
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adam", "adamw"),
@@ -92,8 +94,8 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
             "MVIT.DEPTH",
             "MVIT.EMBED_DIM",
             "MVIT.NUM_HEADS",
-            "BMVIT.PROJ_DIM",
             "BMVIT.HEAD_LAYERS",
+            "BMVIT.CROSS_ATTENTION_HEADS",
             "SOLVER.MAX_EPOCH",
         ),
     )
@@ -109,6 +111,7 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         "DATA.TRAIN_JITTER_SCALES",
         f"min > max in {list(cfg.DATA.TRAIN_JITTER_SCALES)}",
     )
+    _require(cfg.BMVIT.PROJ_DIM >= 0, "BMVIT.PROJ_DIM", f"must be >= 0 (0: no projection), got {cfg.BMVIT.PROJ_DIM}")
     _require(0.0 <= cfg.BMVIT.ACTOR_THRESH < 1.0, "BMVIT.ACTOR_THRESH", "must be in [0, 1)")
     _require(cfg.BMVIT.TOP_K >= 0, "BMVIT.TOP_K", "must be >= 0")
     _require(0.0 <= cfg.BMVIT.NMS_IOU < 1.0, "BMVIT.NMS_IOU", "must be in [0, 1) (0 turns NMS off)")

@@ -7,7 +7,8 @@ Every trainable parameter lands in exactly one group, keyed by (weight decay, lr
   BN.WEIGHT_DECAY (upstream keeps them in their own group); everything else gets SOLVER.WEIGHT_DECAY.
 - lr_scale = SOLVER.LAYER_DECAY ** (L - layer_id) x (SOLVER.HEAD_LR_MULT for head parameters), where layer ids
   follow PySlowFast (0 for cls token / position embeddings / patch embedding, i + 1 for `blocks.i`, L for the rest,
-  e.g. the final norm and the heads, so that the top of the network keeps the full rate).
+  e.g. the final norm and the heads, so that the top of the network keeps the full rate). VideoMAE's fine-tuning
+  uses the same rule for its ViT (`get_num_layer_for_vit`), so MViT and ViT backbones share it.
 - frozen parameters (requires_grad False) are left out entirely.
 
 `set_lr(optimizer, lr)` writes lr x lr_scale into every group, so the LR policy only ever deals with one number.

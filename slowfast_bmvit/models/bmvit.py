@@ -2,6 +2,8 @@
 
 clip [B, 3, T, H, W] -> backbone tokens [B, C, T', H', W'] -> token arrangement (box/actor tokens and class tokens,
 N each, one-to-one) -> 1x1x1 projection to BMVIT.PROJ_DIM -> box, actor and class MLP heads -> N triplets per clip.
+With BMVIT.CLASS_HEAD cross_attention (the supplement's ViT-B pipeline) the whole grid is projected first and each
+class token attends to all of it before the class MLP.
 Training matches the triplets to the ground-truth actors (matcher.py, criterion.py); inference keeps the triplets
 whose p(actor) passes a threshold (postprocess.py).
 
@@ -17,8 +19,8 @@ from torch import Tensor, nn
 
 from slowfast_bmvit.config import ConfigError
 
-from .build import MODEL_REGISTRY, get_model_class
-from .heads import TripletHeads
+from .build import MODEL_REGISTRY, build_backbone
+from .heads import CLASS_HEADS, TripletHeads
 from .token_selection import ARRANGEMENTS, arrange_tokens, arranged_grid, reference_points
 
 
@@ -28,12 +30,13 @@ class BMViT(nn.Module):
 
     Args:
         cfg: the config; reads MODEL.NUM_CLASSES and the BMVIT group. The backbone is
-            `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)` (the MViT keys configure it).
+            `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)` (the MVIT or VIT keys configure it).
         backbone: an already-built backbone to use instead (must provide `forward_features(x) -> (tokens
             [B, C, T', H', W'], cls or None)`, `out_dim`, `output_grid((T, H, W))` and `no_weight_decay()`).
 
     Its parameters are `backbone.*` (the backbone's own names, so K400 checkpoints load with the prefix
-    `backbone.`), `projection.*` and `heads.{box,actor,classes}.*`.
+    `backbone.`), `projection.*` (none with BMVIT.PROJ_DIM 0) and `heads.{box,actor,classes}.*`, plus
+    `heads.class_attention.*` with the cross-attention class head.
     """
 
     # Prefix of the backbone's parameters in this model's state_dict (where a classifier checkpoint loads).
@@ -41,16 +44,29 @@ class BMViT(nn.Module):
 
     def __init__(self, cfg, backbone: nn.Module | None = None):
         super().__init__()
-        self.backbone = backbone if backbone is not None else get_model_class(cfg.BMVIT.BACKBONE)(cfg, with_head=False)
+        self.backbone = backbone if backbone is not None else build_backbone(cfg)
         self.arrangement = cfg.BMVIT.TOKEN_ARRANGEMENT
         if self.arrangement not in ARRANGEMENTS:
             raise ConfigError(f"BMVIT.TOKEN_ARRANGEMENT: {self.arrangement!r} is not one of {', '.join(ARRANGEMENTS)}")
         if cfg.BMVIT.BOX_REFERENCE not in ("token_grid", "none"):
             raise ConfigError(f"BMVIT.BOX_REFERENCE: {cfg.BMVIT.BOX_REFERENCE!r} is not one of token_grid, none")
         self.use_box_reference = cfg.BMVIT.BOX_REFERENCE == "token_grid"
-        self.projection = nn.Linear(self.backbone.out_dim, cfg.BMVIT.PROJ_DIM)
+        if cfg.BMVIT.CLASS_HEAD not in CLASS_HEADS:
+            raise ConfigError(f"BMVIT.CLASS_HEAD: {cfg.BMVIT.CLASS_HEAD!r} is not one of {', '.join(CLASS_HEADS)}")
+        if cfg.BMVIT.PROJ_DIM < 0:
+            raise ConfigError(f"BMVIT.PROJ_DIM: must be >= 0 (0: no projection), got {cfg.BMVIT.PROJ_DIM}")
+        if cfg.BMVIT.PROJ_DIM:
+            self.projection = nn.Linear(self.backbone.out_dim, cfg.BMVIT.PROJ_DIM)
+            head_dim = cfg.BMVIT.PROJ_DIM
+        else:
+            self.projection = nn.Identity()
+            head_dim = self.backbone.out_dim
+        heads = cfg.BMVIT.CROSS_ATTENTION_HEADS
+        if cfg.BMVIT.CLASS_HEAD == "cross_attention" and (heads < 1 or head_dim % heads):
+            raise ConfigError(f"BMVIT.CROSS_ATTENTION_HEADS: {heads} does not divide the head width {head_dim}")
         self.heads = TripletHeads(
-            cfg.BMVIT.PROJ_DIM, cfg.MODEL.NUM_CLASSES, cfg.BMVIT.HEAD_LAYERS, cfg.BMVIT.CLASS_DROPOUT
+            head_dim, cfg.MODEL.NUM_CLASSES, cfg.BMVIT.HEAD_LAYERS, cfg.BMVIT.CLASS_DROPOUT, cfg.BMVIT.CLASS_HEAD,
+            heads,
         )
 
     def token_grid(self, input_thw: Sequence[int]) -> tuple[int, int, int]:
@@ -80,12 +96,20 @@ class BMViT(nn.Module):
                 raise ValueError(f"BMViT has one pathway; got a list of {len(x)} inputs")
             x = x[0]
         tokens, _ = self.backbone.forward_features(x)
-        arranged = arrange_tokens(tokens, self.arrangement)
-        box_tokens = self.projection(arranged.box_tokens)
-        shared = arranged.class_tokens is arranged.box_tokens
-        class_tokens = box_tokens if shared else self.projection(arranged.class_tokens)
+        context = None
+        if self.heads.needs_context:
+            # The class head reads every token: project the whole grid once, then arrange it.
+            tokens = self.projection(tokens.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
+            context = tokens.flatten(2).transpose(1, 2)
+            arranged = arrange_tokens(tokens, self.arrangement)
+            box_tokens, class_tokens = arranged.box_tokens, arranged.class_tokens
+        else:
+            arranged = arrange_tokens(tokens, self.arrangement)
+            box_tokens = self.projection(arranged.box_tokens)
+            shared = arranged.class_tokens is arranged.box_tokens
+            class_tokens = box_tokens if shared else self.projection(arranged.class_tokens)
         centres = reference_points(arranged.grid, device=x.device)
         boxes, actor_logits, class_logits = self.heads(box_tokens, class_tokens,
-                                                       centres if self.use_box_reference else None)
+                                                       centres if self.use_box_reference else None, context)
         return {"pred_boxes": boxes, "pred_actor": actor_logits, "pred_classes": class_logits,
                 "token_centres": centres}

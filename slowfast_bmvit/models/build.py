@@ -25,6 +25,18 @@ def get_model_class(name: str) -> type:
         raise ConfigError(f"MODEL.MODEL_NAME: {name!r} is not a registered model (known: {known})") from None
 
 
+def build_backbone(cfg) -> torch.nn.Module:
+    """The head-less backbone of the detection models: `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)`."""
+    try:
+        backbone_class = MODEL_REGISTRY.get(cfg.BMVIT.BACKBONE)
+    except KeyError:
+        known = ", ".join(sorted(name for name, cls in MODEL_REGISTRY if hasattr(cls, "forward_features")))
+        raise ConfigError(
+            f"BMVIT.BACKBONE: {cfg.BMVIT.BACKBONE!r} is not a registered backbone (known: {known})"
+        ) from None
+    return backbone_class(cfg, with_head=False)
+
+
 def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:
     """Construct `cfg.MODEL.MODEL_NAME` and place it on its device.
 

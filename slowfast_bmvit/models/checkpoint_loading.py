@@ -1,4 +1,4 @@
-"""Loading PySlowFast `.pyth` checkpoints and plain state dicts into a model, shape-matched.
+"""Loading PySlowFast `.pyth` checkpoints, VideoMAE checkpoints and plain state dicts into a model, shape-matched.
 
 Rules (PySlowFast's, see docs/PYSLOWFAST_COMPAT.md):
 - a tensor whose name and shape match loads;
@@ -12,6 +12,11 @@ A classifier checkpoint loads into a model that holds the backbone under a prefi
 model's) by giving `prefix="backbone."`, or by leaving `prefix=None`: the prefix under which most checkpoint tensors
 find a model tensor of the same name is then used. DistributedDataParallel's `module.` prefix is removed from the
 checkpoint and a DDP-wrapped model is unwrapped.
+
+Checkpoints of other codebases are first renamed by their layout's converter (`CHECKPOINT_LAYOUTS`, recognised from
+the keys): VideoMAE's fine-tuned and pre-training checkpoints become the names of models/vit.py
+(`videomae_to_vit`; the key table is in docs/backbones/vit.md). What the converter drops is reported as unused.
+The report is logged as three lines: what was loaded, the unused checkpoint tensors, the model tensors missing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,27 +52,114 @@ class LoadReport:
     source: str
     prefix: str
     epoch: int | None = None
+    layout: str = ""  # the converted layout (e.g. "VideoMAE pre-training"); "" for this package's own names
     loaded: list[str] = field(default_factory=list)
     resized: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # (name, old, new)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint key, reason)
     missing: list[str] = field(default_factory=list)  # model keys the checkpoint did not provide
 
+    def loaded_line(self) -> str:
+        """What was loaded: source, layout, counts."""
+        layout = f" ({self.layout} layout)" if self.layout else ""
+        under = f" under prefix {self.prefix!r}" if self.prefix else ""
+        return (f"{self.source}{layout}: loaded {len(self.loaded)} tensors{under}, {len(self.resized)} rel-pos tables "
+                f"resized, {len(self.skipped)} checkpoint tensors unused, {len(self.missing)} model tensors missing")
+
+    def unused_line(self) -> str:
+        """The checkpoint tensors not loaded, grouped by reason (the first five keys of each), or "" when none."""
+        if not self.skipped:
+            return ""
+        by_reason: dict[str, list[str]] = {}
+        for key, reason in self.skipped:
+            by_reason.setdefault(reason, []).append(key)
+        groups = []
+        for reason, keys in by_reason.items():
+            more = f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""
+            groups.append(f"{', '.join(keys[:5])}{more} ({reason})" if len(keys) == 1
+                          else f"{reason}: {', '.join(keys[:5])}{more}")
+        return f"unused checkpoint tensors ({len(self.skipped)}): " + "; ".join(groups)
+
+    def missing_line(self) -> str:
+        """The model tensors the checkpoint did not provide (the first ten), or "" when none."""
+        if not self.missing:
+            return ""
+        more = f" (+{len(self.missing) - 10} more)" if len(self.missing) > 10 else ""
+        return f"model tensors not in the checkpoint ({len(self.missing)}): " + ", ".join(self.missing[:10]) + more
+
+    def lines(self) -> list[str]:
+        """The report as up to three lines: loaded, unused, missing (empty ones left out)."""
+        return [line for line in (self.loaded_line(), self.unused_line(), self.missing_line()) if line]
+
     def summary(self) -> str:
-        """One line: counts, then the skipped keys and the first missing ones."""
-        parts = [
-            f"{self.source}: loaded {len(self.loaded)} tensors"
-            + (f" under prefix {self.prefix!r}" if self.prefix else ""),
-            f"{len(self.resized)} rel-pos tables resized",
-            f"{len(self.skipped)} skipped",
-            f"{len(self.missing)} model tensors missing",
-        ]
-        line = ", ".join(parts)
-        if self.skipped:
-            line += "; skipped: " + "; ".join(f"{key} ({reason})" for key, reason in self.skipped[:10])
-        if self.missing:
-            more = f" (+{len(self.missing) - 10} more)" if len(self.missing) > 10 else ""
-            line += "; missing: " + ", ".join(self.missing[:10]) + more
-        return line
+        """The three lines joined into one."""
+        return "; ".join(self.lines())
+
+
+# ----------------------------------------------------------------------------------------- other codebases' layouts
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """A checkpoint layout of another codebase, recognised from its keys and renamed to this package's names.
+
+    matches(state) -> bool; convert(state) -> (renamed state, [(checkpoint key, reason) dropped]) and the name of
+    the variant found (e.g. "VideoMAE fine-tuned"). A converter must leave this package's own names unchanged.
+    """
+
+    name: str
+    matches: Callable[[Mapping[str, torch.Tensor]], bool]
+    convert: Callable[[Mapping[str, torch.Tensor]], tuple[dict[str, torch.Tensor], list[tuple[str, str]], str]]
+
+
+_VIDEOMAE_BLOCK_KEY = re.compile(r"^(encoder\.)?blocks\.\d+\.attn\.[qv]_bias$")
+# Pre-training only: the decoder, its input projection and the mask token.
+_VIDEOMAE_DECODER = ("decoder.", "encoder_to_decoder.", "mask_token")
+
+
+def is_videomae_state(state: Mapping[str, torch.Tensor]) -> bool:
+    """True for VideoMAE checkpoints (and this package's ViT): attention with separate `q_bias` / `v_bias`."""
+    return any(_VIDEOMAE_BLOCK_KEY.match(key) for key in state)
+
+
+def videomae_to_vit(
+    state: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]], str]:
+    """VideoMAE tensors under models/vit.py's names.
+
+    Pre-training checkpoints (`encoder.*`): the `encoder.` prefix is removed and the decoder, `encoder_to_decoder`
+    and `mask_token` are dropped. Fine-tuned checkpoints: `fc_norm.*` (the LayerNorm of the mean-pooled tokens)
+    becomes `norm.*`, the final LayerNorm of models/vit.py, which serves the pooled vector and the token grid;
+    `head.*` is kept (a detection model has none, and the loader reports it unused). Every other name is VideoMAE's.
+    The fixed sinusoid table is not in VideoMAE's checkpoints (the model makes it).
+    """
+    pretraining = any(key.startswith("encoder.") for key in state)
+    renamed: dict[str, torch.Tensor] = {}
+    dropped: list[tuple[str, str]] = []
+    for key, value in state.items():
+        if pretraining and key.startswith(_VIDEOMAE_DECODER):
+            dropped.append((key, "VideoMAE pre-training decoder"))
+            continue
+        name = key[len("encoder."):] if pretraining and key.startswith("encoder.") else key
+        if name.startswith("fc_norm.") and "norm.weight" not in state:
+            name = "norm." + name[len("fc_norm."):]
+        renamed[name] = value
+    return renamed, dropped, "VideoMAE pre-training" if pretraining else "VideoMAE fine-tuned"
+
+
+# Tried in order; the first that matches converts the checkpoint.
+CHECKPOINT_LAYOUTS: tuple[CheckpointLayout, ...] = (
+    CheckpointLayout("VideoMAE", is_videomae_state, videomae_to_vit),
+)
+
+
+def convert_layout(
+    state: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]], str]:
+    """(state under this package's names, dropped (key, reason) pairs, layout name or "") via CHECKPOINT_LAYOUTS."""
+    for layout in CHECKPOINT_LAYOUTS:
+        if layout.matches(state):
+            return layout.convert(state)
+    return dict(state), [], ""
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
@@ -106,7 +198,7 @@ def _state_dict_of(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], int 
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: not a checkpoint (a {type(obj).__name__}, expected a dict of tensors)")
     epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
-    for key in ("model_state", "model", "state_dict"):
+    for key in ("model_state", "model", "module", "state_dict"):
         if isinstance(obj.get(key), Mapping):
             obj = obj[key]
             break
@@ -172,12 +264,14 @@ def load_checkpoint(
     else:
         source, obj = "<state dict>", path_or_state_dict
     state, epoch = _state_dict_of(obj, source)
+    state, dropped, layout = convert_layout(state)
 
     target = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     model_state = target.state_dict()
     if prefix is None:
         prefix = _detect_prefix(list(state), list(model_state))
-    report = LoadReport(source=source, prefix=prefix, epoch=epoch)
+    report = LoadReport(source=source, prefix=prefix, epoch=epoch, layout=layout)
+    report.skipped.extend(dropped)
 
     to_load: dict[str, torch.Tensor] = {}
     mismatched: list[str] = []
@@ -198,6 +292,10 @@ def load_checkpoint(
             mismatched.append(f"{key} {tuple(value.shape)} vs model {tuple(expected.shape)}")
 
     if mismatched:
+        if any(entry.split(" ")[0].endswith("pos_embed") for entry in mismatched[:3]):
+            mismatched = [entry + (" (a position table made for another token grid: set VIT.POS_EMBED_GRID to the "
+                                   "checkpoint's)" if entry.split(" ")[0].endswith("pos_embed") else "")
+                          for entry in mismatched]
         shown = "; ".join(mismatched[:3]) + (f" (+{len(mismatched) - 3} more)" if len(mismatched) > 3 else "")
         raise CheckpointError(
             f"{source}: does not fit the model (another architecture?): {len(mismatched)} tensors differ in shape: "
@@ -213,5 +311,6 @@ def load_checkpoint(
     target.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
     report.missing = [name for name in model_state if name not in to_load]
-    logger.info(report.summary())
+    for line in report.lines():
+        logger.info(line)
     return report

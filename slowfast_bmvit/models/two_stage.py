@@ -1,4 +1,5 @@
-"""The two-stage baseline: an MViT backbone whose token grid is pooled on given person boxes (RoIAlign).
+"""The two-stage baseline: a backbone (MViT, or ViT: BMVIT.BACKBONE) whose token grid is pooled on given person
+boxes (RoIAlign).
 
 Person boxes come from outside the model (AVA's released detector boxes at test, ground truth in training), which
 is what "two-stage" refers to; BMViT (bmvit.py) predicts the boxes itself. Both share the backbone, its config keys
@@ -15,8 +16,7 @@ from torch import Tensor, nn
 
 from slowfast_bmvit.config import ConfigError
 
-from .build import MODEL_REGISTRY
-from .mvit import MViT
+from .build import MODEL_REGISTRY, build_backbone
 from .roi_head import RoIHead
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,9 @@ class MViTRoI(nn.Module):
     -> [R, NUM_CLASSES] logits.
 
     Args:
-        cfg: reads the MVIT keys (backbone), MODEL.NUM_CLASSES, MODEL.DROPOUT_RATE, MVIT.HEAD_INIT_SCALE,
-            DETECTION.ROI_XFORM_RESOLUTION, DETECTION.ALIGNED and DETECTION.SPATIAL_SCALE_FACTOR.
-        backbone: an already-built backbone to use instead of `MViT(cfg, with_head=False)` (must provide
+        cfg: reads BMVIT.BACKBONE and its MVIT / VIT keys (backbone), MODEL.NUM_CLASSES, MODEL.DROPOUT_RATE,
+            MVIT.HEAD_INIT_SCALE, DETECTION.ROI_XFORM_RESOLUTION, DETECTION.ALIGNED and DETECTION.SPATIAL_SCALE_FACTOR.
+        backbone: an already-built backbone to use instead of BMVIT.BACKBONE's (`build_backbone`; must provide
             `forward_features`, `out_dim`, `output_grid((T, H, W))` and `no_weight_decay()`).
 
     The RoI spatial scale is 1 / the backbone's actual output stride (`backbone_output_stride`): 32 for MViTv2-S,
@@ -75,7 +75,7 @@ class MViTRoI(nn.Module):
 
     def __init__(self, cfg, backbone: nn.Module | None = None):
         super().__init__()
-        self.backbone = backbone if backbone is not None else MViT(cfg, with_head=False)
+        self.backbone = backbone if backbone is not None else build_backbone(cfg)
         stride = backbone_output_stride(self.backbone, cfg.DATA.NUM_FRAMES)
         if cfg.DETECTION.SPATIAL_SCALE_FACTOR != stride:
             logger.warning(
