@@ -4,6 +4,9 @@ Rules (PySlowFast's, see docs/PYSLOWFAST_COMPAT.md):
 - a tensor whose name and shape match loads;
 - a relative-position table (`...attn.rel_pos_{t,h,w}`) whose row count differs is resized by 1-D linear
   interpolation (align_corners=False): that is how a 224-pixel checkpoint serves a 256-pixel model;
+- any other tensor whose shape differs is offered to the module that owns it: a module with a method
+  `resize_checkpoint_tensor(name, value, shape) -> Tensor | None` (`name` relative to that module) may return it
+  resized, e.g. a backbone's absolute position embeddings of another input size (Hiera);
 - a head tensor (`head.` / `heads.` / `projection.`...) whose shape differs, or any tensor the model lacks, is skipped
   and listed (e.g. the 400-class K400 head when fine-tuning on AVA);
 - any other shape mismatch means the checkpoint is of another architecture: `CheckpointError`.
@@ -48,7 +51,8 @@ class LoadReport:
     prefix: str
     epoch: int | None = None
     loaded: list[str] = field(default_factory=list)
-    resized: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # (name, old, new)
+    # (name, old, new): rel-pos tables and tensors resized by their module's `resize_checkpoint_tensor`.
+    resized: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint key, reason)
     missing: list[str] = field(default_factory=list)  # model keys the checkpoint did not provide
 
@@ -57,7 +61,7 @@ class LoadReport:
         parts = [
             f"{self.source}: loaded {len(self.loaded)} tensors"
             + (f" under prefix {self.prefix!r}" if self.prefix else ""),
-            f"{len(self.resized)} rel-pos tables resized",
+            f"{len(self.resized)} resized to the model's input size",
             f"{len(self.skipped)} skipped",
             f"{len(self.missing)} model tensors missing",
         ]
@@ -68,6 +72,42 @@ class LoadReport:
             more = f" (+{len(self.missing) - 10} more)" if len(self.missing) > 10 else ""
             line += "; missing: " + ", ".join(self.missing[:10]) + more
         return line
+
+    def unused_line(self) -> str:
+        """One line: every checkpoint key that did not load (e.g. a classifier head, an MAE decoder), grouped."""
+        return f"{self.source}: {len(self.skipped)} checkpoint tensors unused: " + (
+            _group_names([key for key, _ in self.skipped]) or "none")
+
+    def missing_line(self) -> str:
+        """One line: every model tensor the checkpoint did not provide (left at its initialisation), grouped."""
+        return f"{self.source}: {len(self.missing)} model tensors missing: " + (_group_names(self.missing) or "none")
+
+
+def _group_names(names: Sequence[str]) -> str:
+    """'a.b.c, d.* (12), ...': names sharing their first component as one entry with a count, in first-seen order
+    (an MAE decoder's hundred tensors read as a few entries)."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.split(".")[0], []).append(name)
+    return ", ".join(members[0] if len(members) == 1 else f"{head}.* ({len(members)})"
+                     for head, members in groups.items())
+
+
+def _resize_by_owner(model: nn.Module, name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """`value` resized by the `resize_checkpoint_tensor` of the innermost module on `name`'s path that has one and
+    gives the model's shape; None when none does."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, -1, -1):
+        try:
+            module = model.get_submodule(".".join(parts[:cut]))
+        except AttributeError:
+            continue
+        resize = getattr(module, "resize_checkpoint_tensor", None)
+        if callable(resize):
+            resized = resize(".".join(parts[cut:]), value, tuple(shape))
+            if resized is not None and resized.shape == shape:
+                return resized
+    return None
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
@@ -161,7 +201,7 @@ def load_checkpoint(
         prefix: prepended to every checkpoint key to find the model key (e.g. "backbone."); None detects it.
         head_prefixes: checkpoint keys starting with one of these may be skipped on a shape mismatch.
     Returns:
-        LoadReport (also logged as one INFO line).
+        LoadReport (also logged: its summary, the unused checkpoint keys and the missing model keys, a line each).
     Raises:
         CheckpointError: unreadable, truncated or non-checkpoint file; no tensor of the checkpoint fits the model;
             or a shape mismatch outside the relative-position tables and the heads (another architecture).
@@ -192,6 +232,9 @@ def load_checkpoint(
         elif _REL_POS_KEY.search(name) and value.ndim == 2 and value.shape[1] == expected.shape[1]:
             to_load[name] = resize_rel_pos_table(value, expected.shape[0])
             report.resized.append((name, tuple(value.shape), tuple(expected.shape)))
+        elif (resized := _resize_by_owner(target, name, value, expected.shape)) is not None:
+            to_load[name] = resized
+            report.resized.append((name, tuple(value.shape), tuple(expected.shape)))
         elif key.startswith(tuple(head_prefixes)):
             report.skipped.append((key, f"shape {tuple(value.shape)} != model {tuple(expected.shape)}"))
         else:
@@ -214,4 +257,6 @@ def load_checkpoint(
     report.loaded = sorted(to_load)
     report.missing = [name for name in model_state if name not in to_load]
     logger.info(report.summary())
+    logger.info(report.unused_line())
+    logger.info(report.missing_line())
     return report
