@@ -88,12 +88,15 @@ def official_outputs(model: torch.nn.Module, clip: torch.Tensor) -> tuple[torch.
         return logits, model.norm(intermediates[-1])
 
 
-def our_outputs(model: torch.nn.Module, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def our_outputs(model: torch.nn.Module, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(logits, normed last-stage tokens [B, T', H', W', C], seconds of the classifier forward) of ours."""
     model.train()
     with torch.no_grad():
+        start = time.perf_counter()
         logits = model(clip)
+        seconds = time.perf_counter() - start
         tokens, _ = model.forward_features(clip)
-        return logits, tokens.permute(0, 2, 3, 4, 1)
+        return logits, tokens.permute(0, 2, 3, 4, 1), seconds
 
 
 def run_case(name: str) -> dict:
@@ -118,9 +121,7 @@ def run_case(name: str) -> dict:
     start = time.perf_counter()
     ref_logits, ref_tokens = official_outputs(official, clip)
     official_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    logits, tokens = our_outputs(ours, clip)
-    our_seconds = time.perf_counter() - start
+    logits, tokens, our_seconds = our_outputs(ours, clip)
     row = {
         "name": name, "q_pool": q_pool, "clip": f"{frames}x{pixels}x{pixels}", "keys": len(state),
         "params": sum(v.numel() for v in state.values()), "same_layout": same_layout,
@@ -185,7 +186,8 @@ def write_table(rows: list[dict], out: str, command: str) -> None:
         "state_dict loaded into `slowfast_bmvit.models.hiera.Hiera` with strict=True, one random clip. `logits`: the",
         "classifier outputs (train mode, no dropout / drop path); `tokens`: the normed last-stage tokens in raster",
         "order (official `return_intermediates` + `norm` against `forward_features`). Differences are max |a - b|,",
-        "beside the largest |value| they are measured on.",
+        "beside the largest |value| they are measured on. The last two columns time one forward of each model",
+        "(the official one with `return_intermediates`), on a shared machine.",
         "",
         "| case | q_pool | clip | state_dict keys (same names, shapes) | params | tokens (T'xH'xW' x C) | "
         "max abs diff logits (max abs) | max abs diff tokens (max abs) | official s | ours s |",
