@@ -174,7 +174,7 @@ def write_table(rows: list[dict], out: str, command: str) -> None:
     lines = [
         "# Hiera: this package against the official `hiera-transformer`",
         "",
-        f"Command (from the repository root, in the oracle environment described in benchmarks/oracle_hiera.py):",
+        "Command (from the repository root, in the oracle environment described in benchmarks/oracle_hiera.py):",
         "",
         f"    {command}",
         "",
@@ -201,7 +201,13 @@ def write_table(rows: list[dict], out: str, command: str) -> None:
             f"{row['official_s']:.1f} | {row['ours_s']:.1f} |"
         )
     worst = max(max(r["logits_diff"], r["tokens_diff"]) for r in rows)
-    lines += ["", f"Largest difference over all rows: {worst:.2e} (acceptance: <= 1e-4 in fp32)."]
+    lines += ["", f"Largest difference over all rows: {worst:.2e} (acceptance: <= 1e-4 in fp32).", "",
+              "The default test suite checks a tiny video Hiera (q_pool 3, q_pool 2, joint position embeddings) and",
+              "an official MAE state_dict against tests/data/hiera_tiny_reference.pt (tests/test_hiera.py), written",
+              "in the same environment by",
+              "",
+              "    PYTHONPATH=$PWD /work/venv_oracle/bin/python benchmarks/oracle_hiera.py --only "
+              "--write-reference tests/data/hiera_tiny_reference.pt"]
     with open(out, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines))
