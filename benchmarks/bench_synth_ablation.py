@@ -64,6 +64,7 @@ VARIANTS: dict[str, list[str]] = {
 # config). They run only on that recipe, with the config's own keys and no further overrides.
 CONFIG_VARIANTS: dict[str, tuple[str, str]] = {
     "small ViT, cross-attention class head": (DEMO_CONFIG, os.path.join("configs", "SYNTH", "BMViT_ViT_demo.yaml")),
+    "small Hiera backbone": (DEMO_CONFIG, os.path.join("configs", "SYNTH", "BMViT_Hiera_demo.yaml")),
 }
 
 

@@ -93,6 +93,16 @@ def test_model_stats_tool_prints_params_and_gflops(capsys):
     assert float(lines[1].split()[1]) == pytest.approx(count_gflops(model, (torch.zeros(1, 3, 4, 64, 64),)), abs=1e-3)
 
 
+def test_model_stats_tool_splits_gflops_by_operator(capsys):
+    tool = _load_tool()
+    tool.main(["--cfg", MVITV2_S, "--by-operator", *SMALL_OPTS])
+    lines = capsys.readouterr().out.strip().splitlines()
+    total = float(lines[1].split()[1])
+    parts = dict(item.split("=") for item in lines[2].removeprefix("gflops_by_operator: ").split(", "))
+    assert {"linear", "scaled_dot_product_attention"} <= set(parts)
+    assert sum(float(v) for v in parts.values()) == pytest.approx(total, abs=2e-3)
+
+
 def test_model_stats_tool_reports_config_errors_in_one_line(capsys):
     tool = _load_tool()
     with pytest.raises(SystemExit) as exit_info:

@@ -265,10 +265,49 @@ _C.VIT.POS_EMBED_GRID = []
 _C.VIT.CONV_STEM_CHANNELS = []
 
 # ---------------------------------------------------------------------------- #
+# Hiera options (the official `hiera-transformer` video models; defaults: hiera_base_16x224, docs/backbones/hiera.md)
+# ---------------------------------------------------------------------------- #
+_C.HIERA = CfgNode()
+# Width of the first stage (96 Hiera-B, 112 Hiera-B+, 144 Hiera-L, 256 Hiera-H); each later stage multiplies it.
+_C.HIERA.EMBED_DIM = 96
+# Attention heads of the first stage (1 Hiera-B, 2 Hiera-B+ / L, 4 Hiera-H).
+_C.HIERA.NUM_HEADS = 1
+# Blocks per stage ([2, 3, 16, 3] Hiera-B / B+, [2, 6, 36, 4] Hiera-L / H).
+_C.HIERA.STAGES = [2, 3, 16, 3]
+# Number of stage changes (from the first) that max-pool the queries by Q_STRIDE: 3 official, 2 for BMViT (keeps
+# a 16x16 token grid at 256 px); parameters do not depend on it, so checkpoints load either way.
+_C.HIERA.Q_POOL = 3
+# Query pooling stride (T, H, W) at each pooling stage change; also the unroll stride of the token order.
+_C.HIERA.Q_STRIDE = [1, 2, 2]
+# Mask unit (T, H, W) in patch tokens, the window of mask-unit attention (a product of the first Q_STRIDE steps).
+_C.HIERA.MASK_UNIT_SIZE = [1, 8, 8]
+# Per stage: attend within mask units (True) or over all tokens (False).
+_C.HIERA.MASK_UNIT_ATTN = [True, True, False, False]
+# Width multiplier at each stage change.
+_C.HIERA.DIM_MUL = 2.0
+# Head-count multiplier at each stage change.
+_C.HIERA.HEAD_MUL = 2.0
+# Patch embedding Conv3d kernel (T, H, W).
+_C.HIERA.PATCH_KERNEL = [3, 7, 7]
+# Patch embedding stride (T, H, W).
+_C.HIERA.PATCH_STRIDE = [2, 4, 4]
+# Patch embedding padding (T, H, W).
+_C.HIERA.PATCH_PADDING = [1, 3, 3]
+# MLP hidden size as a multiple of the block width.
+_C.HIERA.MLP_RATIO = 4.0
+# Stochastic depth rate, increasing linearly from 0 to this value over the blocks.
+_C.HIERA.DROPPATH_RATE = 0.0
+# Separate spatial (H'*W') and temporal (T') position embeddings (the video models) instead of one T'*H'*W' table.
+_C.HIERA.SEP_POS_EMBED = True
+# Scale of the classifier head's initial weights and biases (the official 0.001).
+_C.HIERA.HEAD_INIT_SCALE = 0.001
+
+# ---------------------------------------------------------------------------- #
 # BMViT options (this method's own knobs; see PAPER.md)
 # ---------------------------------------------------------------------------- #
 _C.BMVIT = CfgNode()
-# Backbone of the detection models (BMViT and the two-stage MViTRoI): "MViT" (MVIT keys) or "ViT" (VIT keys).
+# Backbone of the detection models (BMViT and the two-stage MViTRoI): "MViT" (MVIT keys), "ViT" (VIT keys) or
+# "Hiera" (HIERA keys).
 _C.BMVIT.BACKBONE = "MViT"
 # Channels after the 1x1x1 projection of the backbone tokens (512 for MViTv2-S); 0: no projection, the heads read
 # the backbone tokens (the ViT-B pipeline of the supplement).

@@ -4,6 +4,9 @@ Rules (PySlowFast's, see docs/PYSLOWFAST_COMPAT.md):
 - a tensor whose name and shape match loads;
 - a relative-position table (`...attn.rel_pos_{t,h,w}`) whose row count differs is resized by 1-D linear
   interpolation (align_corners=False): that is how a 224-pixel checkpoint serves a 256-pixel model;
+- any other tensor whose shape differs is offered to the module that owns it: a module with a method
+  `resize_checkpoint_tensor(name, value, shape) -> Tensor | None` (`name` relative to that module) may return it
+  resized, e.g. a backbone's absolute position embeddings of another input size (Hiera);
 - a head tensor (`head.` / `heads.` / `projection.`...) whose shape differs, or any tensor the model lacks, is skipped
   and listed (e.g. the 400-class K400 head when fine-tuning on AVA);
 - any other shape mismatch means the checkpoint is of another architecture: `CheckpointError`.
@@ -54,7 +57,8 @@ class LoadReport:
     epoch: int | None = None
     layout: str = ""  # the converted layout (e.g. "VideoMAE pre-training"); "" for this package's own names
     loaded: list[str] = field(default_factory=list)
-    resized: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # (name, old, new)
+    # (name, old, new): rel-pos tables and tensors resized by their module's `resize_checkpoint_tensor`.
+    resized: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (checkpoint key, reason)
     missing: list[str] = field(default_factory=list)  # model keys the checkpoint did not provide
 
@@ -62,8 +66,8 @@ class LoadReport:
         """What was loaded: source, layout, counts."""
         layout = f" ({self.layout} layout)" if self.layout else ""
         under = f" under prefix {self.prefix!r}" if self.prefix else ""
-        return (f"{self.source}{layout}: loaded {len(self.loaded)} tensors{under}, {len(self.resized)} rel-pos tables "
-                f"resized, {len(self.skipped)} checkpoint tensors unused, {len(self.missing)} model tensors missing")
+        return (f"{self.source}{layout}: loaded {len(self.loaded)} tensors{under}, {len(self.resized)} resized to the "
+                f"model's input size, {len(self.skipped)} checkpoint tensors unused, {len(self.missing)} model tensors missing")
 
     def unused_line(self) -> str:
         """The checkpoint tensors not loaded, grouped by reason (the first five keys of each), or "" when none."""
@@ -162,6 +166,23 @@ def convert_layout(
     return dict(state), [], ""
 
 
+def _resize_by_owner(model: nn.Module, name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """`value` resized by the `resize_checkpoint_tensor` of the innermost module on `name`'s path that has one and
+    gives the model's shape; None when none does."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, -1, -1):
+        try:
+            module = model.get_submodule(".".join(parts[:cut]))
+        except AttributeError:
+            continue
+        resize = getattr(module, "resize_checkpoint_tensor", None)
+        if callable(resize):
+            resized = resize(".".join(parts[cut:]), value, tuple(shape))
+            if resized is not None and resized.shape == shape:
+                return resized
+    return None
+
+
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
 
@@ -253,7 +274,8 @@ def load_checkpoint(
         prefix: prepended to every checkpoint key to find the model key (e.g. "backbone."); None detects it.
         head_prefixes: checkpoint keys starting with one of these may be skipped on a shape mismatch.
     Returns:
-        LoadReport (also logged as one INFO line).
+        LoadReport (also logged: what was loaded, the unused checkpoint tensors and the missing model tensors,
+        a line each).
     Raises:
         CheckpointError: unreadable, truncated or non-checkpoint file; no tensor of the checkpoint fits the model;
             or a shape mismatch outside the relative-position tables and the heads (another architecture).
@@ -285,6 +307,9 @@ def load_checkpoint(
             to_load[name] = value
         elif _REL_POS_KEY.search(name) and value.ndim == 2 and value.shape[1] == expected.shape[1]:
             to_load[name] = resize_rel_pos_table(value, expected.shape[0])
+            report.resized.append((name, tuple(value.shape), tuple(expected.shape)))
+        elif (resized := _resize_by_owner(target, name, value, expected.shape)) is not None:
+            to_load[name] = resized
             report.resized.append((name, tuple(value.shape), tuple(expected.shape)))
         elif key.startswith(tuple(head_prefixes)):
             report.skipped.append((key, f"shape {tuple(value.shape)} != model {tuple(expected.shape)}"))
