@@ -63,7 +63,7 @@ def evaluate_ava_detections(cfg, dataset, detections: Sequence[dict[str, Any]], 
     rows = ava_rows(detections, class_ids, video_names)
     groundtruth = read_groundtruth_csv(files["groundtruth"], class_ids)
     if split == "val" and not cfg.AVA.FULL_TEST_ON_VAL:
-        groundtruth = groundtruth.select(groundtruth.sec % 4 == 0)
+        groundtruth = groundtruth.select_seconds(lambda sec: sec % 4 == 0)
     excluded = read_exclusions(files["exclusions"]) if files.get("exclusions") else set()
     result = evaluate_ava(categories, groundtruth, rows, excluded, protocol=cfg.AVA.EVAL_PROTOCOL, return_curves=True)
     if output_dir:
