@@ -348,3 +348,45 @@ def test_real_ucf24_video_reader_matches_sequential_decoding(shared_data):
     assert reader.num_frames(path) == len(reference) == 180
     for frames in ([100, 104, 108], [1, 2, 180], [64, 31, 97]):
         np.testing.assert_array_equal(reader.read(path, frames), np.stack([reference[f - 1] for f in frames]))
+
+
+def _drop_packets(source, target, first_pts, last_pts):
+    """Copy a video file without re-encoding, leaving out the packets with timestamps first_pts..last_pts."""
+    with av.open(str(source)) as source_file, av.open(str(target), "w") as target_file:
+        stream = source_file.streams.video[0]
+        copy = target_file.add_stream_from_template(stream)
+        for packet in source_file.demux(stream):
+            if packet.size and not first_pts <= packet.pts <= last_pts:
+                packet.stream = copy
+                target_file.mux(packet)
+
+
+def test_real_ucf24_clip_with_two_lost_gops_keeps_frame_numbers(real_ucf_cfg, shared_data, tmp_path):
+    source = shared_data / "ucf24" / "videos" / "v_Basketball_g01_c02.mp4"
+    with av.open(str(source)) as container:
+        reference = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    index = VideoReader().index(source)
+    assert index.num_frames == 180 and index.keyframe_pts.tolist() == index.pts[12 * np.arange(15)].tolist()
+    # the two groups of pictures from keyframe 49 up to keyframe 73 (frames 49..72) are lost, as in a damaged copy
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _drop_packets(source, videos / source.name, int(index.pts[48]), int(index.pts[71]))
+    reader = VideoReader(max_cached_frames=0)
+    damaged = reader.index(videos / source.name)
+    assert damaged.num_frames == 180 and damaged.missing_frames.tolist() == list(range(49, 73))
+    frames = [1, 48, 73, 100, 180]
+    np.testing.assert_array_equal(reader.read(videos / source.name, frames),
+                                  np.stack([reference[f - 1] for f in frames]))
+
+    cfg, _ = real_ucf_cfg
+    cfg = cfg.clone()
+    for video in SHARED_UCF_VIDEOS:  # the other eight clips as they are
+        name = video.split("/")[1] + ".mp4"
+        if name != source.name:
+            (videos / name).symlink_to(shared_data / "ucf24" / "videos" / name)
+    cfg.ACT.FRAME_DIR = str(videos)
+    dataset = build_dataset("ucf24", cfg, "test")
+    video_idx = dataset.video_names.index("Basketball/v_Basketball_g01_c02")
+    first = int(np.flatnonzero(dataset.keyframes[:, 0] == video_idx)[0])
+    with pytest.raises(VideoReadError, match="v_Basketball_g01_c02.mp4: frames 49..72 are missing"):
+        dataset[first]

@@ -431,7 +431,8 @@ def test_cli_module_runs_without_torch(tmp_path):
     det_csv = write_rows(tmp_path / "det.csv", [("v", 902, 0.1, 0.1, 0.4, 0.4, 1, 0.3)])
     code = ("import runpy, sys; sys.argv = ['ava', '--labelmap', %r, '--groundtruth', %r, '--detections', %r, "
             "'--protocol', 'activitynet']; "
-            "import slowfast_bmvit.evaluation.frame_map, slowfast_bmvit.evaluation.video_map, slowfast_bmvit.evaluation.act; "
+            "import slowfast_bmvit.evaluation.frame_map, slowfast_bmvit.evaluation.video_map, "
+            "slowfast_bmvit.evaluation.act; "
             "assert 'torch' not in sys.modules, 'evaluation imported torch'; "
             "runpy.run_module('slowfast_bmvit.evaluation.ava', run_name='__main__')"
             % (str(labelmap), str(gt_csv), str(det_csv)))

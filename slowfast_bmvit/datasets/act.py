@@ -213,9 +213,9 @@ class ActDataset(KeyframeClipDataset):
         missing = index.missing_frames
         if len(missing) and self.cfg.DATA.ON_BAD_FRAME == "error":
             raise VideoReadError(f"{path}: {index.describe_gap(int(missing[0]))} (lost from the file, by their "
-                                 f"timestamps; first missing frame {int(missing[0])} of {self.video_names[video_idx]}); "
-                                 f"replace the video, or set DATA.ON_BAD_FRAME skip to skip the keyframes whose clips "
-                                 f"need missing frames")
+                                 f"timestamps; first missing frame {int(missing[0])} of "
+                                 f"{self.video_names[video_idx]}); replace the video, or set DATA.ON_BAD_FRAME skip "
+                                 f"to skip the keyframes whose clips need missing frames")
         available = index.num_frames
         if available < nframes:
             self._report_short_video(video_idx, path, available, nframes)

@@ -27,9 +27,10 @@ box of a pyannot tube (= the finalAnnots sf + i).
 
 Splits (UCF101-24 has split 1 only). With a test list, its videos are the test set and every other annotated video
 is training; list entries may carry an extension or a trailing label (UCF101's own list format) and entries without
-annotation are counted and logged; a list that is empty, not text, or names no annotated video is an error. Without a test list, UCF101's official split-1 rule is used: groups g01-g07 are
-test, g08-g25 train (it reproduces testlist01.txt exactly: 910 test, 2284 train videos). Per-frame text ground truth
-carries no split: without a test list every video goes to test (YOWO's JHMDB export is the split-1 test set).
+annotation are counted and logged; a list that is empty, not text, or names no annotated video is an error.
+Without a test list, UCF101's official split-1 rule is used: groups g01-g07 are test, g08-g25 train (it reproduces
+testlist01.txt exactly: 910 test, 2284 train videos). Per-frame text ground truth carries no split: without a test
+list every video goes to test (YOWO's JHMDB export is the split-1 test set).
 """
 
 from __future__ import annotations

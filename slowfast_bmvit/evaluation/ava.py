@@ -9,8 +9,9 @@ Protocol (see docs/EVALUATION.md):
   and no detection has AP 0; mAP = mean over the label-map classes with ground truth.
 Protocols:
 - ``pyslowfast`` (default, what PySlowFast-based papers report): no cap; detections on keys without ground truth
-  are false positives (2-column ground-truth rows are accepted and change nothing).  Within an image, detections are matched in input (file) order, exactly as the official
-  PySlowFast code does; it equals descending-score order whenever the input is score-sorted per image.
+  are false positives (2-column ground-truth rows are accepted and change nothing).  Within an image, detections
+  are matched in input (file) order, exactly as the official PySlowFast code does; it equals descending-score
+  order whenever the input is score-sorted per image.
 - ``activitynet`` (the challenge script, ActivityNet ``Evaluation/get_ava_performance.py``): the 50 highest-scoring
   rows per image over all classes are kept (a new row displaces the kept minimum only if its score is strictly
   higher), per-image detections are matched in descending score order (ties in input order), detections on images
@@ -196,7 +197,8 @@ def _input_problems(groundtruth: AvaRows, detections: AvaRows, gt_rows: np.ndarr
             logger.warning("%s: %d of %d %s row(s) have a box coordinate %s (e.g. %s)", rows.source,
                            int(outside.sum()), len(indices), what, unit, _example_keys(rows, indices[outside]))
     if len(no_gt_rows):
-        fate = "ignored (activitynet protocol)" if protocol == "activitynet" else "false positives (pyslowfast protocol)"
+        fate = ("ignored (activitynet protocol)" if protocol == "activitynet"
+                else "false positives (pyslowfast protocol)")
         logger.warning("%s: %d detection row(s) on images the ground truth does not list are %s (e.g. %s)",
                        detections.source, len(no_gt_rows), fate, _example_keys(detections, no_gt_rows))
 
