@@ -19,6 +19,7 @@ from slowfast_bmvit.datasets.act_convert import (
     ucf24_from_pyannot,
 )
 from slowfast_bmvit.datasets.video_io import VideoReader, VideoReadError
+from slowfast_bmvit.engine.evaluator import evaluate_detections
 
 SHARED_UCF_VIDEOS = (
     "Basketball/v_Basketball_g01_c02", "Basketball/v_Basketball_g07_c04", "Biking/v_Biking_g01_c01",
@@ -280,6 +281,15 @@ def test_video_with_missing_frames_stops_under_error_and_skips_affected_keyframe
     assert "A.mp4, frames 9..20 are missing" in caplog.text
     assert _frame_numbers(dataset[6]["inputs"]) == [21, 23, 25, 27]  # keyframe 25: the pixels of frames 21..27
     assert _frame_numbers(dataset[5]["inputs"]) == [2, 4, 6, 8]  # keyframe 6
+    # The skipped keyframes' ground truth still counts, as missed: perfect detections on the 12 tested keyframes
+    # give brush_hair 12 TPs over 30 ground-truth boxes -> ACT AP = 1 * 12/30 = 0.4; the two classes without
+    # ground truth have AP 0 -> frame-mAP 0.4 / 3.
+    box = np.array([32, 24, 160, 120]) / np.array([320, 240, 320, 240])
+    detections = [{"boxes": torch.from_numpy(box[None]), "class_scores": torch.tensor([[0.9, 0.0, 0.0]]),
+                   "meta": {"video_idx": 0, "frame": int(frame), "orig_size": (240, 320)}}
+                  for frame in dataset.keyframes[:, 1]]
+    result = evaluate_detections(cfg, dataset, detections, "val")
+    assert result["per_class"]["brush_hair"] == pytest.approx(0.4) and result["mAP"] == pytest.approx(0.4 / 3)
 
 
 # -------------------------------------------------------------------------------------------------------- real

@@ -347,3 +347,33 @@ def test_cli_refuses_unusable_detection_files_with_one_line(tmp_path, capsys, ma
     gt_file.write_bytes(b"\x00\x01")
     assert act.main(["--groundtruth", str(gt_file), "--detections", str(path)]) == 2
     assert "not a readable ACT ground-truth pickle" in capsys.readouterr().err
+
+
+def test_real_ucf24_single_actor_clips_link_into_their_ground_truth_tubes(tmp_path, capsys):
+    if not UCF24.is_dir():
+        pytest.skip(f"real data folder {UCF24} is absent")
+    from slowfast_bmvit.datasets.act_convert import save_act_pickle, subset_act_gt, ucf24_from_pyannot
+
+    clips = ("Basketball/v_Basketball_g01_c02", "Biking/v_Biking_g01_c01", "CliffDiving/v_CliffDiving_g03_c01",
+             "HorseRiding/v_HorseRiding_g01_c03", "SkateBoarding/v_SkateBoarding_g02_c01",
+             "SalsaSpin/v_SalsaSpin_g03_c01")
+    gt = subset_act_gt(ucf24_from_pyannot(UCF24 / "pyannot.pkl", UCF24 / "testlist01.txt"), clips)
+    save_act_pickle(gt, tmp_path / "gt.pkl")
+    videos = gt["test_videos"][0]
+    single = [video for video in videos if sum(map(len, gt["gttubes"][video].values())) == 1]
+    assert len(single) == 5  # SalsaSpin has 5 dancers
+    path = tmp_path / "frame_detections_test.npz"
+    act.save_frame_detections(path, perfect_detections(gt, videos), videos, gt["labels"])
+    out = tmp_path / "result.json"
+    assert act.main(["--groundtruth", str(tmp_path / "gt.pkl"), "--detections", str(path), "--video", "--json",
+                     str(out)]) == 0
+    result = __import__("json").loads(out.read_text())
+    # every annotated box detected: frame-AP 1 for the 6 classes; one box per frame in a single-actor clip links
+    # into exactly its ground-truth tube: video-AP 1 at every threshold for those 5 classes
+    present = {video.split("/")[0] for video in videos}
+    assert {name: round(ap, 12) for name, ap in result["per_class"].items() if name in present} == dict.fromkeys(
+        present, 1.0)
+    for threshold in ("0.2", "0.5", "0.75"):
+        for video in single:
+            assert result["video_per_class"][threshold][video.split("/")[0]] == 1.0, (threshold, video)
+    assert "video-mAP@0.5:0.95" in capsys.readouterr().out
