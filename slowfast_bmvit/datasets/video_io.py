@@ -10,9 +10,8 @@ timestamps; the first present frame is frame 1.
 
 A `VideoIndex` (built once per video by demuxing, without decoding: a few KB) lists the presentation timestamps of
 all frames and of the keyframes, so a request for frames a..b seeks to the last keyframe at or before a and decodes
-only up to b (UCF101 clips have a keyframe every 12
-frames; a 16x4 clip decodes ~75 frames instead of the whole video). Decoded frames go to an LRU cache shared by all
-videos of the reader. A request that continues where the previous decoding of the same video stopped (test-time
+only up to b (UCF101 clips have a keyframe every 12 frames; a 16x4 clip decodes ~75 frames instead of the whole
+video). Decoded frames go to an LRU cache shared by all videos of the reader. A request that continues where the previous decoding of the same video stopped (test-time
 access walks every frame of a video in order) also decodes ahead, so each frame is decoded about once. RGB
 conversion (the dominant cost: about twice the decoding time) happens only for frames actually requested.
 

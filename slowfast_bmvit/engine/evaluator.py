@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from slowfast_bmvit.datasets.act_convert import annotated_frames
+from slowfast_bmvit.evaluation.act import evaluate_act, save_frame_detections
 from slowfast_bmvit.evaluation.ava import detections_from_predictions, evaluate_ava, format_result
 from slowfast_bmvit.evaluation.ava_io import (
     AvaRows,
@@ -24,7 +26,6 @@ from slowfast_bmvit.evaluation.ava_io import (
     read_labelmap,
     write_detections_csv,
 )
-from slowfast_bmvit.evaluation.act import evaluate_act, save_frame_detections
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,12 @@ def act_detection_array(detections: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 8))
 
 
+def _has_unannotated_frames(dataset) -> bool:
+    """Does a video of the ACT dataset's split have frames outside every tube (UCF101-24 does, JHMDB does not)?"""
+    gt = dataset.gt
+    return any(len(annotated_frames(gt["gttubes"][video])) < int(gt["nframes"][video]) for video in dataset.video_names)
+
+
 def evaluate_act_detections(cfg, dataset, detections: Sequence[dict[str, Any]], split: str,
                             output_dir: str | None = None) -> dict:
     """UCF101-24 / JHMDB frame-mAP of `detections` against the dataset's ACT ground truth (ACT.SPLIT); the test
@@ -104,7 +111,7 @@ def evaluate_act_detections(cfg, dataset, detections: Sequence[dict[str, Any]], 
     # The ground truth of the tested frames counts, and that of keyframes skipped for damaged video (as missed).
     evaluated = np.concatenate([dataset.keyframes, getattr(dataset, "keyframes_skipped", np.zeros((0, 2)))])
     video = split == "test"
-    if video and not cfg.ACT.TEST_ALL_FRAMES:
+    if video and not cfg.ACT.TEST_ALL_FRAMES and _has_unannotated_frames(dataset):
         logger.warning("video-mAP from annotated frames only (ACT.TEST_ALL_FRAMES False): the tubes' temporal extent "
                        "comes from the ground truth, so it is optimistic; the ACT protocol tests every frame")
     result = evaluate_act(dataset.gt, array, dataset.video_names, evaluated, cfg.ACT.TEST_FRAME_STRIDE, video=video,
