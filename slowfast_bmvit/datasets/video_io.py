@@ -6,7 +6,8 @@ re-encoded UCF101 clips declare 25 fps and hold 29.97 fps timestamps). A video d
 therefore keeps its frame numbers after the gap, and the frames of the gap are *missing*: `VideoIndex.missing_frames`
 lists them and reading one raises `VideoReadError` naming the file and the first missing frame (the datasets decide
 what to do about it, see DATA.ON_BAD_FRAME). Frames lost before the first decodable one cannot be told from the
-timestamps; the first present frame is frame 1.
+timestamps; the first present frame is frame 1. A zero-size packet (an AVI "repeat the previous frame" chunk) holds
+no picture, so its frame counts as missing too.
 
 A `VideoIndex` (built once per video by demuxing, without decoding: a few KB) lists the presentation timestamps of
 all frames and of the keyframes, so a request for frames a..b seeks to the last keyframe at or before a and decodes
