@@ -68,6 +68,8 @@ def evaluate_ava_detections(cfg, dataset, detections: Sequence[dict[str, Any]], 
         groundtruth = groundtruth.select_seconds(lambda sec: sec % 4 == 0)
     excluded = read_exclusions(files["exclusions"]) if files.get("exclusions") else set()
     result = evaluate_ava(categories, groundtruth, rows, excluded, protocol=cfg.AVA.EVAL_PROTOCOL, return_curves=True)
+    if result["nothing_can_match"]:
+        logger.warning("%s mAP is meaningless, no detection can match: %s", split, result["nothing_can_match"])
     if output_dir:
         path = os.path.join(output_dir, f"detections_{split}.csv")
         write_detections_csv(path, rows.video, rows.sec, rows.boxes, rows.action, rows.score)

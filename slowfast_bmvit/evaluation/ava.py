@@ -237,7 +237,8 @@ def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections
     ground-truth image, pixel coordinates; None when some can), ``protocol``, ``iou_threshold``; with
     ``return_curves`` also ``curves`` {name: {"precision": [K], "recall": [K]}} (arrays).
     Inputs that make part of the metric meaningless are logged as warnings with counts; evaluate_ava never raises
-    for them (a model early in training may emit such boxes); the CLI fails on ``nothing_can_match``.
+    for them (a model early in training may emit such boxes); the CLI fails on ``nothing_can_match`` and the
+    engine logs it.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown AVA protocol {protocol!r} (expected one of {PROTOCOLS})")
@@ -329,8 +330,6 @@ def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections
         if return_curves:
             curves[names[int(class_ids[c])]] = {"precision": precision, "recall": recall}
 
-    if problems:
-        logger.warning("nothing can match: %s", problems)
     m_ap = float(np.mean(list(per_class_id.values()))) if per_class_id else float("nan")
     if not per_class_id:
         logger.warning("no label-map class has ground truth: mAP is NaN")
