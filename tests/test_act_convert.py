@@ -2,6 +2,7 @@
 
 import logging
 import pickle
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -268,6 +269,26 @@ def test_cli_converters_write_loadable_pickles_and_report_errors(tmp_path, tiny_
     out = tmp_path / "jhmdb.pkl"
     assert convert_jhmdb.main(["--gt", str(tmp_path / "gt"), "--out", str(out)]) == 0
     assert load_act_pickle(out)["test_videos"] == [["run/Sprint_u_cm_np1_fr_med_0"]]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "the video list is empty"),
+    (b"\n  \n", "the video list is empty"),
+    (b"Fencing/v_Fencing_g01_c01.avi\nSkiing/v_Skiing_g02_c01.avi 3\n",
+     "none of its 2 videos has an annotation .*'Fencing/v_Fencing_g01_c01'.*'Basketball/v_Basketball_g01_c01'"),
+    (bytes(range(256)) * 4, "not a text video list"),  # e.g. the pyannot.pkl given as --testlist
+    (b"\x80\x04\x95Basketball/v_Basketball_g09_c01\n", "not a text video list \\(byte 0 is not UTF-8 text\\)"),
+])
+def test_cli_converter_refuses_an_empty_non_matching_or_binary_testlist(tmp_path, tiny_pyannot, capsys, content,
+                                                                          message):
+    testlist = tmp_path / "testlist01.txt"
+    testlist.write_bytes(content)
+    out = tmp_path / "ucf.pkl"
+    assert convert_ucf24.main(["--pyannot", str(tiny_pyannot), "--testlist", str(testlist), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.split("\r")[-1]  # after the progress bar
+    assert err.startswith(f"error: {testlist}: ") and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert not out.exists()
 
 
 # --------------------------------------------------------------------------------------------------------- real

@@ -1,6 +1,8 @@
 """UCF101-24 / JHMDB datasets ("ucf24", "jhmdb") from ACT pickles, with frames from JPEG folders or video files."""
 
+import logging
 import pickle
+from fractions import Fraction
 
 import av
 import cv2
@@ -17,6 +19,7 @@ from slowfast_bmvit.datasets.act_convert import (
     ucf24_from_pyannot,
 )
 from slowfast_bmvit.datasets.video_io import VideoReader, VideoReadError
+from slowfast_bmvit.engine.evaluator import evaluate_detections
 
 SHARED_UCF_VIDEOS = (
     "Basketball/v_Basketball_g01_c02", "Basketball/v_Basketball_g07_c04", "Biking/v_Biking_g01_c01",
@@ -219,6 +222,76 @@ def test_video_source_rescales_boxes_and_applies_the_short_video_policy(tmp_path
     assert _frame_numbers(dataset[23]["inputs"]) == [6, 8, 10, 10] and dataset.num_keyframes_past_video_end == 1
 
 
+def _write_video_with_gap(path, present, size=(48, 64)):
+    """H.264 at 25 fps holding only the frames `present` (1-based): timestamps (frame - 1) / 25 s, so the frames
+    in between are lost from the file as after a damaged transfer; grey level encodes the frame number."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"g": "5", "bf": "2", "crf": "0"}
+        stream.codec_context.time_base = Fraction(1, 25)
+        for frame in present:
+            picture = av.VideoFrame.from_ndarray(np.full((*size, 3), _level(frame), np.uint8), format="rgb24")
+            picture.pts, picture.time_base = frame - 1, Fraction(1, 25)
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_video_reader_numbers_frames_by_time_across_a_gap(tmp_path):
+    path = tmp_path / "damaged.mp4"
+    _write_video_with_gap(path, [*range(1, 9), *range(21, 31)])  # frames 9..20 lost
+    reader = VideoReader(max_cached_frames=8)
+    index = reader.index(path)
+    assert index.num_frames == 30 and index.missing_frames.tolist() == list(range(9, 21))
+    frames = reader.read(path, [8, 21, 30, 1])  # the frames after the gap keep their numbers
+    assert [round(f.mean() / 8) for f in frames] == [8, 21, 30, 1]
+    assert [round(f.mean() / 8) for f in VideoReader().read(path, [25, 21])] == [25, 21]  # seeks too
+    with pytest.raises(VideoReadError, match=r"damaged.mp4: frames 9..20 are missing .*requested frame 12"):
+        reader.read(path, [7, 12, 14])
+    _write_video_with_gap(tmp_path / "one.mp4", [1, 2, 4, 5])
+    with pytest.raises(VideoReadError, match=r"one.mp4: frame 3 is missing"):
+        VideoReader().read(tmp_path / "one.mp4", [3])
+
+
+def test_video_with_missing_frames_stops_under_error_and_skips_affected_keyframes_under_skip(tmp_path, caplog):
+    tube = np.array([[f, 32, 24, 160, 120] for f in range(1, 31)], np.float32)
+    gt = {"labels": ["brush_hair", "catch", "clap"], "train_videos": [["brush_hair/A"]],
+          "test_videos": [["brush_hair/A"]], "nframes": {"brush_hair/A": 30},
+          "resolution": {"brush_hair/A": (240, 320)}, "gttubes": {"brush_hair/A": {0: [tube]}}}
+    save_act_pickle(gt, tmp_path / "gt.pkl")
+    _write_video_with_gap(tmp_path / "videos" / "A.mp4", [*range(1, 9), *range(21, 31)])  # frames 9..20 lost
+    cfg = _cfg(tmp_path / "gt.pkl", tmp_path / "videos", source="videos")
+    dataset = build_dataset("jhmdb", cfg, "test")
+    with pytest.raises(VideoReadError, match=r"A.mp4: frames 9..20 are missing .*first missing frame 9 of "
+                                             r"brush_hair/A.*DATA.ON_BAD_FRAME skip"):
+        dataset[0]  # keyframe 1 does not need the lost frames: the damaged video stops the run anyway
+
+    cfg.DATA.ON_BAD_FRAME = "skip"
+    with caplog.at_level(logging.WARNING):
+        dataset = build_dataset("jhmdb", cfg, "test")
+    # The clip of keyframe f reads frames f-4, f-2, f, f+2 (NUM_FRAMES 4, SAMPLING_RATE 2, clamped to 1..30): it
+    # needs one of the lost 9..20 exactly when f+2 >= 9 and f-4 <= 20, i.e. keyframes 7..24 (18 of 30) are skipped.
+    assert dataset.keyframes_skipped[:, 1].tolist() == list(range(7, 25))
+    assert dataset.keyframes[:, 1].tolist() == [*range(1, 7), *range(25, 31)] and len(dataset) == 12
+    assert "skipped 18 of 30 keyframes whose clips need frames missing from 1 damaged video" in caplog.text
+    assert "A.mp4, frames 9..20 are missing" in caplog.text
+    assert _frame_numbers(dataset[6]["inputs"]) == [21, 23, 25, 27]  # keyframe 25: the pixels of frames 21..27
+    assert _frame_numbers(dataset[5]["inputs"]) == [2, 4, 6, 8]  # keyframe 6
+    # The skipped keyframes' ground truth still counts, as missed: perfect detections on the 12 tested keyframes
+    # give brush_hair 12 TPs over 30 ground-truth boxes -> ACT AP = 1 * 12/30 = 0.4; the two classes without
+    # ground truth have AP 0 -> frame-mAP 0.4 / 3.
+    box = np.array([32, 24, 160, 120]) / np.array([320, 240, 320, 240])
+    detections = [{"boxes": torch.from_numpy(box[None]), "class_scores": torch.tensor([[0.9, 0.0, 0.0]]),
+                   "meta": {"video_idx": 0, "frame": int(frame), "orig_size": (240, 320)}}
+                  for frame in dataset.keyframes[:, 1]]
+    result = evaluate_detections(cfg, dataset, detections, "val")
+    assert result["per_class"]["brush_hair"] == pytest.approx(0.4) and result["mAP"] == pytest.approx(0.4 / 3)
+
+
 # -------------------------------------------------------------------------------------------------------- real
 @pytest.fixture(scope="module")
 def real_ucf_cfg(shared_data, tmp_path_factory):
@@ -285,3 +358,45 @@ def test_real_ucf24_video_reader_matches_sequential_decoding(shared_data):
     assert reader.num_frames(path) == len(reference) == 180
     for frames in ([100, 104, 108], [1, 2, 180], [64, 31, 97]):
         np.testing.assert_array_equal(reader.read(path, frames), np.stack([reference[f - 1] for f in frames]))
+
+
+def _drop_packets(source, target, first_pts, last_pts):
+    """Copy a video file without re-encoding, leaving out the packets with timestamps first_pts..last_pts."""
+    with av.open(str(source)) as source_file, av.open(str(target), "w") as target_file:
+        stream = source_file.streams.video[0]
+        copy = target_file.add_stream_from_template(stream)
+        for packet in source_file.demux(stream):
+            if packet.size and not first_pts <= packet.pts <= last_pts:
+                packet.stream = copy
+                target_file.mux(packet)
+
+
+def test_real_ucf24_clip_with_two_lost_gops_keeps_frame_numbers(real_ucf_cfg, shared_data, tmp_path):
+    source = shared_data / "ucf24" / "videos" / "v_Basketball_g01_c02.mp4"
+    with av.open(str(source)) as container:
+        reference = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    index = VideoReader().index(source)
+    assert index.num_frames == 180 and index.keyframe_pts.tolist() == index.pts[12 * np.arange(15)].tolist()
+    # the two groups of pictures from keyframe 49 up to keyframe 73 (frames 49..72) are lost, as in a damaged copy
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _drop_packets(source, videos / source.name, int(index.pts[48]), int(index.pts[71]))
+    reader = VideoReader(max_cached_frames=0)
+    damaged = reader.index(videos / source.name)
+    assert damaged.num_frames == 180 and damaged.missing_frames.tolist() == list(range(49, 73))
+    frames = [1, 48, 73, 100, 180]
+    np.testing.assert_array_equal(reader.read(videos / source.name, frames),
+                                  np.stack([reference[f - 1] for f in frames]))
+
+    cfg, _ = real_ucf_cfg
+    cfg = cfg.clone()
+    for video in SHARED_UCF_VIDEOS:  # the other eight clips as they are
+        name = video.split("/")[1] + ".mp4"
+        if name != source.name:
+            (videos / name).symlink_to(shared_data / "ucf24" / "videos" / name)
+    cfg.ACT.FRAME_DIR = str(videos)
+    dataset = build_dataset("ucf24", cfg, "test")
+    video_idx = dataset.video_names.index("Basketball/v_Basketball_g01_c02")
+    first = int(np.flatnonzero(dataset.keyframes[:, 0] == video_idx)[0])
+    with pytest.raises(VideoReadError, match="v_Basketball_g01_c02.mp4: frames 49..72 are missing"):
+        dataset[first]

@@ -249,3 +249,131 @@ def test_real_ucf24_ground_truth_as_detections():
     assert 0.975 <= video["0.5"] <= 0.983
     assert video["0.2"] == video["0.5"] == video["0.75"]  # every surviving tube matches itself exactly
     assert video_ap(gt, tubes, 0.5, nms_thresh=None)["mAP"] == 1.0
+
+
+# ------------------------------------------------------------------------------ saved detections, engine metric, CLI
+from slowfast_bmvit.evaluation import act  # noqa: E402
+
+
+def perfect_detections(gt, videos, every=1, score=0.9):
+    """The ground-truth boxes of every `every`-th frame (1, 1 + every, ...) as detections [N, 8]."""
+    rows = []
+    for iv, video in enumerate(videos):
+        for label, tubes in gt["gttubes"][video].items():
+            for t in tubes:
+                t = t[(t[:, 0] - 1) % every == 0]
+                rows.append(np.column_stack([np.full(len(t), iv), t[:, 0], np.full(len(t), label),
+                                             np.full(len(t), score), t[:, 1:5]]))
+    return np.concatenate(rows)
+
+
+def test_evaluate_act_reports_frame_and_video_map_and_bridges_a_test_stride():
+    box1, box2 = (10, 10, 50, 60), (200, 100, 240, 160)
+    gt = act_gt({"A/v1": {0: [tube(1, 40, box1)]}, "A/v2": {1: [tube(3, 38, box2)]}})
+    videos = gt["test_videos"][0]
+    result = act.evaluate_act(gt, perfect_detections(gt, videos), videos)
+    assert result["mAP"] == 1.0
+    assert result["video_mAP"] == {"0.2": 1.0, "0.5": 1.0, "0.75": 1.0, "0.5:0.95": 1.0}
+    assert result["video_per_class"]["0.5"] == {"a": 1.0, "b": 1.0}
+    assert result["report_lines"][-5:] == ["video-mAP@0.2: 1.0", "video-mAP@0.5: 1.0", "video-mAP@0.75: 1.0",
+                                           "video-mAP@0.5:0.95: 1.0", "frame-mAP@0.5: 1.0"]
+    # Every 7th frame tested (frames 1, 8, 15, 22, 29, 36): the evaluated frames are those, so frame-mAP stays 1.
+    # The linker bridges 6 untested frames only with max_gap widened to (5 + 1) * 7 - 1 = 41; interpolation fills
+    # them with the (still) boxes. Tubes: v1 frames 1..36 of the ground truth's 1..40 -> ST-IoU 36/40 = 0.9;
+    # v2 frames 8..36 of 3..38 -> 29/36 = 0.806.
+    assert act.link_config_for_stride(7).max_gap == 41 and act.link_config_for_stride(1).max_gap == 5
+    dets = perfect_detections(gt, videos, every=7)
+    evaluated = dets[:, :2].astype(np.int64)
+    strided = act.evaluate_act(gt, dets, videos, evaluated, frame_stride=7)
+    assert strided["mAP"] == 1.0
+    assert strided["video_mAP"]["0.75"] == 1.0
+    # 0.5:0.05:0.95: both classes pass 0.5..0.8 (7 thresholds, mAP 1), only a passes 0.85 and 0.9 (mAP 1/2),
+    # neither 0.95 (0) -> (7 + 2 * 0.5 + 0) / 10 = 0.8
+    assert strided["video_mAP"]["0.5:0.95"] == pytest.approx(0.8)
+    # without the widening every tube breaks at each 6-frame gap into 1-frame pieces, all shorter than min_length
+    unbridged = video_ap(gt, link_all(dets, videos, 2, LinkConfig()), 0.2)
+    assert unbridged["mAP"] == 0.0
+
+
+def test_saved_frame_detections_round_trip_and_cli_reproduces_the_metric(tmp_path, capsys):
+    box1, box2 = (10, 10, 50, 60), (200, 100, 240, 160)
+    gt = act_gt({"A/v1": {0: [tube(1, 40, box1)]}, "A/v2": {1: [tube(3, 38, box2)]}})
+    gt_file = tmp_path / "gt.pkl"
+    gt_file.write_bytes(__import__("pickle").dumps(gt))
+    videos = gt["test_videos"][0]
+    dets = perfect_detections(gt, videos)
+    dets[::3, [4, 6]] += 30  # a third of the boxes 30 px to the right: IoU below 0.5, false positives
+    expected = act.evaluate_act(gt, dets, videos)
+    assert 0.0 < expected["mAP"] < 1.0
+    path = tmp_path / "frame_detections_test.npz"
+    act.save_frame_detections(path, dets, videos, gt["labels"], dets[:, :2].astype(np.int64), 1)
+    loaded = act.read_frame_detections(path, gt)
+    np.testing.assert_array_equal(loaded.detections, dets)
+    assert loaded.videos == videos and loaded.labels == ["a", "b"] and loaded.frame_stride == 1
+    out_json = tmp_path / "result.json"
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(path), "--video", "--json",
+                     str(out_json)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines == expected["report_lines"] and lines[-1] == f"frame-mAP@0.5: {expected['mAP']!r}"
+    saved = __import__("json").loads(out_json.read_text())
+    assert saved["mAP"] == expected["mAP"] and saved["video_mAP"] == expected["video_mAP"]
+    # without --video: frame-mAP only; a plain .npy array indexes the ground truth's test videos of --split
+    np.save(tmp_path / "dets.npy", dets)
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(tmp_path / "dets.npy")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == f"frame-mAP@0.5: {expected['mAP']!r}" and not any("video" in line for line in lines)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p, gt, d: act.save_frame_detections(p, d, ["A/v1", "B/x"], gt["labels"]),
+     "1 of its 2 videos are not in the ground truth, e.g. 'B/x'"),
+    (lambda p, gt, d: act.save_frame_detections(p, d, gt["test_videos"][0], ["a", "c"]),
+     "its 2 class names differ from the ground truth's 2"),
+    (lambda p, gt, d: np.savez(p, boxes=d), "no detections or videos array"),
+    (lambda p, gt, d: p.write_bytes(b"not numpy at all"), "not a numpy .npz / .npy detections file"),
+    (lambda p, gt, d: np.savez(p, detections=d[:, :6], videos=np.array(gt["test_videos"][0])),
+     r"detections must be a numeric array \[N, 8\]"),
+])
+def test_cli_refuses_unusable_detection_files_with_one_line(tmp_path, capsys, make, message):
+    gt = act_gt({"A/v1": {0: [tube(1, 4, (10, 10, 50, 60))]}})
+    gt_file = tmp_path / "gt.pkl"
+    gt_file.write_bytes(__import__("pickle").dumps(gt))
+    path = tmp_path / "dets.npz"
+    make(path, gt, perfect_detections(gt, gt["test_videos"][0]))
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {path}: ")
+    assert __import__("re").search(message, err), err
+    gt_file.write_bytes(b"\x00\x01")
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(path)]) == 2
+    assert "not a readable ACT ground-truth pickle" in capsys.readouterr().err
+
+
+def test_real_ucf24_single_actor_clips_link_into_their_ground_truth_tubes(tmp_path, capsys):
+    if not UCF24.is_dir():
+        pytest.skip(f"real data folder {UCF24} is absent")
+    from slowfast_bmvit.datasets.act_convert import save_act_pickle, subset_act_gt, ucf24_from_pyannot
+
+    clips = ("Basketball/v_Basketball_g01_c02", "Biking/v_Biking_g01_c01", "CliffDiving/v_CliffDiving_g03_c01",
+             "HorseRiding/v_HorseRiding_g01_c03", "SkateBoarding/v_SkateBoarding_g02_c01",
+             "SalsaSpin/v_SalsaSpin_g03_c01")
+    gt = subset_act_gt(ucf24_from_pyannot(UCF24 / "pyannot.pkl", UCF24 / "testlist01.txt"), clips)
+    save_act_pickle(gt, tmp_path / "gt.pkl")
+    videos = gt["test_videos"][0]
+    single = [video for video in videos if sum(map(len, gt["gttubes"][video].values())) == 1]
+    assert len(single) == 5  # SalsaSpin has 5 dancers
+    path = tmp_path / "frame_detections_test.npz"
+    act.save_frame_detections(path, perfect_detections(gt, videos), videos, gt["labels"])
+    out = tmp_path / "result.json"
+    assert act.main(["--groundtruth", str(tmp_path / "gt.pkl"), "--detections", str(path), "--video", "--json",
+                     str(out)]) == 0
+    result = __import__("json").loads(out.read_text())
+    # every annotated box detected: frame-AP 1 for the 6 classes; one box per frame in a single-actor clip links
+    # into exactly its ground-truth tube: video-AP 1 at every threshold for those 5 classes
+    present = {video.split("/")[0] for video in videos}
+    assert {name: round(ap, 12) for name, ap in result["per_class"].items() if name in present} == dict.fromkeys(
+        present, 1.0)
+    for threshold in ("0.2", "0.5", "0.75"):
+        for video in single:
+            assert result["video_per_class"][threshold][video.split("/")[0]] == 1.0, (threshold, video)
+    assert "video-mAP@0.5:0.95" in capsys.readouterr().out

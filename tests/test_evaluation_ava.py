@@ -431,7 +431,8 @@ def test_cli_module_runs_without_torch(tmp_path):
     det_csv = write_rows(tmp_path / "det.csv", [("v", 902, 0.1, 0.1, 0.4, 0.4, 1, 0.3)])
     code = ("import runpy, sys; sys.argv = ['ava', '--labelmap', %r, '--groundtruth', %r, '--detections', %r, "
             "'--protocol', 'activitynet']; "
-            "import slowfast_bmvit.evaluation.frame_map, slowfast_bmvit.evaluation.video_map; "
+            "import slowfast_bmvit.evaluation.frame_map, slowfast_bmvit.evaluation.video_map, "
+            "slowfast_bmvit.evaluation.act; "
             "assert 'torch' not in sys.modules, 'evaluation imported torch'; "
             "runpy.run_module('slowfast_bmvit.evaluation.ava', run_name='__main__')"
             % (str(labelmap), str(gt_csv), str(det_csv)))
@@ -440,3 +441,145 @@ def test_cli_module_runs_without_torch(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "mAP@0.5IOU: 1.0"
+
+
+# ------------------------------------------------------------------- the challenge script's image keys (activitynet)
+def _issue_case_files(tmp_path: Path, labelmap: Path) -> tuple[Path, Path, Path]:
+    """Ground truth on vidA (action 1) and vidB (action 2, not in the label map); detections of class 1 with the
+    same box on vidA (0.5), vidB (0.9) and vidC (0.95, an image the ground truth does not list)."""
+    gt_csv = write_rows(tmp_path / "gt.csv", [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0),
+                                              ("vidB", 902, 0.1, 0.1, 0.5, 0.5, 2, 0)], "%d")
+    det_csv = write_rows(tmp_path / "det.csv", [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.5),
+                                                ("vidB", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.9),
+                                                ("vidC", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.95)])
+    return labelmap, gt_csv, det_csv
+
+
+def test_activitynet_images_are_all_ground_truth_keys_before_the_label_map_filter(tmp_path):
+    # activitynet, worked by hand: vidC,0902 is not in the ground-truth file -> ignored. vidB,0902 is in the file
+    # (its only row has action 2, outside the label map), so the image counts: its class-1 detection finds no
+    # class-1 ground truth -> FP. vidA -> TP (IoU 1). By score: FP (0.9), TP (0.5): precision 0, 1/2 at recall
+    # 0, 1 -> VOC AP = 1 * 1/2 = 0.5 (ignoring vidB as well would give TP only, AP 1.0).
+    # pyslowfast: vidC is an FP too: FP, FP, TP -> precision 1/3 at recall 1 -> AP 1/3.
+    labelmap = write_labelmap(tmp_path / "l.pbtxt", [1, 3])  # 2 is not evaluated, like in the 60-class list
+    _, gt_csv, det_csv = _issue_case_files(tmp_path, labelmap)
+    result = ava.evaluate_ava_files(labelmap, gt_csv, det_csv, protocol="activitynet")
+    assert result["mAP"] == pytest.approx(0.5, abs=1e-12)
+    assert result["counts"]["det_no_gt_key"] == 1  # vidC only
+    assert ava.evaluate_ava_files(labelmap, gt_csv, det_csv)["mAP"] == pytest.approx(1 / 3, abs=1e-12)
+    # the engine reads the ground truth already restricted to the label map: vidB stays a listed image
+    categories, class_ids = ava_io.read_labelmap(labelmap)
+    restricted = ava_io.read_groundtruth_csv(gt_csv, class_ids)
+    assert len(restricted) == 1 and restricted.empty_images == {("vidB", 902)}
+    result = ava.evaluate_ava(categories, restricted, ava_io.read_detections_csv(det_csv), protocol="activitynet")
+    assert result["mAP"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_real_60_class_labelmap_activitynet_issue_case(tmp_path):
+    if not LABELMAP_60.is_file():
+        pytest.skip(f"real label map {LABELMAP_60} is absent")
+    assert 2 not in EVALUATED_60
+    # the same hand computation as above: FP (vidB, 0.9), TP (vidA, 0.5) -> AP 0.5 for class 1, the only class
+    # with ground truth
+    result = ava.evaluate_ava_files(*_issue_case_files(tmp_path, LABELMAP_60), protocol="activitynet")
+    assert result["mAP"] == pytest.approx(0.5, abs=1e-12) and list(result["per_class_id"]) == [1]
+
+
+def test_two_column_ground_truth_rows_list_images_without_action(tmp_path):
+    labelmap = write_labelmap(tmp_path / "l.pbtxt", [1])
+    gt_csv = tmp_path / "gt.csv"
+    gt_csv.write_text("vidA,0902,0.1,0.1,0.5,0.5,1,0\nvidB,0903\nvidA,0902\n")
+    gt = ava_io.read_groundtruth_csv(gt_csv)
+    assert len(gt) == 1 and gt.empty_images == {("vidB", 903)}  # vidA,0902 has a row: not empty
+    assert gt.image_keys() == {("vidA", 902), ("vidB", 903)}
+    det_csv = write_rows(tmp_path / "det.csv", [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.5),
+                                                ("vidB", 903, 0.1, 0.1, 0.5, 0.5, 1, 0.9),
+                                                ("vidC", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.95)])
+    # activitynet, by hand: vidB,0903 is listed (no action) -> its detection is an FP; vidC is not -> ignored.
+    # FP (0.9), TP (0.5) -> AP = 1/2.  pyslowfast: FP, FP, TP -> AP 1/3 (the row changes nothing there).
+    assert ava.evaluate_ava_files(labelmap, gt_csv, det_csv, protocol="activitynet")["mAP"] == pytest.approx(0.5)
+    assert ava.evaluate_ava_files(labelmap, gt_csv, det_csv, protocol="pyslowfast")["mAP"] == pytest.approx(1 / 3)
+    # the val restriction (sec % 4 == 0) applies to the listed images too
+    assert gt.select_seconds(lambda sec: sec % 4 == 0).empty_images == frozenset()
+    # only 2-column rows: no box, one listed image; 2 columns stay an error in a detection file
+    gt_csv.write_text("vidB,0903\n")
+    assert len(ava_io.read_groundtruth_csv(gt_csv)) == 0
+    assert ava_io.read_groundtruth_csv(gt_csv).empty_images == {("vidB", 903)}
+    with pytest.raises(ValueError, match=r"det.csv:2: expected 7 or 8 columns"):
+        (tmp_path / "det.csv").write_text("vidA,0902,0.1,0.1,0.5,0.5,1,0.5\nvidB,0903\n")
+        ava_io.read_detections_csv(tmp_path / "det.csv")
+    with pytest.raises(ValueError, match=r"gt.csv:1: expected 2, 7 or 8 columns"):
+        gt_csv.write_text("vidB,0903,1\n")
+        ava_io.read_groundtruth_csv(gt_csv)
+
+
+# --------------------------------------------------------------------------------- CLI: loud where numbers would lie
+def _cli(tmp_path, gt_rows, det_rows, *extra):
+    labelmap = write_labelmap(tmp_path / "l.pbtxt", [1, 2])
+    gt_csv = write_rows(tmp_path / "gt.csv", gt_rows, "%d")
+    det_csv = write_rows(tmp_path / "det.csv", det_rows)
+    return ava.main(["--labelmap", str(labelmap), "--groundtruth", str(gt_csv), "--detections", str(det_csv),
+                     *extra])
+
+
+GT_ROWS = [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0), ("vidA", 903, 0.2, 0.2, 0.6, 0.6, 2, 0)]
+
+
+@pytest.mark.parametrize("det_rows, message", [
+    # every box has x1 >= x2
+    ([("vidA", 902, 0.5, 0.1, 0.1, 0.5, 1, 0.9), ("vidA", 903, 0.6, 0.2, 0.6, 0.6, 2, 0.8)],
+     "all 2 detection boxes have x1 >= x2 or y1 >= y2"),
+    # a video id typo: no detection is on a ground-truth image
+    ([("vidAA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.9), ("vidAA", 903, 0.2, 0.2, 0.6, 0.6, 2, 0.8)],
+     r"none of the 2 detection rows is on an image with ground truth .*vidAA,0902.*vidA,0902"),
+    # pixel coordinates
+    ([("vidA", 902, 32.0, 24.0, 160.0, 120.0, 1, 0.9), ("vidA", 903, 64.0, 48.0, 192.0, 144.0, 2, 0.8)],
+     "every detection box has a coordinate outside \\[0, 1\\].*pixel coordinates"),
+])
+def test_cli_fails_when_no_detection_can_match(tmp_path, capsys, det_rows, message):
+    assert _cli(tmp_path, GT_ROWS, det_rows) == 2
+    captured = capsys.readouterr()
+    assert "mAP" not in captured.out
+    error = captured.err.strip().splitlines()[-1]  # after the warnings with counts
+    assert error.startswith("error: no detection can match, the mAP would be meaningless: ")
+    assert __import__("re").search(message, error), error
+
+
+def test_cli_fails_on_pixel_ground_truth_and_warns_with_counts_on_partly_bad_input(tmp_path, capsys, caplog):
+    pixel_gt = [("vidA", 902, 32, 24, 160, 120, 1, 0)]
+    assert _cli(tmp_path, [r[:2] + tuple(float(v) for v in r[2:6]) + r[6:] for r in pixel_gt],
+                [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.9)]) == 2
+    assert "every ground-truth box has a coordinate outside [0, 1]" in capsys.readouterr().err.splitlines()[-1]
+    # one invalid ground-truth box (kept, counted), one invalid detection, one pixel detection, one typo: warned
+    gt_rows = GT_ROWS + [("vidA", 904, 0.5, 0.1, 0.5, 0.4, 1, 1)]
+    det_rows = [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.9), ("vidA", 903, 0.6, 0.2, 0.2, 0.6, 2, 0.8),
+                ("vidA", 903, 20.0, 20.0, 60.0, 60.0, 2, 0.7), ("vidX", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.6)]
+    with caplog.at_level(logging.WARNING):
+        assert _cli(tmp_path, gt_rows, det_rows) == 0
+    text = caplog.text
+    assert "1 ground-truth row(s) with x1 >= x2 or y1 >= y2 (e.g. vidA,0904)" in text
+    assert "1 of 4 detection row(s) with x1 >= x2 or y1 >= y2 are removed" in text
+    assert "1 of 4 detection row(s) have a box coordinate outside [0, 1]" in text
+    assert "1 detection row(s) on images the ground truth does not list are false positives (pyslowfast" in text
+    # class 1: TP (0.9), FP (vidX, 0.6) over 2 ground truths (one invalid) -> AP 1/2; class 2: FP (pixels) -> 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "mAP@0.5IOU: 0.25"
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.5", "nan", "half"])
+def test_cli_refuses_an_iou_threshold_outside_0_1(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        _cli(tmp_path, GT_ROWS, [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.9)], "--iou", value)
+    assert exit_info.value.code == 2
+    assert "--iou" in capsys.readouterr().err
+
+
+def test_cli_json_missing_folder_is_refused_and_a_failed_write_keeps_the_printed_result(tmp_path, capsys):
+    det = [("vidA", 902, 0.1, 0.1, 0.5, 0.5, 1, 0.9)]
+    assert _cli(tmp_path, GT_ROWS, det, "--json", str(tmp_path / "missing" / "r.json")) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"error: --json: folder {tmp_path / 'missing'} does not exist"
+    (tmp_path / "a_folder").mkdir()
+    assert _cli(tmp_path, GT_ROWS, det, "--json", str(tmp_path / "a_folder")) == 2  # not writable as a file
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == "mAP@0.5IOU: 0.5"  # class 1: 1.0, class 2: 0.0
+    assert captured.err.strip().splitlines()[-1].startswith(f"error: --json: cannot write {tmp_path / 'a_folder'}")

@@ -415,7 +415,8 @@ _C.DATA.TARGET_FPS = 30
 _C.DATA.RESIZE_MODE = "square"
 # Random horizontal flip in training.
 _C.DATA.RANDOM_FLIP = True
-# Corrupt or unreadable image: "error" stops with the path, "skip" counts it and uses the nearest readable frame.
+# Corrupt or unreadable image, or frames missing from a video file: "error" stops with the path (and the first
+# missing frame); "skip" counts it and uses the nearest readable image, or skips the keyframes needing missing frames.
 _C.DATA.ON_BAD_FRAME = "error"
 
 # ---------------------------------------------------------------------------- #

@@ -19,7 +19,11 @@ re-encoded UCF clips: x scales by 340/320, y by 256/240). meta["orig_size"] is t
 predictions normalised to the frame map back to annotation pixels for frame-mAP.
 A video file with fewer frames than the annotation's nframes is clamped to its frames (a warning per video); a
 keyframe past its end raises `VideoReadError` unless DATA.ON_BAD_FRAME is "skip" (then its last frame is used and
-counted).
+counted). Video frames are numbered by time (video_io.py): frames lost in the middle of a file are missing, not
+shifted. With DATA.ON_BAD_FRAME "error" the first read of such a video raises `VideoReadError` naming the file and
+its first missing frame; with "skip" every video is indexed when the dataset is built and the keyframes whose clip
+needs a missing frame are left out, counted and warned about (`keyframes_skipped`; at test time their ground truth
+still counts, as missed).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from slowfast_bmvit.config import ConfigError
 
@@ -72,6 +77,10 @@ class ActDataset(KeyframeClipDataset):
         self.video_reader = VideoReader(cfg.ACT.DECODED_FRAME_CACHE, cfg.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE)
         self.num_keyframes_past_video_end = 0
         self._short_videos_reported: set[int] = set()
+        # (video_idx, frame) of the keyframes left out because their clip needs frames missing from the video file
+        self.keyframes_skipped = np.zeros((0, 2), np.int64)
+        if self.source == "videos" and cfg.DATA.ON_BAD_FRAME == "skip":
+            self._skip_keyframes_on_missing_frames()
 
     # ------------------------------------------------------------------------------------------------------ loading
     def _select_keyframes(self) -> np.ndarray:
@@ -116,6 +125,31 @@ class ActDataset(KeyframeClipDataset):
             raise FileNotFoundError(f"ACT.FRAME_DIR: {len(missing)} of the {len(self.video_names)} {self.split} "
                                     f"videos have no {what} (ACT.SOURCE {self.source}); first: {missing[0]}")
         return paths
+
+    def _skip_keyframes_on_missing_frames(self) -> None:
+        """Index every video; drop (and count) the keyframes whose clip needs a frame missing from the file."""
+        skip = np.zeros(len(self.keyframes), dtype=bool)
+        damaged = []
+        for video_idx, path in enumerate(tqdm(self.media_paths, desc="indexing videos", leave=False,
+                                              dynamic_ncols=True)):
+            index = self.video_reader.index(path)
+            missing = index.missing_frames
+            if not len(missing):
+                continue
+            damaged.append((path, int(missing[0])))
+            for row in np.flatnonzero(self.keyframes[:, 0] == video_idx):
+                clip = self._clip_frames(video_idx, int(self.keyframes[row, 1]), index.num_frames)
+                skip[row] = bool(np.isin(clip, missing).any())
+        if skip.any():
+            self.keyframes_skipped = self.keyframes[skip]
+            self.keyframes = self.keyframes[~skip]
+            path, first = damaged[0]
+            logger.warning("%s %s: skipped %d of %d keyframes whose clips need frames missing from %d damaged video "
+                           "file(s) (DATA.ON_BAD_FRAME skip; their ground truth still counts); first: %s, %s",
+                           type(self).__name__, self.split, int(skip.sum()), len(skip), len(damaged), path,
+                           self.video_reader.index(path).describe_gap(first))
+        if not len(self.keyframes):
+            raise VideoReadError(f"{self.split}: every keyframe's clip needs frames missing from its video file")
 
     # ------------------------------------------------------------------------------------------------------ samples
     def __len__(self) -> int:
@@ -175,7 +209,14 @@ class ActDataset(KeyframeClipDataset):
             indices = clip_frame_indices(frame - 1, self.num_frames, self.sampling_rate, nframes)
             return self.frame_reader.read_clip(frame_paths, indices)
 
-        available = self.video_reader.num_frames(path)
+        index = self.video_reader.index(path)
+        missing = index.missing_frames
+        if len(missing) and self.cfg.DATA.ON_BAD_FRAME == "error":
+            raise VideoReadError(f"{path}: {index.describe_gap(int(missing[0]))} (lost from the file, by their "
+                                 f"timestamps; first missing frame {int(missing[0])} of "
+                                 f"{self.video_names[video_idx]}); replace the video, or set DATA.ON_BAD_FRAME skip "
+                                 f"to skip the keyframes whose clips need missing frames")
+        available = index.num_frames
         if available < nframes:
             self._report_short_video(video_idx, path, available, nframes)
             if frame > available:
@@ -186,9 +227,14 @@ class ActDataset(KeyframeClipDataset):
                 self.num_keyframes_past_video_end += 1
                 logger.warning("%s: keyframe %d past the video's %d frames; using its last frame (%d so far)",
                                path, frame, available, self.num_keyframes_past_video_end)
-                frame = available
-        indices = clip_frame_indices(frame - 1, self.num_frames, self.sampling_rate, min(available, nframes))
-        return self.video_reader.read(path, indices + 1)
+        return self.video_reader.read(path, self._clip_frames(video_idx, frame, available))
+
+    def _clip_frames(self, video_idx: int, frame: int, available: int) -> np.ndarray:
+        """1-based frames of a video file of `available` frames that the clip centred on `frame` reads (a keyframe
+        past the file's end is replaced by its last frame)."""
+        nframes = int(self.gt["nframes"][self.video_names[video_idx]])
+        frame = min(frame, available)
+        return clip_frame_indices(frame - 1, self.num_frames, self.sampling_rate, min(available, nframes)) + 1
 
     def keyframe_image(self, meta: dict[str, Any]) -> np.ndarray:
         """uint8 RGB [H, W, 3] of a sample's keyframe at the media's own resolution (for drawings)."""

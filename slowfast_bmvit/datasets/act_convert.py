@@ -27,9 +27,10 @@ box of a pyannot tube (= the finalAnnots sf + i).
 
 Splits (UCF101-24 has split 1 only). With a test list, its videos are the test set and every other annotated video
 is training; list entries may carry an extension or a trailing label (UCF101's own list format) and entries without
-annotation are counted and logged. Without a test list, UCF101's official split-1 rule is used: groups g01-g07 are
-test, g08-g25 train (it reproduces testlist01.txt exactly: 910 test, 2284 train videos). Per-frame text ground truth
-carries no split: without a test list every video goes to test (YOWO's JHMDB export is the split-1 test set).
+annotation are counted and logged; a list that is empty, not text, or names no annotated video is an error.
+Without a test list, UCF101's official split-1 rule is used: groups g01-g07 are test, g08-g25 train (it reproduces
+testlist01.txt exactly: 910 test, 2284 train videos). Per-frame text ground truth carries no split: without a test
+list every video goes to test (YOWO's JHMDB export is the split-1 test set).
 """
 
 from __future__ import annotations
@@ -172,15 +173,28 @@ def count_annotated_frames(gt: Mapping[str, Any], videos: Iterable[str]) -> int:
 # Splits
 # ----------------------------------------------------------------------------------------------------------------
 def read_video_list(path: str | Path) -> list[str]:
-    """Video names "<Class>/<video>" of a split list; an extension and a trailing label column are dropped."""
+    """Video names "<Class>/<video>" of a split list; an extension and a trailing label column are dropped.
+
+    Raises ActAnnotationError for a file that is not UTF-8 text or that lists no video.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"video list not found: {path}")
+    data = path.read_bytes()
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ActAnnotationError(f"{path}: not a text video list (byte {error.start} is not UTF-8 text); expected "
+                                 f"one <Class>/<video>[.avi] per line, like UCF101's testlist01.txt") from None
     videos = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if line.strip():
             name = line.split()[0]
             videos.append(re.sub(r"\.(avi|mp4|mkv|webm)$", "", name))
+    if not videos:
+        raise ActAnnotationError(f"{path}: the video list is empty")
     return videos
 
 
@@ -200,6 +214,10 @@ def _split_videos(videos: Sequence[str], testlist_path: str | Path | None, defau
     else:
         listed = read_video_list(testlist_path)
         test = set(listed) & set(videos)
+        if not test:
+            raise ActAnnotationError(f"{testlist_path}: none of its {len(set(listed))} videos has an annotation "
+                                     f"(listed e.g. {listed[0]!r}; annotated e.g. {sorted(videos)[0]!r}): a list of "
+                                     f"another dataset or naming (<Class>/<video>)?")
         unknown = len(set(listed) - test)
         if unknown:
             logger.warning("%s: %d listed videos have no annotation and are left out", testlist_path, unknown)

@@ -1,10 +1,18 @@
 """Random access to the frames of video files with PyAV: exact 1-based frame numbers, seeking, a small cache.
 
-Frame k of a video is the k-th frame in presentation order. A `VideoIndex` (built once per video by demuxing, without
-decoding: a few KB) lists the presentation timestamps of all frames and of the keyframes, so a request for frames
-a..b seeks to the last keyframe at or before a and decodes only up to b (UCF101 clips have a keyframe every 12
-frames; a 16x4 clip decodes ~75 frames instead of the whole video). Decoded frames go to an LRU cache shared by all
-videos of the reader. A request that continues where the previous decoding of the same video stopped (test-time
+Frames are numbered by time: frame k is the one shown at first_pts + (k - 1) * frame_duration, where the frame
+duration is the median step between consecutive timestamps (robust to a gap; the declared average rate is not: the
+re-encoded UCF101 clips declare 25 fps and hold 29.97 fps timestamps). A video damaged in the middle (lost packets)
+therefore keeps its frame numbers after the gap, and the frames of the gap are *missing*: `VideoIndex.missing_frames`
+lists them and reading one raises `VideoReadError` naming the file and the first missing frame (the datasets decide
+what to do about it, see DATA.ON_BAD_FRAME). Frames lost before the first decodable one cannot be told from the
+timestamps; the first present frame is frame 1. A zero-size packet (an AVI "repeat the previous frame" chunk) holds
+no picture, so its frame counts as missing too.
+
+A `VideoIndex` (built once per video by demuxing, without decoding: a few KB) lists the presentation timestamps of
+all frames and of the keyframes, so a request for frames a..b seeks to the last keyframe at or before a and decodes
+only up to b (UCF101 clips have a keyframe every 12 frames; a 16x4 clip decodes ~75 frames instead of the whole
+video). Decoded frames go to an LRU cache shared by all videos of the reader. A request that continues where the previous decoding of the same video stopped (test-time
 access walks every frame of a video in order) also decodes ahead, so each frame is decoded about once. RGB
 conversion (the dominant cost: about twice the decoding time) happens only for frames actually requested.
 
@@ -16,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -31,25 +40,58 @@ class VideoReadError(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoIndex:
-    """Timestamps of one video's frames: frame k (1-based) has presentation timestamp `pts[k - 1]`."""
+    """Timestamps of one video's frames, numbered by time: frame `frames[i]` (1-based) has timestamp `pts[i]`.
 
-    pts: np.ndarray  # int64 [N], increasing, in the video stream's time base
+    Frames between 1 and `num_frames` that have no timestamp are missing (lost from the file).
+    """
+
+    pts: np.ndarray  # int64 [N], increasing, in the video stream's time base: the frames present
+    frames: np.ndarray  # int64 [N], increasing, the 1-based frame number by time of each present frame
     keyframe_pts: np.ndarray  # int64 [K], increasing
     height: int
     width: int
 
+    @classmethod
+    def from_timestamps(cls, pts: Sequence[int], keyframe_pts: Sequence[int], height: int, width: int) -> "VideoIndex":
+        """Number frames by time: (pts - first pts) / frame duration + 1, the duration being the median timestamp
+        step. A timestamp that rounds to an already numbered frame (jitter, a duplicate) is dropped."""
+        pts = np.unique(np.asarray(pts, np.int64))
+        steps = np.diff(pts)
+        duration = float(np.median(steps)) if len(steps) else 1.0
+        frames = np.rint((pts - pts[0]) / duration).astype(np.int64) + 1
+        first = np.r_[True, frames[1:] != frames[:-1]]
+        return cls(pts[first], frames[first], np.unique(np.asarray(keyframe_pts, np.int64)), height, width)
+
     @property
     def num_frames(self) -> int:
-        return len(self.pts)
+        """Frames by time, the missing ones included (the last present frame's number)."""
+        return int(self.frames[-1])
+
+    @cached_property
+    def missing_frames(self) -> np.ndarray:
+        """int64 [M], increasing: frame numbers in 1..num_frames that the file does not hold."""
+        return np.setdiff1d(np.arange(1, self.num_frames + 1), self.frames)
+
+    def describe_gap(self, frame: int) -> str:
+        """'frames a..b are missing' for the run of missing frames around missing frame `frame`."""
+        position = int(np.searchsorted(self.frames, frame))
+        first = int(self.frames[position - 1]) + 1 if position > 0 else 1
+        last = int(self.frames[position]) - 1 if position < len(self.frames) else self.num_frames
+        return f"frame {first} is missing" if first == last else f"frames {first}..{last} are missing"
 
     def frame_of_pts(self, pts: int) -> int | None:
         """1-based frame number of a timestamp, None when no frame has it."""
         position = int(np.searchsorted(self.pts, pts))
-        return position + 1 if position < len(self.pts) and self.pts[position] == pts else None
+        return int(self.frames[position]) if position < len(self.pts) and self.pts[position] == pts else None
+
+    def pts_of_frame(self, frame: int) -> int | None:
+        """Timestamp of 1-based frame `frame`, None when it is missing."""
+        position = int(np.searchsorted(self.frames, frame))
+        return int(self.pts[position]) if position < len(self.frames) and self.frames[position] == frame else None
 
     def seek_pts(self, frame: int) -> int:
-        """Timestamp of the last keyframe at or before `frame` (the first frame's when there is none)."""
-        target = self.pts[frame - 1]
+        """Timestamp of the last keyframe at or before (present) `frame` (the first frame's when there is none)."""
+        target = self.pts_of_frame(frame)
         position = int(np.searchsorted(self.keyframe_pts, target, side="right")) - 1
         return int(self.keyframe_pts[position]) if position >= 0 else int(self.pts[0])
 
@@ -90,7 +132,7 @@ def build_video_index(path: str | Path) -> VideoIndex:
         container.close()
     if not pts:
         raise VideoReadError(f"{path} has no video frames")
-    return VideoIndex(np.sort(np.asarray(pts, np.int64)), np.sort(np.asarray(keyframes, np.int64)), height, width)
+    return VideoIndex.from_timestamps(pts, keyframes, height, width)
 
 
 class VideoReader:
@@ -131,13 +173,18 @@ class VideoReader:
         wanted = sorted(set(int(f) for f in frames))
         if wanted and not (1 <= wanted[0] and wanted[-1] <= index.num_frames):
             raise VideoReadError(f"{path} has frames 1..{index.num_frames}; requested {wanted[0]}..{wanted[-1]}")
+        absent = np.intersect1d(wanted, index.missing_frames)
+        if len(absent):
+            raise VideoReadError(f"{path}: {index.describe_gap(int(absent[0]))} (lost from the file, by their "
+                                 f"timestamps); requested frame {int(absent[0])}")
         missing = [f for f in wanted if (path, f) not in self._frames]
         decoded: dict[int, object] = {}
         if missing:
             last = missing[-1]
             if self._decoded_until.get(path, -1) >= missing[0] - 1:  # a forward walk: read ahead
                 read_ahead = min(max(wanted[-1] - wanted[0] + 1, 32), self.max_cached_frames // 2)
-                last = min(index.num_frames, max(last, missing[0] + read_ahead))
+                ahead = min(index.num_frames, max(last, missing[0] + read_ahead))
+                last = int(index.frames[np.searchsorted(index.frames, ahead, side="right") - 1])  # a present frame
             decoded = self._decode(path, index, missing[0], last)
             lost = [f for f in missing if f not in decoded]
             if lost:
@@ -171,7 +218,7 @@ class VideoReader:
 
     def _decode_from(self, path: str, index: VideoIndex, first: int, last: int, seek: bool) -> dict[int, object]:
         start_pts = index.seek_pts(first) if seek else int(index.pts[0])
-        start_frame, last_pts = index.frame_of_pts(start_pts), int(index.pts[last - 1])
+        start_frame, last_pts = index.frame_of_pts(start_pts) or 1, index.pts_of_frame(last)
         decoded: dict[int, object] = {}
         container = _open(path)
         try:

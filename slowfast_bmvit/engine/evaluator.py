@@ -3,8 +3,9 @@
 AVA-format datasets ("ava", "synthava") are scored with the AVA protocol (evaluation/ava.py): every kept box x
 every evaluated class becomes a row; the ground truth is the dataset's GROUNDTRUTH_FILE, restricted as in
 PySlowFast to keyframes with sec % 4 == 0 on val unless AVA.FULL_TEST_ON_VAL. UCF101-24 / JHMDB ("ucf24",
-"jhmdb") are scored with frame-mAP (evaluation/frame_map.py) on the dataset's ACT ground truth, boxes in
-annotation pixels.
+"jhmdb") are scored with frame-mAP on the dataset's ACT ground truth, boxes in annotation pixels, and at test also
+with video-mAP at 0.2, 0.5, 0.75 and 0.5:0.95 (evaluation/act.py; `python -m slowfast_bmvit.evaluation.act`
+repeats it offline on the saved frame_detections_test.npz).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from slowfast_bmvit.datasets.act_convert import annotated_frames
+from slowfast_bmvit.evaluation.act import evaluate_act, save_frame_detections
 from slowfast_bmvit.evaluation.ava import detections_from_predictions, evaluate_ava, format_result
 from slowfast_bmvit.evaluation.ava_io import (
     AvaRows,
@@ -23,7 +26,6 @@ from slowfast_bmvit.evaluation.ava_io import (
     read_labelmap,
     write_detections_csv,
 )
-from slowfast_bmvit.evaluation.frame_map import frame_ap
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +65,11 @@ def evaluate_ava_detections(cfg, dataset, detections: Sequence[dict[str, Any]], 
     rows = ava_rows(detections, class_ids, video_names)
     groundtruth = read_groundtruth_csv(files["groundtruth"], class_ids)
     if split == "val" and not cfg.AVA.FULL_TEST_ON_VAL:
-        groundtruth = groundtruth.select(groundtruth.sec % 4 == 0)
+        groundtruth = groundtruth.select_seconds(lambda sec: sec % 4 == 0)
     excluded = read_exclusions(files["exclusions"]) if files.get("exclusions") else set()
     result = evaluate_ava(categories, groundtruth, rows, excluded, protocol=cfg.AVA.EVAL_PROTOCOL, return_curves=True)
+    if result["nothing_can_match"]:
+        logger.warning("%s mAP is meaningless, no detection can match: %s", split, result["nothing_can_match"])
     if output_dir:
         path = os.path.join(output_dir, f"detections_{split}.csv")
         write_detections_csv(path, rows.video, rows.sec, rows.boxes, rows.action, rows.score)
@@ -95,33 +99,32 @@ def act_detection_array(detections: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, 8))
 
 
-def tested_groundtruth(groundtruth: dict, keyframes: np.ndarray, video_names: Sequence[str]) -> dict:
-    """The ground truth with every tube cut to the frames that were tested (keyframes [S, 2] of (video_idx, frame)).
-
-    Testing every k-th frame (ACT.TEST_FRAME_STRIDE > 1) must not count the skipped frames as misses.
-    """
-    tested = {(video_names[int(v)], int(f)) for v, f in np.asarray(keyframes).reshape(-1, 2)}
-    tubes = {}
-    for video, per_label in groundtruth["gttubes"].items():
-        tubes[video] = {label: [tube[[(video, int(f)) in tested for f in tube[:, 0]]] for tube in label_tubes]
-                        for label, label_tubes in per_label.items()}
-    return {**groundtruth, "gttubes": tubes}
+def _has_unannotated_frames(dataset) -> bool:
+    """Does a video of the ACT dataset's split have frames outside every tube (UCF101-24 does, JHMDB does not)?"""
+    gt = dataset.gt
+    return any(len(annotated_frames(gt["gttubes"][video])) < int(gt["nframes"][video]) for video in dataset.video_names)
 
 
 def evaluate_act_detections(cfg, dataset, detections: Sequence[dict[str, Any]], split: str,
                             output_dir: str | None = None) -> dict:
-    """UCF101-24 / JHMDB frame-mAP of `detections` against the dataset's ACT ground truth (ACT.SPLIT)."""
-    groundtruth = dataset.gt
-    if cfg.ACT.TEST_FRAME_STRIDE > 1:
-        groundtruth = tested_groundtruth(groundtruth, dataset.keyframes, dataset.video_names)
+    """UCF101-24 / JHMDB frame-mAP of `detections` against the dataset's ACT ground truth (ACT.SPLIT); the test
+    split also links tubes and reports video-mAP (evaluation/act.py; validation keeps to the cheaper frame-mAP)."""
     array = act_detection_array(detections)
-    result = frame_ap(groundtruth, array, videos=dataset.video_names, return_curves=True)
+    # The ground truth of the tested frames counts, and that of keyframes skipped for damaged video (as missed).
+    evaluated = np.concatenate([dataset.keyframes, getattr(dataset, "keyframes_skipped", np.zeros((0, 2)))])
+    video = split == "test"
+    if video and not cfg.ACT.TEST_ALL_FRAMES and _has_unannotated_frames(dataset):
+        logger.warning("video-mAP from annotated frames only (ACT.TEST_ALL_FRAMES False): the tubes' temporal extent "
+                       "comes from the ground truth, so it is optimistic; the ACT protocol tests every frame")
+    result = evaluate_act(dataset.gt, array, dataset.video_names, evaluated, cfg.ACT.TEST_FRAME_STRIDE, video=video,
+                          return_curves=True)
+    if video:
+        logger.info("%s: frame-mAP@0.5 %.4f, video-mAP %s", split, result["mAP"],
+                    ", ".join(f"@{key} {value:.4f}" for key, value in result["video_mAP"].items()))
     if output_dir:
-        path = os.path.join(output_dir, f"frame_detections_{split}.npy")
-        np.save(path, array)
+        path = os.path.join(output_dir, f"frame_detections_{split}.npz")
+        save_frame_detections(path, array, dataset.video_names, dataset.labels, evaluated, cfg.ACT.TEST_FRAME_STRIDE)
         result["detections_file"] = path
-    result["report_lines"] = [f"frame-AP@0.5/{name}: {ap!r}" for name, ap in result["per_class"].items()]
-    result["report_lines"].append(f"frame-mAP@0.5: {result['mAP']!r}")
     return result
 
 

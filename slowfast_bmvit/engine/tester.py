@@ -1,7 +1,8 @@
 """The final test: detections on the test split, the official metric, and the files a researcher looks at.
 
-Written to OUTPUT_DIR: the detections (AVA CSV, or the frame-detection array for UCF101-24 / JHMDB),
-`test_results.json` (per-class AP, mAP, group mAPs), `test_results.txt` (the printed report), a per-class AP bar
+Written to OUTPUT_DIR: the detections (AVA CSV, or frame_detections_test.npz for UCF101-24 / JHMDB, see
+evaluation/act.py), `test_results.json` (per-class AP, mAP, group mAPs; video-mAP for UCF101-24 / JHMDB),
+`test_results.txt` (the printed report), a per-class AP bar
 plot, and DEMO.NUM_VIS_KEYFRAMES keyframes with the detections of p(actor) > 0.5 drawn.
 """
 
@@ -116,7 +117,8 @@ def test(cfg) -> dict | None:
     write_results(cfg, result)
     for path in write_visualisations(cfg, dataset, detections, result):
         logger.info("wrote %s", path)
-    log_json_stats({"_type": "test", "map": result["mAP"], "num_clips": len(detections)}, cfg.OUTPUT_DIR)
+    video_maps = {f"video_map@{key}": value for key, value in result.get("video_mAP", {}).items()}
+    log_json_stats({"_type": "test", "map": result["mAP"], **video_maps, "num_clips": len(detections)}, cfg.OUTPUT_DIR)
     # The report goes to stdout as plain lines (the last one is the mAP) and to the log file.
     for line in result["report_lines"]:
         logger.debug(line)

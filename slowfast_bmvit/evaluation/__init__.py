@@ -2,7 +2,8 @@
 
 This subpackage is a numpy library: it never imports torch, so the evaluators run anywhere.
 
-Modules: ava_io (AVA files), ava (the AVA protocol + CLI), frame_map, video_map, tubes (3D NMS, linking),
+Modules: ava_io (AVA files), ava (the AVA protocol + CLI), act (UCF101-24 / JHMDB saved detections: frame- and
+video-mAP as the engine reports them + CLI), frame_map, video_map, tubes (3D NMS, linking),
 matching (greedy max-IoU matching), ap (PR curves, VOC / ACT AP), iou.  The main entry points are also reachable
 here, imported lazily (so ``python -m slowfast_bmvit.evaluation.ava`` does not import itself twice).
 """
@@ -20,6 +21,9 @@ _EXPORTS = {
     "read_groundtruth_csv": "ava_io",
     "read_detections_csv": "ava_io",
     "write_detections_csv": "ava_io",
+    "evaluate_act": "act",
+    "read_frame_detections": "act",
+    "save_frame_detections": "act",
     "frame_ap": "frame_map",
     "video_ap": "video_map",
     "video_ap_thresholds": "video_map",

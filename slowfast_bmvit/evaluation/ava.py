@@ -9,11 +9,15 @@ Protocol (see docs/EVALUATION.md):
   and no detection has AP 0; mAP = mean over the label-map classes with ground truth.
 Protocols:
 - ``pyslowfast`` (default, what PySlowFast-based papers report): no cap; detections on keys without ground truth
-  are false positives.  Within an image, detections are matched in input (file) order, exactly as the official
-  PySlowFast code does; it equals descending-score order whenever the input is score-sorted per image.
-- ``activitynet`` (the challenge script): the 50 highest-scoring rows per image over all classes are kept (a new
-  row displaces the kept minimum only if its score is strictly higher), per-image detections are matched in
-  descending score order (ties in input order), detections on keys without ground truth are ignored.
+  are false positives (2-column ground-truth rows are accepted and change nothing).  Within an image, detections
+  are matched in input (file) order, exactly as the official PySlowFast code does; it equals descending-score
+  order whenever the input is score-sorted per image.
+- ``activitynet`` (the challenge script, ActivityNet ``Evaluation/get_ava_performance.py``): the 50 highest-scoring
+  rows per image over all classes are kept (a new row displaces the kept minimum only if its score is strictly
+  higher), per-image detections are matched in descending score order (ties in input order), detections on images
+  the ground-truth file does not list are ignored.  The listed images are all keys of the file, taken before the
+  label-map filter and including its 2-column ``video_id,timestamp`` rows: detections on an image whose ground
+  truth has only actions outside the label map (or none) are false positives.
 Ties between equal scores across images are ordered like the official code (numpy's default argsort, reversed,
 over detections concatenated per class in order of first appearance of their image), so results match it exactly.
 
@@ -30,6 +34,7 @@ import heapq
 import json
 import logging
 import math
+import os
 import sys
 from typing import Iterable, Mapping, Sequence
 
@@ -78,19 +83,21 @@ AVA_V22_LABEL_TYPES: dict[int, str] = {i: _ava_v22_label_type(i) for i in range(
 
 
 # ------------------------------------------------------------------------------------------------------------ keys
-def _image_keys(rows: Sequence[AvaRows], excluded: Iterable[tuple[str, int]]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Integer image keys for each row set (same (video, sec) -> same int) and the keys of ``excluded``."""
+def _image_keys(parts: Sequence[tuple[np.ndarray, np.ndarray]],
+                excluded: Iterable[tuple[str, int]]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Integer image keys for each (video [N], sec [N]) part (same (video, sec) -> same int) and those of
+    ``excluded``."""
     import pandas as pd
 
-    video = np.concatenate([r.video for r in rows]) if rows else np.empty(0, object)
-    sec = np.concatenate([r.sec for r in rows]) if rows else np.empty(0, np.int64)
+    video = np.concatenate([v for v, _ in parts]) if parts else np.empty(0, object)
+    sec = np.concatenate([s for _, s in parts]).astype(np.int64) if parts else np.empty(0, np.int64)
     vcode, vuniq = pd.factorize(video)
     scode, suniq = pd.factorize(sec)
     key = vcode.astype(np.int64) * max(len(suniq), 1) + scode
     vlookup = {v: i for i, v in enumerate(vuniq)}
     slookup = {int(s): i for i, s in enumerate(suniq)}
     ex = [vlookup[v] * max(len(suniq), 1) + slookup[int(s)] for v, s in excluded if v in vlookup and int(s) in slookup]
-    splits = np.cumsum([len(r) for r in rows])[:-1]
+    splits = np.cumsum([len(v) for v, _ in parts])[:-1]
     return np.split(key, splits), np.asarray(ex, dtype=np.int64)
 
 
@@ -140,6 +147,78 @@ def _cap_rows_per_image(key: np.ndarray, score: np.ndarray, action: np.ndarray, 
     return keep
 
 
+# ------------------------------------------------------------------------------------------------ input checks
+# A box coordinate further than this outside [0, 1] is not normalised (e.g. pixels).
+NORMALISED_TOLERANCE = 0.01
+
+
+def _invalid(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: boxes [N, 4] (x1, y1, x2, y2) with x1 >= x2 or y1 >= y2."""
+    return ~((boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3]))
+
+
+def _not_normalised(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: boxes [N, 4] with a coordinate outside [0, 1] by more than NORMALISED_TOLERANCE."""
+    return ((boxes < -NORMALISED_TOLERANCE) | (boxes > 1 + NORMALISED_TOLERANCE)).any(axis=1)
+
+
+def _example_keys(rows: AvaRows, indices: np.ndarray, limit: int = 2) -> str:
+    """'video,0902', ... of the first distinct image keys of ``rows`` at ``indices``."""
+    keys = dict.fromkeys(zip(rows.video[indices[:1000]].tolist(), rows.sec[indices[:1000]].tolist()))
+    return ", ".join(f"{video},{int(sec):04d}" for video, sec in list(keys)[:limit])
+
+
+def _input_problems(groundtruth: AvaRows, detections: AvaRows, gt_rows: np.ndarray, det_rows: np.ndarray,
+                    no_gt_rows: np.ndarray, on_gt_image: np.ndarray, protocol: str, counts: dict) -> str | None:
+    """Warn, with counts, about rows that cannot count as they should; return why nothing can match, or None.
+
+    gt_rows / det_rows: the ground-truth / detection rows the protocol evaluates (label-map classes, not excluded,
+    within the ActivityNet cap); no_gt_rows: detection rows on images the ground-truth file does not list;
+    on_gt_image [len(det_rows)]: the row's image has ground truth of a label-map class.
+    """
+    gt_boxes, det_boxes = groundtruth.boxes[gt_rows], detections.boxes[det_rows]
+    gt_invalid, det_invalid = _invalid(gt_boxes), _invalid(det_boxes)
+    gt_outside, det_outside = _not_normalised(gt_boxes), _not_normalised(det_boxes)
+    counts["gt_invalid_box"] = int(gt_invalid.sum())
+    counts["gt_not_normalised"] = int(gt_outside.sum())
+    counts["det_not_normalised"] = int(det_outside.sum())
+    unit = f"outside [0, 1] by more than {NORMALISED_TOLERANCE} (AVA boxes are normalised by the frame size)"
+    if counts["gt_invalid_box"]:
+        logger.warning("%s: %d ground-truth row(s) with x1 >= x2 or y1 >= y2 (e.g. %s); kept, as in the official "
+                       "code: they can never be matched and count as missed", groundtruth.source,
+                       counts["gt_invalid_box"], _example_keys(groundtruth, gt_rows[gt_invalid]))
+    if counts["det_invalid_box"]:
+        logger.warning("%s: %d of %d detection row(s) with x1 >= x2 or y1 >= y2 are removed (e.g. %s)",
+                       detections.source, counts["det_invalid_box"], len(det_rows),
+                       _example_keys(detections, det_rows[det_invalid]))
+    for rows, indices, outside, what in ((groundtruth, gt_rows, gt_outside, "ground-truth"),
+                                         (detections, det_rows, det_outside, "detection")):
+        if outside.any():
+            logger.warning("%s: %d of %d %s row(s) have a box coordinate %s (e.g. %s)", rows.source,
+                           int(outside.sum()), len(indices), what, unit, _example_keys(rows, indices[outside]))
+    if len(no_gt_rows):
+        fate = ("ignored (activitynet protocol)" if protocol == "activitynet"
+                else "false positives (pyslowfast protocol)")
+        logger.warning("%s: %d detection row(s) on images the ground truth does not list are %s (e.g. %s)",
+                       detections.source, len(no_gt_rows), fate, _example_keys(detections, no_gt_rows))
+
+    if len(gt_rows) == 0:
+        return f"{groundtruth.source}: no ground-truth row of a label-map class (after exclusions)"
+    if gt_outside.all():
+        return f"{groundtruth.source}: every ground-truth box has a coordinate {unit}: pixel coordinates?"
+    if len(det_rows) == 0:
+        return f"{detections.source}: no detection row of a label-map class (after exclusions)"
+    if det_invalid.all():
+        return f"{detections.source}: all {len(det_rows)} detection boxes have x1 >= x2 or y1 >= y2"
+    if det_outside.all():
+        return f"{detections.source}: every detection box has a coordinate {unit}: pixel coordinates?"
+    if not on_gt_image.any():
+        return (f"{detections.source}: none of the {len(det_rows)} detection rows is on an image with ground truth "
+                f"of a label-map class (detections on e.g. {_example_keys(detections, det_rows)}; ground truth on "
+                f"e.g. {_example_keys(groundtruth, gt_rows)}): a video id or timestamp mismatch?")
+    return None
+
+
 # ------------------------------------------------------------------------------------------------------ evaluation
 def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections: AvaRows,
                  excluded_keys: Iterable[tuple[str, int]] = (), *, protocol: str = "pyslowfast",
@@ -153,8 +232,13 @@ def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections
     AVA v2.2 groups (ids 1-14 / 15-63 / 64-80).
     Returns a JSON-friendly dict: ``mAP`` (float, NaN when no class has ground truth), ``per_class`` {name: AP} and
     ``per_class_id`` {id: AP} for classes with ground truth, ``groups`` {label_type: mAP}, ``num_gt`` {name: int},
-    ``classes_without_gt``, ``counts`` (rows dropped / excluded / invalid / capped / ignored), ``protocol``,
-    ``iou_threshold``; with ``return_curves`` also ``curves`` {name: {"precision": [K], "recall": [K]}} (arrays).
+    ``classes_without_gt``, ``counts`` (rows dropped / excluded / invalid / capped / ignored / not normalised),
+    ``nothing_can_match`` (why no detection can be a true positive, e.g. every box invalid, no detection on a
+    ground-truth image, pixel coordinates; None when some can), ``protocol``, ``iou_threshold``; with
+    ``return_curves`` also ``curves`` {name: {"precision": [K], "recall": [K]}} (arrays).
+    Inputs that make part of the metric meaningless are logged as warnings with counts; evaluate_ava never raises
+    for them (a model early in training may emit such boxes); the CLI fails on ``nothing_can_match`` and the
+    engine logs it.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown AVA protocol {protocol!r} (expected one of {PROTOCOLS})")
@@ -164,7 +248,13 @@ def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections
     names = {int(c["id"]): str(c["name"]) for c in categories}
     counts: dict[str, int] = {"gt_rows": len(groundtruth), "det_rows": len(detections)}
 
-    (gt_key, det_key), excluded = _image_keys([groundtruth, detections], excluded_keys)
+    empty_images = sorted(groundtruth.empty_images)
+    (gt_key, det_key, empty_key), excluded = _image_keys(
+        [(groundtruth.video, groundtruth.sec), (detections.video, detections.sec),
+         (np.array([v for v, _ in empty_images], dtype=object), np.array([t for _, t in empty_images], np.int64))],
+        excluded_keys)
+    # every image the ground-truth file lists, before the label-map filter (the challenge script's included keys)
+    gt_images = np.union1d(gt_key, empty_key)
     # only numeric columns from here on: copying the object column of millions of video ids is slow
     gt_rows = np.flatnonzero(np.isin(groundtruth.action, class_ids))
     det_rows = np.flatnonzero(np.isin(detections.action, class_ids))
@@ -189,14 +279,19 @@ def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections
     counts["gt_excluded"] = int((~gt_keep).sum())
     counts["det_excluded"] = int(excl.sum())
     det_keep &= ~excl
+    considered = det_keep.copy()  # detection rows the protocol looks at
+    # rows on images the ground-truth file does not list: the challenge script ignores them, PySlowFast counts them
+    # as false positives
+    no_gt = ~np.isin(det_key, gt_images) & det_keep
+    counts["det_no_gt_key"] = int(no_gt.sum())
     if protocol == "activitynet":
-        no_gt = ~np.isin(det_key, gt_key[gt_keep]) & det_keep
-        counts["det_no_gt_key"] = int(no_gt.sum())
         det_keep &= ~no_gt
     x1, y1, x2, y2 = det_boxes.T
     invalid = ~((x1 < x2) & (y1 < y2)) & det_keep
     counts["det_invalid_box"] = int(invalid.sum())
     det_keep &= ~invalid
+    problems = _input_problems(groundtruth, detections, gt_rows[gt_keep], det_rows[considered],
+                               det_rows[no_gt], np.isin(det_key[considered], gt_key[gt_keep]), protocol, counts)
 
     gt_key, gt_boxes, gt_action = gt_key[gt_keep], gt_boxes[gt_keep], gt_action[gt_keep]
     keep = np.flatnonzero(det_keep)
@@ -255,6 +350,7 @@ def evaluate_ava(categories: Sequence[Mapping], groundtruth: AvaRows, detections
         "num_gt": {names[int(class_ids[c])]: int(num_gt[c]) for c in range(num_classes) if num_gt[c] > 0},
         "classes_without_gt": [names[int(class_ids[c])] for c in range(num_classes) if num_gt[c] == 0],
         "counts": counts,
+        "nothing_can_match": problems,
     }
     if return_curves:
         result["curves"] = curves
@@ -372,10 +468,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="pyslowfast",
                         help="pyslowfast: no cap, keys without GT are FP (default); "
                              "activitynet: top-50 rows per image, keys without GT ignored")
-    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold (default 0.5)")
+    parser.add_argument("--iou", type=_iou_threshold, default=0.5, help="IoU threshold in (0, 1] (default 0.5)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the full result as JSON to OUT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    json_folder = os.path.dirname(os.path.abspath(args.json)) if args.json else None
+    if json_folder and not os.path.isdir(json_folder):
+        print(f"error: --json: folder {json_folder} does not exist", file=sys.stderr)
+        return 2
     try:
         categories, _ = read_labelmap(args.labelmap)
         result = evaluate_ava(categories, read_groundtruth_csv(args.groundtruth),
@@ -384,11 +484,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if result["nothing_can_match"]:
+        print(f"error: no detection can match, the mAP would be meaningless: {result['nothing_can_match']}",
+              file=sys.stderr)
+        return 2
+    print("\n".join(format_result(result, categories)), flush=True)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(_to_json(result), f, indent=2)
-    print("\n".join(format_result(result, categories)))
+        try:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(_to_json(result), f, indent=2)
+        except OSError as err:
+            print(f"error: --json: cannot write {args.json}: {err}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _iou_threshold(text: str) -> float:
+    """argparse type of --iou: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1]")
+    return value
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Formats (https://research.google.com/ava/download.html):
 - label map pbtxt: ``item { name: ".." id: N }`` (60-class ActivityNet list) or
   ``label { name: ".." label_id: N label_type: T }`` (80-class list);
 - ground truth CSV, no header: ``video_id,timestamp,x1,y1,x2,y2,action_id,person_id``, one row per (box, action),
-  box corners normalised to [0, 1];
+  box corners normalised to [0, 1]; a 2-column row ``video_id,timestamp`` lists an image with no action (as the
+  ActivityNet challenge script reads it);
 - detections CSV: the same with a score in the last column (7 columns: score 1.0);
 - exclusions CSV: ``video_id,timestamp``.
 An image key is ``(video_id, integer second)``.
@@ -53,6 +54,9 @@ class AvaRows:
     score:  [N] float64, detection score (1.0 for ground truth).
     person: [N] int64 person id (ground truth only; -1 where absent or malformed), else None.
     num_dropped: rows removed because their action id was not in the requested class set.
+    empty_images: image keys (video_id, second) the file lists without a row kept here: its 2-column rows
+        (``video_id,timestamp``, an image with no action) and, after :meth:`only_classes`, images whose rows were all
+        dropped.  The file's image keys are the rows' keys plus these (see :meth:`image_keys`).
     """
 
     video: np.ndarray
@@ -63,6 +67,7 @@ class AvaRows:
     person: np.ndarray | None = None
     num_dropped: int = 0
     source: str = field(default="<memory>", compare=False)
+    empty_images: frozenset = frozenset()
 
     def __post_init__(self) -> None:
         self.video = np.asarray(self.video, dtype=object).reshape(-1)
@@ -77,6 +82,7 @@ class AvaRows:
             lengths.add(len(self.person))
         if lengths != {n}:
             raise ValueError(f"{self.source}: AvaRows fields have different lengths: {sorted(lengths | {n})}")
+        self.empty_images = frozenset((str(video), int(sec)) for video, sec in self.empty_images)
 
     def __len__(self) -> int:
         return len(self.video)
@@ -87,19 +93,47 @@ class AvaRows:
                    np.empty(0), source=source)
 
     def select(self, mask: np.ndarray) -> "AvaRows":
-        """The rows where ``mask`` ([N] bool or an index array) holds, keeping order and counters."""
+        """The rows where ``mask`` ([N] bool or an index array) holds, keeping order, counters and empty images."""
         return AvaRows(self.video[mask], self.sec[mask], self.boxes[mask], self.action[mask], self.score[mask],
-                       None if self.person is None else self.person[mask], self.num_dropped, self.source)
+                       None if self.person is None else self.person[mask], self.num_dropped, self.source,
+                       self.empty_images)
+
+    def select_seconds(self, keep) -> "AvaRows":
+        """The rows and empty images whose second satisfies ``keep`` (a vectorised predicate: int64 [N] -> bool [N])."""
+        out = self.select(np.asarray(keep(self.sec), dtype=bool))
+        seconds = np.array([sec for _, sec in self.empty_images], dtype=np.int64)
+        kept = np.asarray(keep(seconds), dtype=bool) if len(seconds) else np.zeros(0, bool)
+        out.empty_images = frozenset(key for key, ok in zip(self.empty_images, kept) if ok)
+        return out
+
+    def image_keys(self) -> set[tuple[str, int]]:
+        """Every image key (video_id, second) of the file: the rows' keys and the empty images."""
+        return set(zip(self.video.tolist(), self.sec.tolist())) | set(self.empty_images)
 
     def only_classes(self, class_ids: Iterable[int]) -> "AvaRows":
-        """Drop rows whose action id is not in ``class_ids``; the count is added to ``num_dropped`` and logged."""
+        """Drop rows whose action id is not in ``class_ids``; the count is added to ``num_dropped`` and logged.
+
+        An image whose rows are all dropped stays listed in ``empty_images``.
+        """
         keep = np.isin(self.action, np.fromiter(class_ids, dtype=np.int64))
         dropped = int(len(keep) - keep.sum())
         out = self.select(keep)
         out.num_dropped = self.num_dropped + dropped
         if dropped:
             logger.warning("%s: dropped %d row(s) whose action id is not in the label map", self.source, dropped)
+            out.empty_images = self.empty_images | _keys_only_in(self.select(~keep), out)
         return out
+
+
+def _keys_only_in(rows: AvaRows, others: AvaRows) -> frozenset:
+    """Image keys of ``rows`` that no row of ``others`` has (vectorised: both may have millions of rows)."""
+    import pandas as pd
+
+    if len(rows) == 0:
+        return frozenset()
+    mine = pd.MultiIndex.from_arrays([rows.video, rows.sec]).unique()
+    theirs = pd.MultiIndex.from_arrays([others.video, others.sec]).unique()
+    return frozenset((str(video), int(sec)) for video, sec in mine.difference(theirs))
 
 
 # ----------------------------------------------------------------------------------------------- label map / exclusions
@@ -171,7 +205,8 @@ def read_ava_csv(path: str | os.PathLike, kind: CsvKind, class_ids: Iterable[int
     """Read an AVA ground-truth or detection CSV into :class:`AvaRows` (file order).
 
     kind: "groundtruth" (8th column = person id, unused by the metric: a malformed one is logged with a count,
-    not fatal) or "detections" (8th column = score; 7-column rows get score 1.0).
+    not fatal; a 2-column row ``video_id,timestamp`` lists an image without action, see ``AvaRows.empty_images``)
+    or "detections" (8th column = score; 7-column rows get score 1.0).
     class_ids: if given, rows with another action id are dropped and counted in ``num_dropped`` (and logged).
     A malformed row in a field the metric uses raises ``ValueError("<path>:<line>: <what>")``.
     An empty file gives zero rows.
@@ -247,19 +282,24 @@ def _parse_person_ids(raw: np.ndarray | None, n: int, path: str) -> np.ndarray:
 def _read_slow(path: str, kind: CsvKind) -> AvaRows:
     """Line-by-line parse with exact error locations; blank lines are skipped."""
     video, sec, boxes, action, score, person = [], [], [], [], [], []
+    empty_images: set[tuple[str, int]] = set()
     bad_person: list[tuple[int, str]] = []
     with open(path, "r", newline="", encoding="utf-8") as f:
         for lineno, row in enumerate(csv.reader(f), start=1):
             if not row or all(not c.strip() for c in row):
                 continue
             where = f"{path}:{lineno}"
-            if len(row) not in (7, 8):
-                raise ValueError(f"{where}: expected 7 or 8 columns "
-                                 f"(video_id,timestamp,x1,y1,x2,y2,action_id[,person_id|score]), got {len(row)}")
+            if len(row) not in ((2, 7, 8) if kind == "groundtruth" else (7, 8)):
+                expected = "2, 7 or 8 columns (video_id,timestamp or " if kind == "groundtruth" else "7 or 8 columns ("
+                raise ValueError(f"{where}: expected {expected}video_id,timestamp,x1,y1,x2,y2,action_id"
+                                 f"[,person_id|score]), got {len(row)}")
             if not row[0].strip():
                 raise ValueError(f"{where}: empty video id")
             if not _INT_RE.match(row[1]):
                 raise ValueError(f"{where}: timestamp {row[1]!r} is not an integer second")
+            if len(row) == 2:  # an image without action
+                empty_images.add((row[0], int(row[1])))
+                continue
             box = []
             for name, text in zip(("x1", "y1", "x2", "y2"), row[2:6]):
                 value = _parse_float(text)
@@ -289,9 +329,13 @@ def _read_slow(path: str, kind: CsvKind) -> AvaRows:
         logger.warning("%s: %d row(s) with a malformed person_id (not used by the metric; kept with -1), "
                        "first at line %d: %r", path, len(bad_person), bad_person[0][0], bad_person[0][1])
     if not video:
-        return AvaRows.empty(source=path)
-    return AvaRows(np.array(video, dtype=object), sec, np.array(boxes), action, score,
-                   person if kind == "groundtruth" else None, source=path)
+        out = AvaRows.empty(source=path)
+        out.empty_images = frozenset(empty_images)
+        return out
+    out = AvaRows(np.array(video, dtype=object), sec, np.array(boxes), action, score,
+                  person if kind == "groundtruth" else None, source=path)
+    out.empty_images = frozenset(empty_images - set(zip(video, sec)))
+    return out
 
 
 def _parse_float(text: str) -> float | None:

@@ -104,8 +104,8 @@ def _per_frame(dets: np.ndarray, cfg: LinkConfig) -> dict[int, np.ndarray]:
     """frame -> [K, 6] (frame, x1, y1, x2, y2, score) of one class, score-sorted, thresholded, top-k."""
     dets = dets[dets[:, 5] >= cfg.det_score_thresh]
     out: dict[int, np.ndarray] = {}
-    for frame in np.unique(dets[:, 0]).astype(int):
-        d = dets[dets[:, 0] == frame]
+    for frame, rows in _groups(dets[:, 0].astype(np.int64)).items():
+        d = dets[rows]
         out[frame] = d[np.argsort(-d[:, 5], kind="stable")][: cfg.top_k]
     return out
 
@@ -188,16 +188,24 @@ def link_tubes(frame_dets: np.ndarray, config: LinkConfig = LinkConfig()) -> lis
     return _link_greedy(per_frame, config) if config.method == "greedy" else _link_viterbi(per_frame, config)
 
 
+def _groups(keys: np.ndarray) -> dict[int, np.ndarray]:
+    """key -> the row indices (in input order) of the rows with that integer key."""
+    order = np.argsort(keys, kind="stable")
+    values, starts = np.unique(keys[order], return_index=True)
+    return {int(v): rows for v, rows in zip(values, np.split(order, starts[1:]))}
+
+
 def link_video(detections: np.ndarray, num_classes: int, config: LinkConfig = LinkConfig()) -> dict[int, list[Tube]]:
     """Tubes of one video from its detections [N, 8] (video_index, frame, label, score, x1, y1, x2, y2).
 
     Returns {label: [(tube [T, 6], tube_score), ...]} for every label in 0..num_classes-1.
     """
     detections = np.asarray(detections, dtype=np.float64).reshape(-1, 8)
+    by_label = _groups(detections[:, 2].astype(np.int64))
     out = {}
     for label in range(num_classes):
-        d = detections[detections[:, 2] == label]
-        out[label] = link_tubes(d[:, [1, 4, 5, 6, 7, 3]], config)
+        rows = detections[by_label.get(label, np.zeros(0, np.int64))]
+        out[label] = link_tubes(rows[:, [1, 4, 5, 6, 7, 3]], config)
     return out
 
 
@@ -205,5 +213,6 @@ def link_all(detections: np.ndarray, videos: Sequence[str], num_classes: int,
              config: LinkConfig = LinkConfig()) -> dict[str, dict[int, list[Tube]]]:
     """Tubes for every video: detections [N, 8] in the frame-mAP format -> {video: {label: [(tube, score)]}}."""
     detections = np.asarray(detections, dtype=np.float64).reshape(-1, 8)
-    vidx = detections[:, 0].astype(np.int64)
-    return {v: link_video(detections[vidx == i], num_classes, config) for i, v in enumerate(videos)}
+    by_video = _groups(detections[:, 0].astype(np.int64))
+    return {v: link_video(detections[by_video.get(i, np.zeros(0, np.int64))], num_classes, config)
+            for i, v in enumerate(videos)}
