@@ -16,12 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
 from slowfast_bmvit.config import ConfigError  # noqa: E402
 from slowfast_bmvit.models import get_model_class  # noqa: E402
 from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, parse_args  # noqa: E402
-from slowfast_bmvit.utils.complexity import count_gflops, count_parameters  # noqa: E402
+from slowfast_bmvit.utils.complexity import count_gflops, count_parameters, example_inputs  # noqa: E402
 
 
 def model_stats(cfg, num_boxes: int = 1) -> tuple[int, float]:
@@ -30,14 +28,7 @@ def model_stats(cfg, num_boxes: int = 1) -> tuple[int, float]:
         model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
     except ConfigError as err:
         exit_on_config_error(err)
-    size = cfg.DATA.TEST_CROP_SIZE
-    clip = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, size, size)
-    inputs = (clip,)
-    if getattr(model, "uses_input_boxes", False):
-        # Boxes [R, 5] (batch index, x1, y1, x2, y2 in input pixels), spread over the frame.
-        corners = torch.linspace(0, size / 2, num_boxes)
-        inputs = (clip, torch.stack([torch.zeros(num_boxes), corners, corners, corners + size / 2,
-                                     corners + size / 2], dim=1))
+    inputs = example_inputs(model, cfg, cfg.DATA.TEST_CROP_SIZE, num_boxes)
     return count_parameters(model), count_gflops(model, inputs)
 
 
