@@ -147,17 +147,42 @@ def test_real_video_at_10_fps_repeats_each_frame_three_times(shared_data, tmp_pa
     assert len(list((tmp_path / "b" / "frames" / "vtest").iterdir())) == 285
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not on the PATH (the PyAV path is tested above)")
-def test_ffmpeg_and_pyav_give_the_same_frame_count_and_names(tmp_path):
+def _ffmpeg_executable() -> str:
+    """ffmpeg on the PATH, else the static build the imageio-ffmpeg test package ships."""
+    if shutil.which("ffmpeg"):
+        return shutil.which("ffmpeg")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="no ffmpeg on the PATH and imageio-ffmpeg (the "
+                                         "test extras' ffmpeg build) is not installed")
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _write_changing_video(path, seconds=20, fps=25, size=(48, 64)):
+    """Every frame a different flat grey (5 levels apart), so a frame shown in the wrong slot is visible."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qmin": "1", "qmax": "1"}
+        for index in range(seconds * fps):
+            image = np.full((*size, 3), (5 * index) % 250, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_ffmpeg_and_pyav_give_the_same_frames(tmp_path):
+    """PySlowFast's ffmpeg commands against the PyAV path, seconds 5 .. 15 of a 25 fps video: the same names, and in
+    every 30 fps slot the same source frame."""
     videos = tmp_path / "videos"
     videos.mkdir()
-    _write_video(videos / "clip.mp4", seconds=20)
+    _write_changing_video(videos / "clip.mp4")
     for backend in ("ffmpeg", "pyav"):
         assert prepare_ava.main(["--videos", str(videos), "--out", str(tmp_path / backend), "--backend", backend,
-                                 "--start", "5", "--duration", "10"]) == 0
-    by_ffmpeg = sorted(p.name for p in (tmp_path / "ffmpeg" / "frames" / "clip").iterdir())
-    by_pyav = sorted(p.name for p in (tmp_path / "pyav" / "frames" / "clip").iterdir())
-    assert by_ffmpeg == by_pyav and len(by_pyav) == 300
+                                 "--ffmpeg", _ffmpeg_executable(), "--start", "5", "--duration", "10"]) == 0
+    by_ffmpeg = sorted((tmp_path / "ffmpeg" / "frames" / "clip").iterdir())
+    by_pyav = sorted((tmp_path / "pyav" / "frames" / "clip").iterdir())
+    assert [p.name for p in by_ffmpeg] == [p.name for p in by_pyav] and len(by_pyav) == 300
+    for a, b in zip(by_ffmpeg, by_pyav):
+        assert np.abs(cv2.imread(str(a)).astype(int) - cv2.imread(str(b)).astype(int)).mean() < 1.5, a.name
     assert (tmp_path / "ffmpeg" / "videos_15min" / "clip.mp4").is_file()
 
 
