@@ -238,5 +238,5 @@ class TrainMeter:
         log_json_stats(stats, self.output_dir)
         if self.writer is not None:
             self.writer.add_stats(stats, cur_epoch + 1)
-            self.writer.writer.flush()
+            self.writer.flush()
         return stats

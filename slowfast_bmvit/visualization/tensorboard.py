@@ -94,6 +94,10 @@ class TensorboardWriter:
             self.writer.add_figure(f"{split}/pr_curves", pr_curves_figure(curves, title=split), step)
         self.writer.flush()
 
+    def flush(self) -> None:
+        """Write pending events to disk (the writer also flushes by itself every two minutes)."""
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
