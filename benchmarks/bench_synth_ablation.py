@@ -38,10 +38,10 @@ DEMO_CONFIG = os.path.join("configs", "SYNTH", "BMViT_demo.yaml")
 # What the table says about the recipe its rows start from.
 RECIPE_NOTES = {
     CONFIG: ["Every run starts from configs/SYNTH/BMViT_ablation.yaml: the `make demo` config as it was when these",
-             "rows were measured (session 3: upstream's patch embedding, no convolutional stem, LOSS_CLASS 8), kept",
+             "rows were measured (upstream's patch embedding, no convolutional stem, LOSS_CLASS 8), kept",
              "fixed; the demo itself has moved on (benchmarks/results/demo.md)."],
     DEMO_CONFIG: ["Every run starts from configs/SYNTH/BMViT_demo.yaml, the current `make demo` recipe (convolutional",
-                  "stem, dense auxiliary term with NMS, flip-averaged test; benchmarks/results/demo.md, session 5).",
+                  "stem, dense auxiliary term with NMS, flip-averaged test; benchmarks/results/demo.md).",
                   "Chance level on its val split: random class scores on the 137 ground-truth actor boxes score each",
                   "class's frequency among them (stand 0.53 ... hand wave 0.04), mAP 0.149."],
 }

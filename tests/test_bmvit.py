@@ -66,7 +66,8 @@ def tiny_mvit_cfg(crop=32, arrangement="center_tpool"):
 
 @pytest.fixture
 def one_thread():
-    """Tiny models train several times faster single-threaded on a loaded CPU (no thread oversubscription)."""
+    """Tiny models train several times faster single-threaded when other processes share the CPU (no thread
+    oversubscription)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -42,13 +42,13 @@ def small_cfg(*opts: str, crop: int = 224, frames: int = 4, impl: str = "sdpa"):
 @pytest.fixture(autouse=True)
 def _single_thread():
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; small ops are not faster with more threads
+    torch.set_num_threads(1)  # small ops are not faster with more threads, and tests may run side by side
     yield
     torch.set_num_threads(threads)
 
 
 def expected_state_dict_shapes(rows: list[int], num_classes: int = 400) -> dict[str, tuple[int, ...]]:
-    """PYSLOWFAST_COMPAT.md's key list for MViTv2-S, given the rel_pos_h/w rows of each block."""
+    """docs/PYSLOWFAST_COMPAT.md's key list for MViTv2-S, given the rel_pos_h/w rows of each block."""
     dims = [96] + [192] * 2 + [384] * 11 + [768] * 2  # dim_out per block
     shapes: dict[str, tuple[int, ...]] = {"cls_token": (1, 1, 96)}
     shapes["patch_embed.proj.weight"] = (96, 3, 3, 7, 7)

@@ -16,14 +16,16 @@ import os
 import sys
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from slowfast_bmvit.config import ConfigError  # noqa: E402
 from slowfast_bmvit.models import get_model_class  # noqa: E402
 from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, parse_args  # noqa: E402
-from slowfast_bmvit.utils.complexity import count_gflops, count_parameters, flop_analysis  # noqa: E402
+from slowfast_bmvit.utils.complexity import (  # noqa: E402
+    count_gflops, count_parameters, example_inputs, flop_analysis,
+)
 
 
 def _model_and_inputs(cfg, num_boxes: int) -> tuple[torch.nn.Module, tuple]:
@@ -32,15 +34,7 @@ def _model_and_inputs(cfg, num_boxes: int) -> tuple[torch.nn.Module, tuple]:
         model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg).eval()
     except ConfigError as err:
         exit_on_config_error(err)
-    size = cfg.DATA.TEST_CROP_SIZE
-    clip = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, size, size)
-    inputs = (clip,)
-    if getattr(model, "uses_input_boxes", False):
-        # Boxes [R, 5] (batch index, x1, y1, x2, y2 in input pixels), spread over the frame.
-        corners = torch.linspace(0, size / 2, num_boxes)
-        inputs = (clip, torch.stack([torch.zeros(num_boxes), corners, corners, corners + size / 2,
-                                     corners + size / 2], dim=1))
-    return model, inputs
+    return model, example_inputs(model, cfg, cfg.DATA.TEST_CROP_SIZE, num_boxes)
 
 
 def model_stats(cfg, num_boxes: int = 1) -> tuple[int, float]:

@@ -5,7 +5,8 @@
 
 TRAIN.ENABLE runs training (with validation every TRAIN.EVAL_PERIOD epochs), then TEST.ENABLE runs the final test.
 Multi-process jobs: NUM_GPUS processes per machine, --num_shards machines, --shard_id this machine's index,
---init_method tcp://<host of shard 0>:<port>; under `torchrun` the environment variables are used instead.
+--init_method tcp://<host of shard 0>:<port>; under `torchrun` or in a SLURM job step (`srun`, see
+tools/slurm/train.sbatch) the launcher's environment variables are used instead.
 """
 
 import os

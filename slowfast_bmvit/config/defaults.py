@@ -10,22 +10,23 @@ from fvcore.common.config import CfgNode
 _C = CfgNode()
 
 # ---------------------------------------------------------------------------- #
-# Batch norm options (kept for upstream compatibility; MViT uses LayerNorm)
+# Batch norm options (MViT uses LayerNorm; BatchNorm appears only in the optional MVIT.CONV_STEM_CHANNELS stem).
+# Keys marked "refused" accept only their default value (config/validation.py).
 # ---------------------------------------------------------------------------- #
 _C.BN = CfgNode()
-# Precise BN statistics recomputation (unused by transformer backbones).
+# Recompute precise BN statistics before evaluation (refused: not offered).
 _C.BN.USE_PRECISE_STATS = False
-# Number of samples used to recompute precise BN statistics.
+# Batches used to recompute precise BN statistics (refused: not offered).
 _C.BN.NUM_BATCHES_PRECISE = 200
-# Weight decay applied to BN parameters.
+# Weight decay of BatchNorm weights and biases (the convolutional stem's), whatever SOLVER.ZERO_WD_1D_PARAM says.
 _C.BN.WEIGHT_DECAY = 0.0
-# Norm type: "batchnorm", "sub_batchnorm" or "sync_batchnorm".
+# Norm type (refused unless "batchnorm": the stem uses plain BatchNorm3d).
 _C.BN.NORM_TYPE = "batchnorm"
-# Number of splits for sub_batchnorm.
+# Number of splits for sub_batchnorm (refused: not offered).
 _C.BN.NUM_SPLITS = 1
-# Number of devices to sync statistics over for sync_batchnorm.
+# Number of devices to sync statistics over for sync_batchnorm (refused: not offered).
 _C.BN.NUM_SYNC_DEVICES = 1
-# Use the global (all-device) statistics for sync_batchnorm.
+# Use the global (all-device) statistics for sync_batchnorm (refused: not offered).
 _C.BN.GLOBAL_SYNC = False
 
 # ---------------------------------------------------------------------------- #
@@ -48,13 +49,13 @@ _C.TRAIN.CHECKPOINT_ITER_PERIOD = 0
 _C.TRAIN.AUTO_RESUME = True
 # Checkpoint to initialise from (e.g. a K400 MViTv2-S .pyth); "" for none.
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
-# Checkpoint format: "pytorch" (only "pytorch" is supported; "caffe2" files are not).
+# Checkpoint format (refused unless "pytorch": Caffe2 files do not load).
 _C.TRAIN.CHECKPOINT_TYPE = "pytorch"
-# Checkpoint is from a Caffe2 model (unsupported; must stay False).
+# Inflate a 2-D image checkpoint to 3-D video weights, as upstream does for ImageNet init (refused: not offered).
 _C.TRAIN.CHECKPOINT_INFLATE = False
 # Start from epoch 0 and a fresh optimizer even if the checkpoint has "epoch" (fine-tuning K400 -> AVA).
 _C.TRAIN.CHECKPOINT_EPOCH_RESET = False
-# Upstream key (substrings stripped from checkpoint key names); unused here: the loader maps prefixes itself, a warning says so.
+# Substrings upstream strips from checkpoint key names (refused: the loader finds the key prefix itself).
 _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
 # Train with automatic mixed precision.
 _C.TRAIN.MIXED_PRECISION = False
@@ -64,14 +65,15 @@ _C.TRAIN.MIXED_PRECISION_DTYPE = "bfloat16"
 _C.TRAIN.FREEZE_BACKBONE = False
 
 # ---------------------------------------------------------------------------- #
-# Augmentation options (upstream Kinetics recipe keys; detection uses DATA/AVA jitter keys)
+# Augmentation options: upstream's Kinetics classification recipe, refused unless at these defaults (detection
+# augments with DATA.RANDOM_FLIP, DATA.TRAIN_JITTER_SCALES and AVA.TRAIN_USE_COLOR_AUGMENTATION)
 # ---------------------------------------------------------------------------- #
 _C.AUG = CfgNode()
-# Enable RandAugment / random erasing for classification training.
+# Enable RandAugment / random erasing for classification training (refused).
 _C.AUG.ENABLE = False
-# Number of augmented copies of each sampled clip.
+# Number of augmented copies of each sampled clip (refused).
 _C.AUG.NUM_SAMPLE = 1
-# Colour jitter strength (not used by the detection pipeline, see AVA.TRAIN_USE_COLOR_AUGMENTATION).
+# Colour jitter strength of the classification recipe (refused; see AVA.TRAIN_USE_COLOR_AUGMENTATION).
 _C.AUG.COLOR_JITTER = 0.4
 # RandAugment policy string.
 _C.AUG.AA_TYPE = "rand-m9-mstd0.5-inc1"
@@ -87,7 +89,7 @@ _C.AUG.RE_COUNT = 1
 _C.AUG.RE_SPLIT = False
 
 # ---------------------------------------------------------------------------- #
-# MixUp options (classification only; ignored by detection models)
+# MixUp options: upstream's classification recipe, refused unless at these defaults
 # ---------------------------------------------------------------------------- #
 _C.MIXUP = CfgNode()
 # Enable MixUp / CutMix.
@@ -96,7 +98,7 @@ _C.MIXUP.ENABLE = False
 _C.MIXUP.ALPHA = 0.8
 # CutMix alpha.
 _C.MIXUP.CUTMIX_ALPHA = 1.0
-# Probability of applying MixUp or CutMix to a batch.
+# Probability of applying MixUp or CutMix to a batch (refused).
 _C.MIXUP.PROB = 1.0
 # Probability of switching to CutMix instead of MixUp.
 _C.MIXUP.SWITCH_PROB = 0.5
@@ -113,15 +115,16 @@ _C.TEST.ENABLE = True
 _C.TEST.DATASET = "ava"
 # Global test batch size.
 _C.TEST.BATCH_SIZE = 8
-# Checkpoint to test; "" tests the last checkpoint in OUTPUT_DIR (or the trained weights in memory).
+# Checkpoint to test; "" tests the newest checkpoint in OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH (else random weights, with a warning).
 _C.TEST.CHECKPOINT_FILE_PATH = ""
-# Number of clips per video for classification testing.
-_C.TEST.NUM_ENSEMBLE_VIEWS = 10
-# Number of spatial crops per clip for classification testing.
-_C.TEST.NUM_SPATIAL_CROPS = 3
-# Checkpoint format of TEST.CHECKPOINT_FILE_PATH.
+# Clips per keyframe at test: 1 (upstream's multi-view classification test is refused; see TEST.FLIP_AVERAGE).
+_C.TEST.NUM_ENSEMBLE_VIEWS = 1
+# Spatial crops per clip at test: 1 (upstream's multi-crop classification test is refused).
+_C.TEST.NUM_SPATIAL_CROPS = 1
+# Checkpoint format of TEST.CHECKPOINT_FILE_PATH (refused unless "pytorch").
 _C.TEST.CHECKPOINT_TYPE = "pytorch"
-# File name of saved test results inside OUTPUT_DIR ("" to skip).
+# Also pickle the raw test detections (per clip: boxes, class and actor scores as numpy arrays, meta) to this file
+# inside OUTPUT_DIR ("" to skip).
 _C.TEST.SAVE_RESULTS_PATH = ""
 # Detection: also run each test clip mirrored left-right and average the two predictions (BMViT: token by token;
 # RoI models: box by box; models/flip_average.py). Twice the test cost; not in the paper, which tests one view.
@@ -131,26 +134,26 @@ _C.TEST.FLIP_AVERAGE = False
 # Model options
 # ---------------------------------------------------------------------------- #
 _C.MODEL = CfgNode()
-# Architecture family (informational, upstream key): "mvit", "vit".
+# Architecture family, informational (the model is MODEL.MODEL_NAME); "slowfast" (two pathways) is refused.
 _C.MODEL.ARCH = "mvit"
 # Registered model name: "MViT" / "ViT" (classifiers), "BMViT" (single-stage detector), "MViTRoI" (two-stage
 # baseline); the detectors' backbone is BMVIT.BACKBONE.
 _C.MODEL.MODEL_NAME = "BMViT"
 # Number of output classes (80 for AVA v2.2 label ids 1..80, 24 for UCF101-24, 21 for JHMDB).
 _C.MODEL.NUM_CLASSES = 80
-# Loss for classifiers: "cross_entropy", "soft_cross_entropy", "bce" (detectors use the BMVIT losses).
+# Upstream's classifier loss (refused unless the default: detectors use BMVIT.CLASS_LOSS, MViTRoI sigmoid BCE).
 _C.MODEL.LOSS_FUNC = "cross_entropy"
 # Dropout before the final classification layer.
 _C.MODEL.DROPOUT_RATE = 0.5
-# Randomly drop whole residual paths (unused by MViT, which reads MVIT.DROPPATH_RATE).
+# Drop-connect rate (refused: stochastic depth is MVIT.DROPPATH_RATE).
 _C.MODEL.DROPCONNECT_RATE = 0.0
 # Final activation of classifiers at test time: "softmax" or "sigmoid".
 _C.MODEL.HEAD_ACT = "softmax"
 # Recompute block activations in the backward pass to save memory (torch.utils.checkpoint).
 _C.MODEL.ACT_CHECKPOINT = False
-# Single-pathway architectures (PySlowFast's list of them).
+# Single-pathway architectures (PySlowFast's list; refused unless the default).
 _C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "vit"]
-# Multi-pathway architectures.
+# Multi-pathway architectures (PySlowFast's list; refused unless the default).
 _C.MODEL.MULTI_PATHWAY_ARCH = ["slowfast"]
 
 # ---------------------------------------------------------------------------- #
@@ -173,7 +176,7 @@ _C.MVIT.PATCH_PADDING = [2, 4, 4]
 # stride (1, 2, 2), padding 1) + BatchNorm3d + ReLU layers run before the patch embedding, each halving H and W
 # (so the token grid's H/W stride is PATCH_STRIDE x 2^len); the patch projection is then followed by a BatchNorm3d.
 # Empty: upstream's single-Conv3d patch embedding and state_dict (K400 checkpoints load only then). A plain patch
-# embedding learns SynthAVA's motion classes very slowly from scratch (benchmarks/results/demo.md, session 4).
+# embedding learns SynthAVA's motion classes very slowly from scratch (benchmarks/results/demo.md).
 _C.MVIT.CONV_STEM_CHANNELS = []
 # Use a 2D patch embedding (images).
 _C.MVIT.PATCH_2D = False
@@ -303,7 +306,7 @@ _C.HIERA.SEP_POS_EMBED = True
 _C.HIERA.HEAD_INIT_SCALE = 0.001
 
 # ---------------------------------------------------------------------------- #
-# BMViT options (this method's own knobs; see PAPER.md)
+# BMViT options (this method's own knobs; docs/PAPER.md says which are the paper's and which are this package's)
 # ---------------------------------------------------------------------------- #
 _C.BMVIT = CfgNode()
 # Backbone of the detection models (BMViT and the two-stage MViTRoI): "MViT" (MVIT keys), "ViT" (VIT keys) or
@@ -373,11 +376,11 @@ _C.BMVIT.SCORE_RULE = "class_x_actor"
 # Data options
 # ---------------------------------------------------------------------------- #
 _C.DATA = CfgNode()
-# Root of the dataset (datasets without their own path keys).
+# Root of Kinetics-style list files (refused: AVA uses AVA.*, UCF101-24 / JHMDB ACT.*, SynthAVA SYNTH.ROOT).
 _C.DATA.PATH_TO_DATA_DIR = ""
-# Separator of the data list files.
+# Separator of Kinetics-style list files (refused: not read).
 _C.DATA.PATH_LABEL_SEPARATOR = " "
-# Prefix prepended to the paths in the data list files.
+# Prefix of the paths in Kinetics-style list files (refused: not read).
 _C.DATA.PATH_PREFIX = ""
 # Frames sampled per clip.
 _C.DATA.NUM_FRAMES = 16
@@ -389,9 +392,9 @@ _C.DATA.TRAIN_CROP_SIZE = 224
 _C.DATA.TEST_CROP_SIZE = 224
 # [min, max] short-side scale jitter for training.
 _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
-# Relative area range for RandomResizedCrop-style jitter (classification).
+# Relative area range of RandomResizedCrop jitter (classification; refused).
 _C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
-# Relative aspect-ratio range for RandomResizedCrop-style jitter (classification).
+# Relative aspect-ratio range of RandomResizedCrop jitter (classification; refused).
 _C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = []
 # Per-channel mean (RGB, on [0,1] pixels).
 _C.DATA.MEAN = [0.45, 0.45, 0.45]
@@ -399,17 +402,17 @@ _C.DATA.MEAN = [0.45, 0.45, 0.45]
 _C.DATA.STD = [0.225, 0.225, 0.225]
 # Input channels per pathway.
 _C.DATA.INPUT_CHANNEL_NUM = [3]
-# Multi-label classification.
+# Multi-label classification (refused: detection labels are multi-hot per box anyway).
 _C.DATA.MULTI_LABEL = False
-# Ensemble method for multi-view testing: "sum" or "max".
+# Ensemble method of multi-view classification testing (refused).
 _C.DATA.ENSEMBLE_METHOD = "sum"
-# Upstream key: reverse the input channel order (not supported here; use AVA.BGR; validation rejects True).
+# Reverse the input channel order (refused: use AVA.BGR).
 _C.DATA.REVERSE_INPUT_CHANNEL = False
-# Video decoding backend: "pyav".
+# Video decoding backend (refused unless "pyav").
 _C.DATA.DECODING_BACKEND = "pyav"
-# Sample clips at offsets (upstream Kinetics key).
+# Sample Kinetics clips at offsets (classification; refused).
 _C.DATA.USE_OFFSET_SAMPLING = False
-# Source frame rate of videos decoded from files (frames per second).
+# Frame rate of decoded videos (refused unless 30: AVA frames are extracted at 30 fps, ACT videos are read frame by frame).
 _C.DATA.TARGET_FPS = 30
 # Spatial resize policy of detection clips: "square" (resize to CROP x CROP, BMViT) or "short_side" (jitter + crop).
 _C.DATA.RESIZE_MODE = "square"
@@ -431,9 +434,9 @@ _C.SOLVER.LR_POLICY = "cosine"
 _C.SOLVER.COSINE_END_LR = 0.0
 # Start the cosine decay after the warmup (rather than from epoch 0).
 _C.SOLVER.COSINE_AFTER_WARMUP = False
-# Exponential decay factor (upstream key).
+# LR decay between the stages of multigrid's long cycle (SOLVER.LRS = GAMMA^stage), as upstream.
 _C.SOLVER.GAMMA = 0.1
-# Step size in epochs (upstream key for "steps_with_decay").
+# Step size of upstream's "steps_with_decay" policy (refused: not offered).
 _C.SOLVER.STEP_SIZE = 1
 # Epochs at which the step schedule changes, starting with 0.
 _C.SOLVER.STEPS = []
@@ -485,9 +488,9 @@ _C.OUTPUT_DIR = "./output"
 _C.RNG_SEED = 1
 # Log every this many iterations.
 _C.LOG_PERIOD = 10
-# Log the model summary (params, GFLOPs) at start-up.
+# Log the model's parameter count and GFLOPs of one training clip when training starts (main process).
 _C.LOG_MODEL_INFO = True
-# torch.distributed backend: "nccl" on GPU; CPU runs always use "gloo".
+# torch.distributed backend of multi-process GPU runs ("nccl" or "gloo"); CPU runs always use "gloo".
 _C.DIST_BACKEND = "nccl"
 # Make runs bit-reproducible on CPU (deterministic algorithms, single-threaded data order).
 _C.DETERMINISTIC = False
@@ -507,7 +510,8 @@ _C.DATA_LOADER.ENABLE_MULTI_THREAD_DECODE = False
 # Detection options (two-stage baseline head)
 # ---------------------------------------------------------------------------- #
 _C.DETECTION = CfgNode()
-# The task is spatio-temporal detection (AVA-style batches with boxes).
+# The task is spatio-temporal detection (AVA-style batches with boxes): the training and test loops need True
+# (False, upstream's clip classification, is for model definitions such as configs/Kinetics; it cannot train here).
 _C.DETECTION.ENABLE = False
 # RoIAlign output size of the two-stage head.
 _C.DETECTION.ROI_XFORM_RESOLUTION = 7
@@ -554,7 +558,7 @@ _C.AVA.TRAIN_PCA_EIGVEC = [
     [-0.5808, -0.0045, -0.8140],
     [-0.5836, -0.6948, 0.4203],
 ]
-# Upstream key: test on the flipped clip as well (not supported here; validation rejects True).
+# Test on the flipped clip as well (refused: TEST.FLIP_AVERAGE does it).
 _C.AVA.TEST_FORCE_FLIP = False
 # Evaluate every keyframe of val, not only sec % 4 == 0.
 _C.AVA.FULL_TEST_ON_VAL = False
@@ -564,7 +568,7 @@ _C.AVA.LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
 _C.AVA.EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"
 # Ground truth used for evaluation (inside ANNOTATION_DIR).
 _C.AVA.GROUNDTRUTH_FILE = "ava_val_v2.2.csv"
-# Image decoding backend: "cv2" (the only one).
+# Image decoding backend (refused unless "cv2").
 _C.AVA.IMG_PROC_BACKEND = "cv2"
 # Evaluation protocol: "pyslowfast" (no per-image cap) or "activitynet" (top-50 rows per image).
 _C.AVA.EVAL_PROTOCOL = "pyslowfast"
@@ -643,7 +647,7 @@ _C.MULTIGRID.LONG_CYCLE_FACTORS = [
     (0.5, 1),
     (1, 1),
 ]
-# Batch size for BN statistics under multigrid (upstream key; MViT has no BN).
+# Batch size for sub-batch BN under multigrid (refused: not offered).
 _C.MULTIGRID.BN_BASE_SIZE = 8
 # Evaluate this many times per long-cycle stage under multigrid.
 _C.MULTIGRID.EVAL_FREQ = 3
@@ -660,9 +664,10 @@ _C.MULTIGRID.DEFAULT_S = 0
 # Tensorboard options
 # ---------------------------------------------------------------------------- #
 _C.TENSORBOARD = CfgNode()
-# Write TensorBoard event files (needs the optional tensorboard package).
+# Write TensorBoard event files (needs the optional tensorboard package): the json_stats scalars, learning rate,
+# per-class AP and the AP plots of every evaluation.
 _C.TENSORBOARD.ENABLE = False
-# Log folder inside OUTPUT_DIR ("" means OUTPUT_DIR/runs-<dataset>).
+# Event file folder: a relative path is inside OUTPUT_DIR ("" means OUTPUT_DIR/runs-<TRAIN.DATASET>).
 _C.TENSORBOARD.LOG_DIR = ""
 
 # ---------------------------------------------------------------------------- #

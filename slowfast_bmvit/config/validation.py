@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 from fvcore.common.config import CfgNode
 
+from .defaults import get_cfg
 from .errors import ConfigError
 
 # Allowed values of the string-valued keys that select behaviour.
@@ -22,17 +23,58 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "SOLVER.OPTIMIZING_METHOD": ("sgd", "adam", "adamw"),
     "SOLVER.LR_POLICY": ("cosine", "steps_with_relative_lrs", "constant"),
     "TRAIN.MIXED_PRECISION_DTYPE": ("bfloat16", "float16"),
-    "TRAIN.CHECKPOINT_TYPE": ("pytorch",),
-    "TEST.CHECKPOINT_TYPE": ("pytorch",),
     "DATA.RESIZE_MODE": ("square", "short_side"),
     "DATA.ON_BAD_FRAME": ("error", "skip"),
     "AVA.EVAL_PROTOCOL": ("pyslowfast", "activitynet"),
     "ACT.SOURCE": ("frames", "videos"),
-    "AVA.IMG_PROC_BACKEND": ("cv2",),
 }
 
-# Upstream keys accepted in YAML files for compatibility whose non-default behaviour this package does not offer.
-UNSUPPORTED_WHEN_TRUE = ("AVA.TEST_FORCE_FLIP", "DATA.REVERSE_INPUT_CHANNEL", "TRAIN.CHECKPOINT_INFLATE")
+
+def _each(group: str, names: str, reason: str) -> dict[str, str]:
+    return {f"{group}.{name}": reason for name in names.split()}
+
+
+# PySlowFast keys that configs may carry for compatibility but whose other values this package does not offer: a
+# value other than the default stops with one line naming the key and what to use instead. Each entry says why.
+_CLASSIFICATION = "upstream's classification recipe; this package trains and tests detection"
+REFUSED_UNLESS_DEFAULT: dict[str, str] = {
+    **_each("AUG", "ENABLE NUM_SAMPLE COLOR_JITTER AA_TYPE INTERPOLATION RE_PROB RE_MODE RE_COUNT RE_SPLIT",
+            f"RandAugment and random erasing are {_CLASSIFICATION}; detection augments with DATA.RANDOM_FLIP, "
+            f"DATA.TRAIN_JITTER_SCALES and AVA.TRAIN_USE_COLOR_AUGMENTATION"),
+    **_each("MIXUP", "ENABLE ALPHA CUTMIX_ALPHA PROB SWITCH_PROB LABEL_SMOOTH_VALUE",
+            f"MixUp and CutMix are {_CLASSIFICATION}"),
+    **_each("BN", "USE_PRECISE_STATS NUM_BATCHES_PRECISE",
+            "precise BN statistics are not recomputed; only the optional MVIT.CONV_STEM_CHANNELS stem has BatchNorm"),
+    **_each("BN", "NORM_TYPE NUM_SPLITS NUM_SYNC_DEVICES GLOBAL_SYNC",
+            "the optional convolutional stem uses plain BatchNorm3d"),
+    "MULTIGRID.BN_BASE_SIZE": "sub-batch BatchNorm under multigrid is not offered",
+    **_each("DATA", "PATH_TO_DATA_DIR PATH_LABEL_SEPARATOR PATH_PREFIX",
+            "Kinetics-style list files are not read; AVA uses the AVA.* paths, UCF101-24 / JHMDB the ACT.* paths, "
+            "SynthAVA SYNTH.ROOT"),
+    **_each("DATA", "MULTI_LABEL ENSEMBLE_METHOD USE_OFFSET_SAMPLING TRAIN_JITTER_SCALES_RELATIVE "
+                    "TRAIN_JITTER_ASPECT_RELATIVE", _CLASSIFICATION),
+    **_each("TEST", "NUM_ENSEMBLE_VIEWS NUM_SPATIAL_CROPS",
+            "multi-view testing is " + _CLASSIFICATION + "; each keyframe is tested on one clip (TEST.FLIP_AVERAGE "
+            "adds its mirror image)"),
+    "MODEL.LOSS_FUNC": "detection losses are BMVIT.CLASS_LOSS (BMViT) and sigmoid BCE (the two-stage MViTRoI)",
+    "MODEL.DROPCONNECT_RATE": "stochastic depth is MVIT.DROPPATH_RATE",
+    **_each("MODEL", "SINGLE_PATHWAY_ARCH MULTI_PATHWAY_ARCH", "every model here takes one pathway"),
+    "DATA.TARGET_FPS": "AVA frames are 30 fps (tools/prepare_ava.py) and ACT videos are read frame by frame",
+    "DATA.DECODING_BACKEND": "videos are decoded with PyAV",
+    "DATA.REVERSE_INPUT_CHANNEL": "use AVA.BGR to feed BGR channels",
+    "AVA.TEST_FORCE_FLIP": "use TEST.FLIP_AVERAGE, which averages each clip with its mirror image",
+    "AVA.IMG_PROC_BACKEND": "frames are decoded with OpenCV",
+    "TRAIN.CHECKPOINT_TYPE": "only PyTorch checkpoints load; Caffe2 files do not",
+    "TEST.CHECKPOINT_TYPE": "only PyTorch checkpoints load; Caffe2 files do not",
+    "TRAIN.CHECKPOINT_INFLATE": "2-D to 3-D weight inflation is not offered; start from a video checkpoint",
+    "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN": "the checkpoint loader finds the key prefix (e.g. module., backbone.) itself",
+    "SOLVER.STEP_SIZE": "the LR policies are cosine, steps_with_relative_lrs and constant (SOLVER.STEPS sets them)",
+}
+
+# Keys refused only at some values: key -> (refused values, reason).
+REFUSED_VALUES: dict[str, tuple[tuple[Any, ...], str]] = {
+    "MODEL.ARCH": (("slowfast",), "two-pathway (SlowFast) input is not offered; the model is MODEL.MODEL_NAME"),
+}
 
 
 def _get(cfg: CfgNode, key: str) -> Any:
@@ -59,6 +101,23 @@ def _check_positive(cfg: CfgNode, keys: Iterable[str]) -> None:
         _require(_get(cfg, key) > 0, key, f"must be > 0, got {_get(cfg, key)}")
 
 
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
+        return len(value) == len(default) and all(_same(a, b) for a, b in zip(value, default))
+    return value == default
+
+
+def _check_refused(cfg: CfgNode) -> None:
+    defaults = get_cfg()
+    for key, reason in REFUSED_UNLESS_DEFAULT.items():
+        value, default = _get(cfg, key), _get(defaults, key)
+        _require(_same(value, default), key,
+                 f"{value!r} is not supported by slowfast_bmvit ({reason}); remove the key or set {default!r}")
+    for key, (refused, reason) in REFUSED_VALUES.items():
+        value = _get(cfg, key)
+        _require(value not in refused, key, f"{value!r} is not supported by slowfast_bmvit ({reason})")
+
+
 def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     """Check value ranges and choices, then freeze nothing and return `cfg` (validated in place).
 
@@ -76,8 +135,7 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     if cfg.MULTIGRID.LONG_CYCLE:
         _require(cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs", "SOLVER.LR_POLICY",
                  "multigrid's long cycle needs steps_with_relative_lrs (its LR stages come from SOLVER.STEPS)")
-    for key in UNSUPPORTED_WHEN_TRUE:
-        _require(not _get(cfg, key), key, "True is not supported by slowfast_bmvit (leave it False)")
+    _check_refused(cfg)
     _require(cfg.NUM_GPUS >= 0, "NUM_GPUS", f"must be >= 0, got {cfg.NUM_GPUS}")
     _require(cfg.NUM_SHARDS >= 1, "NUM_SHARDS", f"must be >= 1, got {cfg.NUM_SHARDS}")
     _require(0 <= cfg.SHARD_ID < cfg.NUM_SHARDS, "SHARD_ID", f"must be in 0..NUM_SHARDS-1, got {cfg.SHARD_ID}")

@@ -1,6 +1,6 @@
 """UCF101-24 and JHMDB-21 annotations -> the ACT ground-truth dict, and that dict's pickle reader/writer.
 
-The ACT ground truth (EVALUATION.md) is a dict:
+The ACT ground truth (docs/EVALUATION.md) is a dict:
     labels        list of class names; a label is the 0-based index in it
     train_videos  list (one entry per split) of lists of video names "<Class>/<video>"
     test_videos   the same for test

@@ -68,6 +68,7 @@ class Ava(KeyframeClipDataset):
         self.frame_lists = ava_helper.load_frame_lists(
             [os.path.join(cfg.AVA.FRAME_LIST_DIR, name) for name in list_names], cfg.AVA.FRAME_DIR)
         self.keyframes = self._load_keyframes()
+        self._check_frame_folders()
         self.transform = DetectionTransform.from_cfg(cfg, split)
         self.reader = FrameReader(cfg.DATA.ON_BAD_FRAME)
 
@@ -125,6 +126,24 @@ class Ava(KeyframeClipDataset):
                     "%d action labels outside the label map ignored", self.split, len(keyframes), num_persons,
                     num_actors, num_persons - num_actors, num_excluded, num_unevaluated_actions)
         return keyframes
+
+    def _check_frame_folders(self) -> None:
+        """Before any training: every keyframe's video has its frames on disk up to its last keyframe (the frames a
+        clip needs past the video's end are clamped, as upstream). A ConfigError names AVA.FRAME_DIR otherwise,
+        a warning under DATA.ON_BAD_FRAME skip."""
+        needed: dict[str, int] = {}
+        for keyframe in self.keyframes:
+            video = self.frame_lists.video_names[keyframe.video_idx]
+            needed[video] = max(needed.get(video, 0), ava_helper.sec_to_frame(keyframe.sec) + 1)
+        paths = dict(zip(self.frame_lists.video_names, self.frame_lists.frame_paths))
+        check = ava_helper.check_frames(paths, needed)
+        if check.ok:
+            return
+        message = (f"AVA.FRAME_DIR: {check.summary()} for the {self.split} keyframes in {self.cfg.AVA.FRAME_DIR} "
+                   f"(tools/prepare_ava.py extracts and checks them)")
+        if self.cfg.DATA.ON_BAD_FRAME != "skip":
+            raise ConfigError(message)
+        logger.warning("%s; DATA.ON_BAD_FRAME skip: reading the nearest frames instead", message)
 
     @property
     def evaluation_files(self) -> dict[str, str]:

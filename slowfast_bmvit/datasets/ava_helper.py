@@ -34,6 +34,61 @@ def sec_to_frame(sec: int) -> int:
     return (sec - AVA_START_SEC) * FPS
 
 
+def frame_file(video: str, frame_idx: int) -> str:
+    """Path of 0-based frame `frame_idx` of `video` relative to FRAME_DIR: `<video>/<video>_%06d.jpg` (1-based
+    number in the name), the layout PySlowFast's extraction script writes."""
+    return f"{video}/{video}_{frame_idx + 1:06d}.jpg"
+
+
+@dataclass
+class FrameCheck:
+    """Frame folders checked against the frames the annotations need.
+
+    missing: videos whose first frame is absent (no folder, or an empty one);
+    short: (video, frames needed, frame files present) of folders that stop before the last needed frame.
+    """
+
+    num_videos: int
+    missing: list[str] = field(default_factory=list)
+    short: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.short
+
+    def summary(self) -> str:
+        """One line: how many videos are missing or short, with the first of each."""
+        if self.ok:
+            return f"all {self.num_videos} videos have their frames"
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} of {self.num_videos} videos have no frames (e.g. {self.missing[0]})")
+        if self.short:
+            video, needed, present = self.short[0]
+            parts.append(f"{len(self.short)} stop early (e.g. {video}: {present} frames, {needed} needed)")
+        return "; ".join(parts)
+
+
+def check_frames(frame_paths: dict[str, Sequence[Optional[str]]], needed: dict[str, int]) -> FrameCheck:
+    """Whether each video of `needed` (video -> number of frames it must have) has its frames on disk.
+
+    `frame_paths` gives each video's frame files by 0-based index (a frame list's paths, or `frame_file`'s);
+    only the first and the last needed frame are looked up, and a short folder's files are counted.
+    """
+    check = FrameCheck(num_videos=len(needed))
+    for video, count in needed.items():
+        paths = frame_paths.get(video) or []
+        if not paths or not paths[0] or not os.path.isfile(paths[0]):
+            check.missing.append(video)
+            continue
+        last = paths[count - 1] if len(paths) >= count else None
+        if last is None or not os.path.isfile(last):
+            folder = os.path.dirname(paths[0])
+            present = sum(1 for name in os.listdir(folder) if name.endswith(os.path.splitext(paths[0])[1]))
+            check.short.append((video, count, present))
+    return check
+
+
 @dataclass
 class FrameLists:
     """Frames of every listed video.

@@ -13,8 +13,8 @@ and hold a dict:
     "iter"             mid-epoch files only: iterations of epoch E already trained (the trainer skips them)
     "rng_states"       per rank, the Python / numpy / torch (/ CUDA) generator states at saving time; restored on
                        resume with the same world size, so augmentation and dropout continue as if uninterrupted.
-                       Data order itself needs no state: DistributedSampler's order depends only on (RNG_SEED,
-                       epoch), and the trainer skips the first "iter" batches.
+                       Data order itself needs no state: the EpochSampler's order (datasets/samplers.py) depends
+                       only on (RNG_SEED, epoch), and the trainer skips the first "iter" batches.
     "extra"            whatever the trainer passed as `extra` (e.g. best metric so far)
 
 Writes are atomic: the main process writes a hidden temporary file in the same folder, flushes and fsyncs it, then
@@ -100,6 +100,12 @@ def list_checkpoints(output_dir: str) -> list[str]:
             continue
         found.append((progress, path))
     return [path for _, path in sorted(found)]
+
+
+def completed_epochs(path: str | None) -> int | None:
+    """Epochs completed by a checkpoint of this package, read from its file name (None for other files)."""
+    progress = _progress(os.path.basename(path)) if path else None
+    return None if progress is None else progress[0]
 
 
 def get_last_checkpoint(output_dir: str) -> str | None:
@@ -428,11 +434,6 @@ def load_train_checkpoint(
         if start is not None:
             return start
     path = cfg.TRAIN.CHECKPOINT_FILE_PATH
-    if path and cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN:
-        logger.warning(
-            "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN=%s is not applied: the loader detects key prefixes itself",
-            list(cfg.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN),
-        )
     if not path:
         logger.info("training from scratch (no checkpoint to resume and TRAIN.CHECKPOINT_FILE_PATH is empty)")
         return TrainStart()

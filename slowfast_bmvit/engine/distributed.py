@@ -1,17 +1,24 @@
 """Process launch and torch.distributed helpers, PySlowFast-style.
 
-Launch (`launch_job`):
-- PySlowFast's way: one command per machine (shard). It spawns max(NUM_GPUS, 1) processes; the world has
-  max(NUM_GPUS, 1) x NUM_SHARDS processes and process `local_rank` of shard SHARD_ID has rank
-  SHARD_ID x NUM_GPUS + local_rank. They meet at `init_method` ("tcp://host:port" of shard 0, or "file://...").
+Launch (`launch_job`, planned by `plan_launch`), checked in this order:
 - torchrun: when RANK / WORLD_SIZE / LOCAL_RANK are set, the process is already one of the world; it joins with
   init_method "env://" (MASTER_ADDR / MASTER_PORT) and SHARD_ID / NUM_SHARDS are filled in from torchrun's node
   rank and sizes.
+- SLURM: inside a job step started by `srun` with more than one task (SLURM_PROCID, SLURM_NTASKS set). With one
+  task per process (`--ntasks-per-node` = NUM_GPUS, or any count with NUM_GPUS 0), the task is the process of rank
+  SLURM_PROCID on node SLURM_NODEID (local rank SLURM_LOCALID); with one task per node and NUM_GPUS > 1, the task is
+  shard SLURM_PROCID and spawns NUM_GPUS processes, as PySlowFast's own SLURM launcher does. Everyone meets at
+  tcp://<first host of SLURM_JOB_NODELIST>:<MASTER_PORT, or a port derived from SLURM_JOB_ID>
+  (tools/slurm/train.sbatch is an example job).
+- PySlowFast's way: one command per machine (shard). It spawns max(NUM_GPUS, 1) processes; the world has
+  max(NUM_GPUS, 1) x NUM_SHARDS processes and process `local_rank` of shard SHARD_ID has rank
+  SHARD_ID x NUM_GPUS + local_rank. They meet at `init_method` ("tcp://host:port" of shard 0, or "file://...").
 - A world of one process runs `func(cfg)` in the calling process, without a process group.
 Backends: NUM_GPUS = 0 always uses "gloo" (CPU); otherwise DIST_BACKEND (nccl).
 
-CPU multi-process runs (for tests and debugging): NUM_GPUS 0 under `torchrun --nproc_per_node N`, or, from Python,
-`launch_cpu_processes(N, fn, *args)`, which runs fn(*args) in N gloo processes and returns their results.
+CPU multi-process runs (for tests and debugging): NUM_GPUS 0 under `torchrun --nproc_per_node N` or
+`srun --ntasks N`, or, from Python, `launch_cpu_processes(N, fn, *args)`, which runs fn(*args) in N gloo processes
+and returns their results.
 
 Seeding: every process seeds Python, numpy and torch with RNG_SEED + rank (`seed_process`), so per-process
 randomness (augmentation, dropout) differs between ranks; DistributedDataParallel broadcasts rank 0's initial
@@ -25,10 +32,12 @@ import functools
 import logging
 import os
 import pickle
+import re
 import shutil
 import socket
 import tempfile
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.distributed as dist
@@ -180,21 +189,140 @@ def shutdown_distributed() -> None:
     _local_rank, _local_size = 0, 1
 
 
-def torchrun_env() -> dict[str, int] | None:
-    """RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and GROUP_RANK as ints when started by torchrun, else None."""
-    if not all(name in os.environ for name in TORCHRUN_ENV):
-        return None
-    env = {name: int(os.environ[name]) for name in TORCHRUN_ENV}
-    env["LOCAL_WORLD_SIZE"] = int(os.environ.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
-    env["GROUP_RANK"] = int(os.environ.get("GROUP_RANK", env["RANK"] // env["LOCAL_WORLD_SIZE"]))
-    return env
-
-
 def free_local_init_method() -> str:
     """A "tcp://127.0.0.1:<port>" address with a port that was free a moment ago (single-machine runs)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+# ------------------------------------------------------------------ launch plans
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Where this command sits in the run's world of processes, from the config and the environment.
+
+    Either this command spawns the processes of its machine (`spawn`, PySlowFast's way and one SLURM task per
+    machine), or it already is one process of the world (`rank` set: torchrun, one SLURM task per process).
+    """
+
+    source: str  # "pyslowfast", "torchrun" or "slurm"
+    world_size: int
+    num_shards: int  # machines
+    shard_id: int  # this machine
+    local_size: int  # processes on this machine
+    init_method: str | None
+    backend: str
+    rank: int | None = None  # this process's global rank when it is one process of the world
+    local_rank: int = 0
+
+    @property
+    def spawn(self) -> bool:
+        return self.rank is None
+
+
+def torchrun_env(environ: Mapping[str, str] | None = None) -> dict[str, int] | None:
+    """RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and GROUP_RANK as ints when started by torchrun, else None."""
+    environ = os.environ if environ is None else environ
+    if not all(name in environ for name in TORCHRUN_ENV):
+        return None
+    env = {name: int(environ[name]) for name in TORCHRUN_ENV}
+    env["LOCAL_WORLD_SIZE"] = int(environ.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
+    env["GROUP_RANK"] = int(environ.get("GROUP_RANK", env["RANK"] // env["LOCAL_WORLD_SIZE"]))
+    return env
+
+
+def first_slurm_host(nodelist: str) -> str:
+    """The first host name of a Slurm host list: "gpu[03-05,9],cpu1" -> "gpu03" (zero padding kept)."""
+    depth, end = 0, len(nodelist)
+    for index, char in enumerate(nodelist):  # the first entry ends at a comma outside brackets
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            end = index
+            break
+    first = nodelist[:end].strip()
+    # Each bracket group "[a-b,c]" contributes its first number.
+    host = re.sub(r"\[([^\]]*)\]", lambda match: re.split(r"[-,]", match.group(1))[0], first)
+    if not host or "[" in host or "]" in host:
+        raise ConfigError(f"SLURM_JOB_NODELIST: cannot read a host name from {nodelist!r}")
+    return host
+
+
+def slurm_env(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The layout of a job step started by `srun`, or None outside one (SLURM_PROCID / SLURM_NTASKS unset).
+
+    Returns rank (SLURM_PROCID), world (SLURM_NTASKS), local_rank (SLURM_LOCALID), node (SLURM_NODEID), nodes
+    (SLURM_STEP_NUM_NODES, SLURM_JOB_NUM_NODES or SLURM_NNODES) and the meeting point "tcp://<first node>:<port>":
+    the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST / SLURM_NODELIST, and MASTER_PORT when set, else a
+    port in 15000..34999 derived from SLURM_JOB_ID (so that jobs sharing a node do not collide).
+    """
+    environ = os.environ if environ is None else environ
+    if "SLURM_PROCID" not in environ or "SLURM_NTASKS" not in environ:
+        return None
+
+    def first_of(*names: str, default: str | None = None) -> str:
+        for name in names:
+            if environ.get(name):
+                return environ[name]
+        if default is None:
+            raise ConfigError(f"{names[0]}: not set in this SLURM job step (start the run with srun)")
+        return default
+
+    layout: dict[str, Any] = {
+        "rank": int(environ["SLURM_PROCID"]),
+        "world": int(environ["SLURM_NTASKS"]),
+        "local_rank": int(first_of("SLURM_LOCALID", default="0")),
+        "node": int(first_of("SLURM_NODEID", default="0")),
+        "nodes": int(first_of("SLURM_STEP_NUM_NODES", "SLURM_JOB_NUM_NODES", "SLURM_NNODES", default="1")),
+    }
+    host = first_slurm_host(first_of("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST"))
+    port = environ.get("MASTER_PORT") or str(15000 + int(first_of("SLURM_JOB_ID", default="0")) % 20000)
+    layout["init_method"] = f"tcp://{host}:{port}"
+    return layout
+
+
+def plan_launch(cfg, init_method: str | None, environ: Mapping[str, str] | None = None) -> LaunchPlan:
+    """The launch plan of this command (see the module docstring): torchrun's variables first, then a SLURM job
+    step of more than one task, then PySlowFast's NUM_GPUS x NUM_SHARDS with `init_method`.
+
+    Raises:
+        ConfigError: NUM_GPUS disagrees with the processes torchrun / SLURM started per machine, or several
+            machines without a meeting point.
+    """
+    backend = backend_for(cfg)
+    torchrun = torchrun_env(environ)
+    if torchrun is not None:
+        local_size, world_size = torchrun["LOCAL_WORLD_SIZE"], torchrun["WORLD_SIZE"]
+        _check_processes_per_machine(cfg, local_size, "torchrun started", "(--nproc_per_node)")
+        return LaunchPlan("torchrun", world_size, world_size // local_size, torchrun["GROUP_RANK"], local_size,
+                          "env://", backend, rank=torchrun["RANK"], local_rank=torchrun["LOCAL_RANK"])
+    slurm = slurm_env(environ)
+    if slurm is not None and slurm["world"] > 1:
+        nodes = slurm["nodes"]
+        if slurm["world"] % nodes:
+            raise ConfigError(f"SLURM_NTASKS: {slurm['world']} tasks do not divide evenly over {nodes} nodes")
+        tasks_per_node = slurm["world"] // nodes
+        if tasks_per_node == 1 and cfg.NUM_GPUS > 1:
+            # One task per machine, as PySlowFast's submitit launcher: it spawns NUM_GPUS processes.
+            return LaunchPlan("slurm", nodes * cfg.NUM_GPUS, nodes, slurm["rank"], cfg.NUM_GPUS,
+                              slurm["init_method"], backend)
+        _check_processes_per_machine(cfg, tasks_per_node, "SLURM started", "per node (--ntasks-per-node)")
+        return LaunchPlan("slurm", slurm["world"], nodes, slurm["node"], tasks_per_node, slurm["init_method"],
+                          backend, rank=slurm["rank"], local_rank=slurm["local_rank"])
+    local_size = max(cfg.NUM_GPUS, 1)
+    world_size = local_size * cfg.NUM_SHARDS
+    if world_size > 1 and init_method is None:
+        if cfg.NUM_SHARDS > 1:
+            raise ConfigError(f"NUM_SHARDS: {cfg.NUM_SHARDS} machines need --init_method tcp://<shard 0 host>:<port>")
+        init_method = free_local_init_method()
+    return LaunchPlan("pyslowfast", world_size, cfg.NUM_SHARDS, cfg.SHARD_ID, local_size, init_method, backend)
+
+
+def _check_processes_per_machine(cfg, local_size: int, who: str, flag: str) -> None:
+    if cfg.NUM_GPUS > 0 and cfg.NUM_GPUS != local_size:
+        raise ConfigError(f"NUM_GPUS: {cfg.NUM_GPUS}, but {who} {local_size} processes per machine {flag}; "
+                          f"they must agree")
 
 
 def _check_batch_divisible(cfg, world_size: int) -> None:
@@ -238,53 +366,36 @@ def _run_in_world(cfg, func: Callable[..., Any], rank: int, world_size: int, ini
 
 
 def launch_job(cfg, init_method: str | None, func: Callable[..., Any], daemon: bool = False) -> None:
-    """Run `func(cfg=cfg)` on every process of this machine (see the module docstring for the three modes).
+    """Run `func(cfg=cfg)` on every process of this machine (see the module docstring for the launch modes).
 
     Args:
-        cfg: the validated config (NUM_GPUS, NUM_SHARDS, SHARD_ID, DIST_BACKEND, RNG_SEED).
+        cfg: the validated config (NUM_GPUS, NUM_SHARDS, SHARD_ID, DIST_BACKEND, RNG_SEED). Under torchrun or
+            SLURM, NUM_SHARDS and SHARD_ID are set from the environment.
         init_method: where processes meet, e.g. "tcp://host:port" of shard 0 (PySlowFast's --init_method);
-            None picks a free local port for single-machine runs. Ignored under torchrun ("env://").
+            None picks a free local port for single-machine runs. Ignored under torchrun ("env://") and SLURM
+            (the first node of the job).
         func: a picklable (module-level) function taking `cfg=`.
         daemon: spawn the processes as daemons.
     """
-    env = torchrun_env()
-    if env is not None:
-        _launch_under_torchrun(cfg, env, func)
-        return
-    local_size = max(cfg.NUM_GPUS, 1)
-    world_size = local_size * cfg.NUM_SHARDS
-    if world_size == 1:
+    plan = plan_launch(cfg, init_method)
+    cfg.NUM_SHARDS, cfg.SHARD_ID = plan.num_shards, plan.shard_id
+    _check_batch_divisible(cfg, plan.world_size)
+    if plan.world_size == 1:
         seed_process(cfg.RNG_SEED)
         func(cfg=cfg)
         return
-    _check_batch_divisible(cfg, world_size)
-    if init_method is None:
-        if cfg.NUM_SHARDS > 1:
-            raise ConfigError(f"NUM_SHARDS: {cfg.NUM_SHARDS} machines need --init_method tcp://<shard 0 host>:<port>")
-        init_method = free_local_init_method()
-    args = (local_size, func, init_method, cfg.SHARD_ID, cfg.NUM_SHARDS, backend_for(cfg), cfg)
-    if local_size == 1:
+    if plan.source != "pyslowfast" and plan.rank == 0:
+        logger.info("%s: %d processes on %d machine(s) meet at %s", plan.source, plan.world_size, plan.num_shards,
+                    plan.init_method)
+    if not plan.spawn:
+        _run_in_world(cfg, func, plan.rank, plan.world_size, plan.init_method, plan.backend, plan.local_rank,
+                      plan.local_size)
+        return
+    args = (plan.local_size, func, plan.init_method, plan.shard_id, plan.num_shards, plan.backend, cfg)
+    if plan.local_size == 1:
         _run_spawned(0, *args)
     else:
-        mp.spawn(_run_spawned, nprocs=local_size, args=args, daemon=daemon)
-
-
-def _launch_under_torchrun(cfg, env: dict[str, int], func: Callable[..., Any]) -> None:
-    """Join torchrun's world as this process and run func; SHARD_ID / NUM_SHARDS follow torchrun's layout."""
-    local_size, world_size = env["LOCAL_WORLD_SIZE"], env["WORLD_SIZE"]
-    if cfg.NUM_GPUS > 0 and cfg.NUM_GPUS != local_size:
-        raise ConfigError(
-            f"NUM_GPUS: {cfg.NUM_GPUS}, but torchrun started {local_size} processes per machine "
-            f"(--nproc_per_node); they must agree"
-        )
-    cfg.NUM_SHARDS = world_size // local_size
-    cfg.SHARD_ID = env["GROUP_RANK"]
-    _check_batch_divisible(cfg, world_size)
-    if world_size == 1:
-        seed_process(cfg.RNG_SEED)
-        func(cfg=cfg)
-        return
-    _run_in_world(cfg, func, env["RANK"], world_size, "env://", backend_for(cfg), env["LOCAL_RANK"], local_size)
+        mp.spawn(_run_spawned, nprocs=plan.local_size, args=args, daemon=daemon)
 
 
 # ------------------------------------------------------------------ CPU multi-process helper

@@ -3,7 +3,8 @@
 `log_json_stats(stats)` logs one line `json_stats: {...}` (keys sorted, floats to 6 significant digits), which
 PySlowFast users grep and parse, and appends the same JSON to OUTPUT_DIR/json_stats.log on the main process.
 `TrainMeter` collects per-iteration losses, learning rate and timings and emits a "train_iter" line every
-LOG_PERIOD iterations and a "train_epoch" line per epoch.
+LOG_PERIOD iterations and a "train_epoch" line per epoch; given a TensorBoard writer (TENSORBOARD.ENABLE), it writes
+the same numbers there.
 
 Timings are wall-clock seconds: dt_data is the wait for the batch, dt_net the rest of the iteration (forward,
 backward, step), dt their sum. On the GPU, dt_net includes the device time only where the step synchronises
@@ -122,14 +123,17 @@ class TrainMeter:
     Args:
         epoch_iters: iterations per epoch (len(train_loader)).
         cfg: reads SOLVER.MAX_EPOCH, LOG_PERIOD, OUTPUT_DIR and NUM_GPUS.
+        writer: a `visualization.tensorboard.TensorboardWriter` (or None): "train_iter" stats at the global
+            iteration epoch x epoch_iters + iteration + 1, "train_epoch" stats at the 1-based epoch.
     """
 
-    def __init__(self, epoch_iters: int, cfg):
+    def __init__(self, epoch_iters: int, cfg, writer=None):
         self.epoch_iters = epoch_iters
         self.max_epoch = cfg.SOLVER.MAX_EPOCH
         self.log_period = max(1, cfg.LOG_PERIOD)
         self.output_dir = cfg.OUTPUT_DIR
         self.on_gpu = cfg.NUM_GPUS > 0
+        self.writer = writer
         self.losses: dict[str, ScalarMeter] = {}
         self.iter_time = ScalarMeter(self.log_period)
         self.data_time = ScalarMeter(self.log_period)
@@ -212,6 +216,8 @@ class TrainMeter:
             **self._common_stats(whole_epoch=False),
         }
         log_json_stats(stats, self.output_dir)
+        if self.writer is not None:
+            self.writer.add_stats(stats, done)
         return stats
 
     def log_epoch_stats(self, cur_epoch: int) -> dict[str, Any]:
@@ -230,4 +236,7 @@ class TrainMeter:
             **self._common_stats(whole_epoch=True),
         }
         log_json_stats(stats, self.output_dir)
+        if self.writer is not None:
+            self.writer.add_stats(stats, cur_epoch + 1)
+            self.writer.flush()
         return stats

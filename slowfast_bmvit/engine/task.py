@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slowfast_bmvit.config import ConfigError
 from slowfast_bmvit.models.criterion import build_criterion
 from slowfast_bmvit.models.flip_average import flip_averaged_box_probabilities, test_time_outputs
 from slowfast_bmvit.models.postprocess import postprocess_from_cfg
@@ -47,6 +48,9 @@ class DetectionTask:
     """Loss and inference of one model under one config."""
 
     def __init__(self, cfg, model: nn.Module):
+        if not cfg.DETECTION.ENABLE:
+            raise ConfigError("DETECTION.ENABLE: the training and test loops are detection loops; set it True "
+                              "(upstream's clip classification training is not offered)")
         self.cfg = cfg
         self.roi_model = uses_input_boxes(model)
         self.criterion = None if self.roi_model else build_criterion(cfg)

@@ -2,8 +2,9 @@
 
 Written to OUTPUT_DIR: the detections (AVA CSV, or frame_detections_test.npz for UCF101-24 / JHMDB, see
 evaluation/act.py), `test_results.json` (per-class AP, mAP, group mAPs; video-mAP for UCF101-24 / JHMDB),
-`test_results.txt` (the printed report), a per-class AP bar
-plot, and DEMO.NUM_VIS_KEYFRAMES keyframes with the detections of p(actor) > 0.5 drawn.
+`test_results.txt` (the printed report), a per-class AP bar plot, DEMO.NUM_VIS_KEYFRAMES keyframes with the
+detections of p(actor) > 0.5 drawn, with TEST.SAVE_RESULTS_PATH the raw per-clip detections (pickle), and with
+TENSORBOARD.ENABLE the metric and AP plots in the event files.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 from typing import Any, Sequence
 
 import cv2
@@ -18,8 +20,10 @@ import simplejson
 
 from slowfast_bmvit.datasets import construct_loader
 from slowfast_bmvit.models import build_model
+from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
 from slowfast_bmvit.utils.seeding import seed_everything
+from slowfast_bmvit.visualization.tensorboard import open_tensorboard
 
 from . import checkpoint as cu
 from . import distributed as du
@@ -58,6 +62,25 @@ def write_results(cfg, result: dict) -> str:
     with open(os.path.join(cfg.OUTPUT_DIR, "test_results.txt"), "w") as handle:
         handle.write("\n".join(result["report_lines"]) + "\n")
     return json_path
+
+
+def save_raw_detections(path: str, detections: Sequence[dict[str, Any]]) -> str:
+    """Pickle the per-clip detections to `path` (atomically): a list, in dataset order, of dicts with "boxes" [k, 4]
+    (x1, y1, x2, y2 as fractions of the original frame), "class_scores" [k, C], "actor_scores" [k] as float32 numpy
+    arrays, and the clip's "meta" dict. Readable without torch."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "numpy"):
+            return value.detach().cpu().numpy()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in value.items()}
+        return value
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.partial"
+    with open(partial, "wb") as handle:
+        pickle.dump([plain(clip) for clip in detections], handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)
+    return path
 
 
 def column_class_names(dataset, num_classes: int) -> list[str]:
@@ -104,9 +127,12 @@ def test(cfg) -> dict | None:
     """Test `cfg.MODEL.MODEL_NAME` on TEST.DATASET; returns the metric dict on the main process."""
     seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
     setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
+    writer = open_tensorboard(cfg, du.is_master_proc())
     model = build_model(cfg)
-    cu.load_test_checkpoint(cfg, model)
+    tested = cu.load_test_checkpoint(cfg, model)
     task = DetectionTask(cfg, model).to(device_of(cfg))
+    if cfg.LOG_MODEL_INFO and du.is_master_proc():
+        log_model_info(du.unwrap_model(model), cfg, cfg.DATA.TEST_CROP_SIZE)
     prepare_data(cfg, [cfg.TEST.DATASET])
     loader = construct_loader(cfg, "test")
     detections = run_inference(cfg, loader, model, task, desc="test")
@@ -117,8 +143,17 @@ def test(cfg) -> dict | None:
     write_results(cfg, result)
     for path in write_visualisations(cfg, dataset, detections, result):
         logger.info("wrote %s", path)
+    if cfg.TEST.SAVE_RESULTS_PATH:
+        path = save_raw_detections(os.path.join(cfg.OUTPUT_DIR, cfg.TEST.SAVE_RESULTS_PATH), detections)
+        logger.info("wrote %s", path)
     video_maps = {f"video_map@{key}": value for key, value in result.get("video_mAP", {}).items()}
-    log_json_stats({"_type": "test", "map": result["mAP"], **video_maps, "num_clips": len(detections)}, cfg.OUTPUT_DIR)
+    stats = {"_type": "test", "map": result["mAP"], **video_maps, "num_clips": len(detections)}
+    log_json_stats(stats, cfg.OUTPUT_DIR)
+    if writer is not None:
+        step = cu.completed_epochs(tested) or 0
+        writer.add_stats(stats, step)
+        writer.add_evaluation("test", result, step)
+        writer.close()
     # The report goes to stdout as plain lines (the last one is the mAP) and to the log file.
     for line in result["report_lines"]:
         logger.debug(line)

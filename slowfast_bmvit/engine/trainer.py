@@ -16,8 +16,10 @@ from tqdm import tqdm
 
 from slowfast_bmvit.datasets import construct_loader, prepare_dataset, set_loader_epoch
 from slowfast_bmvit.models import build_model
+from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
 from slowfast_bmvit.utils.seeding import seed_everything
+from slowfast_bmvit.visualization.tensorboard import open_tensorboard
 
 from . import checkpoint as cu
 from . import distributed as du
@@ -111,14 +113,18 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
     meter.reset()
 
 
-def validate(cfg, loader, model, task: DetectionTask, epoch: int) -> dict | None:
-    """Detections on the validation split and its official metric (on the main process; None elsewhere)."""
+def validate(cfg, loader, model, task: DetectionTask, epoch: int, writer=None) -> dict | None:
+    """Detections on the validation split and its official metric (on the main process; None elsewhere), also
+    written to the TensorBoard `writer` when given."""
     detections = run_inference(cfg, loader, model, task, desc=f"val {epoch + 1}")
     if not du.is_master_proc():
         return None
     result = evaluate_detections(cfg, loader.dataset.dataset, detections, "val")
-    log_json_stats({"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "map": result["mAP"]},
-                   cfg.OUTPUT_DIR)
+    stats = {"_type": "val_epoch", "epoch": f"{epoch + 1}/{cfg.SOLVER.MAX_EPOCH}", "map": result["mAP"]}
+    log_json_stats(stats, cfg.OUTPUT_DIR)
+    if writer is not None:
+        writer.add_stats(stats, epoch + 1)
+        writer.add_evaluation("val", result, epoch + 1)
     logger.info("val epoch %d: mAP %.4f", epoch + 1, result["mAP"])
     return result
 
@@ -149,6 +155,9 @@ def train(cfg) -> torch.nn.Module:
     device = device_of(cfg)
     model = build_model(cfg)
     task = DetectionTask(cfg, model).to(device)
+    if cfg.LOG_MODEL_INFO and du.is_master_proc():
+        log_model_info(du.unwrap_model(model), cfg, cfg.DATA.TRAIN_CROP_SIZE)
+    writer = open_tensorboard(cfg, du.is_master_proc())
     optimizer = construct_optimizer(model, cfg)
     scaler = None
     if cfg.TRAIN.MIXED_PRECISION and cfg.TRAIN.MIXED_PRECISION_DTYPE == "float16":
@@ -171,7 +180,7 @@ def train(cfg) -> torch.nn.Module:
             # Multigrid's long cycle changes clip shape and batch size between epochs: a new loader each time.
             train_loader = construct_loader(cfg, "train")
             iters_per_epoch = len(train_loader)
-            meter = TrainMeter(iters_per_epoch, cfg)
+            meter = TrainMeter(iters_per_epoch, cfg, writer)
             logger.info("epoch %d: %d iterations of %d clips (%d x %d x %d)%s", epoch + 1, iters_per_epoch,
                         cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE,
                         _short_cycle_note(cfg, multigrid))
@@ -183,5 +192,7 @@ def train(cfg) -> torch.nn.Module:
         if cu.is_checkpoint_epoch(cfg, epoch, stages) or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler)
         if val_loader is not None and cu.is_eval_epoch(cfg, epoch, stages):
-            validate(cfg, val_loader, model, task, epoch)
+            validate(cfg, val_loader, model, task, epoch, writer)
+    if writer is not None:
+        writer.close()
     return du.unwrap_model(model)

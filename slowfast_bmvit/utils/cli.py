@@ -28,7 +28,8 @@ def build_parser(description: str, add_arguments: Callable[[argparse.ArgumentPar
     parser.add_argument("--cfg", dest="cfg_files", nargs="+", required=True, metavar="CFG",
                         help="one or more config files; each is run as a separate job, in order")
     parser.add_argument("--init_method", default="tcp://localhost:9999",
-                        help="torch.distributed init method for multi-process jobs (tcp://host:port, or env://)")
+                        help="torch.distributed init method for multi-process jobs (tcp://host:port of shard 0); "
+                             "not used under torchrun or SLURM, whose variables say where to meet")
     parser.add_argument("--num_shards", type=int, default=None,
                         help="number of machines (overrides NUM_SHARDS)")
     parser.add_argument("--shard_id", type=int, default=None,

@@ -86,3 +86,37 @@ def count_gflops(model: nn.Module, inputs: Sequence[Any]) -> float:
     finally:
         model.train(was_training)
     return total / 1e9
+
+
+def example_inputs(model: nn.Module, cfg, crop_size: int, num_boxes: int = 1,
+                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """The inputs of one clip [1, C, DATA.NUM_FRAMES, crop_size, crop_size] (zeros) for `model`; a model that reads
+    person boxes (`uses_input_boxes`, the two-stage baseline) also gets `num_boxes` boxes [R, 5] (batch index, x1,
+    y1, x2, y2 in input pixels) spread over the frame."""
+    clip = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM[0], cfg.DATA.NUM_FRAMES, crop_size, crop_size, device=device)
+    if not getattr(model, "uses_input_boxes", False):
+        return (clip,)
+    corners = torch.linspace(0, crop_size / 2, num_boxes, device=device)
+    boxes = torch.stack([torch.zeros_like(corners), corners, corners, corners + crop_size / 2,
+                         corners + crop_size / 2], dim=1)
+    return (clip, boxes)
+
+
+def log_model_info(model: nn.Module, cfg, crop_size: int) -> tuple[int, float | None]:
+    """Log the parameter count and GFLOPs of one clip at `crop_size` (LOG_MODEL_INFO); returns both.
+
+    Counting traces the model with torch.jit; a model the tracer cannot follow gets a warning and GFLOPs None
+    rather than stopping the run.
+    """
+    params = count_parameters(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    device = next(model.parameters()).device
+    try:
+        gflops: float | None = count_gflops(model, example_inputs(model, cfg, crop_size, device=device))
+    except Exception as err:  # noqa: BLE001 - an informational count must not end a training run
+        logger.warning("GFLOPs not counted (%s: %s)", type(err).__name__, " ".join(str(err).split())[:200])
+        gflops = None
+    clip = f"{cfg.DATA.NUM_FRAMES}x{crop_size}x{crop_size}"
+    logger.info("model %s: %s parameters (%s trainable), %s GFLOPs per %s clip", type(model).__name__,
+                f"{params:,}", f"{trainable:,}", "?" if gflops is None else f"{gflops:.3f}", clip)
+    return params, gflops
