@@ -189,6 +189,10 @@ class MultiScaleAttention(nn.Module):
         self.separate_qkv = separate_qkv
         self.residual_pooling = residual_pooling
         self.attn_impl = attn_impl
+        # When True (models/attention_capture.py sets it), forward takes the explicit path and keeps its softmax
+        # weights [B, heads, Nq, Nk] in `attention_weights`; the default path stays fused.
+        self.capture_weights = False
+        self.attention_weights: torch.Tensor | None = None
 
         if pool_first or separate_qkv:
             self.q = nn.Linear(dim, dim_out, bias=qkv_bias)
@@ -263,7 +267,7 @@ class MultiScaleAttention(nn.Module):
             self.rel_pos_h if self.rel_pos_spatial else None,
             self.rel_pos_w if self.rel_pos_spatial else None,
         )
-        if self.attn_impl == "sdpa":
+        if self.attn_impl == "sdpa" and not self.capture_weights:
             out = self._attend_sdpa(q, k, v, bias, s)
         else:
             out = self._attend_explicit(q, k, v, bias, s)
@@ -294,6 +298,8 @@ class MultiScaleAttention(nn.Module):
             grid_block = attn[:, :, s:, s:]
             attn[:, :, s:, s:] = (grid_block.reshape(bias.shape) + bias.to(attn.dtype)).reshape(grid_block.shape)
         attn = attn.float().softmax(dim=-1).to(v.dtype)
+        if self.capture_weights:
+            self.attention_weights = attn.detach()
         return attn @ v
 
 
