@@ -21,7 +21,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from .frame_io import decode_image
+from .frame_io import clip_frame_indices, decode_image
 from .video_io import VideoReadError, build_video_index
 
 logger = logging.getLogger(__name__)
@@ -141,3 +141,22 @@ def open_frame_source(path: str | os.PathLike, folder_fps: float = 30.0) -> Fram
     if not path.is_file():
         raise InputError(f"{path}: no such video file or frame folder")
     return _open_video(path, folder_fps)
+
+
+def read_clip(source: FrameSource, center: int, num_frames: int, sampling_rate: int) -> np.ndarray:
+    """The clip of `num_frames` frames every `sampling_rate` centred on frame `center` (0-based, PySlowFast's rule
+    `clip_frame_indices`, clamped to the video): uint8 RGB [num_frames, H, W, 3]. Decodes up to its last frame."""
+    if not 0 <= center < source.num_frames:
+        raise InputError(f"{source.path}: frame {center} is outside its {source.num_frames} frames "
+                         f"({source.num_frames / float(source.fps):.2f} s at {float(source.fps):g} fps)")
+    indices = clip_frame_indices(center, num_frames, sampling_rate, source.num_frames)
+    wanted, last = set(indices.tolist()), int(indices.max())
+    kept: dict[int, np.ndarray] = {}
+    for index, frame in enumerate(source.frames()):
+        if index in wanted:
+            kept[index] = frame
+        if index >= last:
+            break
+    if len(kept) < len(wanted):
+        raise InputError(f"{source.path}: decoding stopped before frame {last} ({len(kept)} of the clip's frames read)")
+    return np.stack([kept[int(i)] for i in indices])

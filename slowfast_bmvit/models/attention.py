@@ -190,9 +190,11 @@ class MultiScaleAttention(nn.Module):
         self.residual_pooling = residual_pooling
         self.attn_impl = attn_impl
         # When True (models/attention_capture.py sets it), forward takes the explicit path and keeps its softmax
-        # weights [B, heads, Nq, Nk] in `attention_weights`; the default path stays fused.
+        # weights [B, heads, Nq, Nk] in `attention_weights` and the (query, key) grids in `attention_grids`; the
+        # default path stays fused.
         self.capture_weights = False
         self.attention_weights: torch.Tensor | None = None
+        self.attention_grids: tuple[Grid, Grid] | None = None
 
         if pool_first or separate_qkv:
             self.q = nn.Linear(dim, dim_out, bias=qkv_bias)
@@ -259,6 +261,8 @@ class MultiScaleAttention(nn.Module):
         batch = x.shape[0]
         q, k, v, q_thw, k_thw = self._qkv(x, thw)
         s = 1 if self.has_cls_embed else 0
+        if self.capture_weights:
+            self.attention_grids = (q_thw, k_thw)
         bias = rel_pos_bias(
             q[:, :, s:],
             q_thw,

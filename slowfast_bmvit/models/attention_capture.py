@@ -23,18 +23,23 @@ from .attention import MultiScaleAttention
 
 
 class CapturedAttention:
-    """The weights one forward pass through a captured module produced ([B, heads, Nq, Nk]; None before it)."""
+    """What the last forward pass through a captured module produced: `weights` [B, heads, Nq, Nk] and `grids`
+    ((qt, qh, qw), (kt, kh, kw)) of the query and key tokens; None before it."""
 
     def __init__(self, module: MultiScaleAttention):
         self._module: MultiScaleAttention | None = module
-        self._weights: torch.Tensor | None = None
+        self._kept: tuple = (None, None)
 
     @property
     def weights(self) -> torch.Tensor | None:
-        return self._module.attention_weights if self._module is not None else self._weights
+        return self._module.attention_weights if self._module is not None else self._kept[0]
+
+    @property
+    def grids(self):
+        return self._module.attention_grids if self._module is not None else self._kept[1]
 
     def _release(self) -> None:
-        self._weights = self._module.attention_weights
+        self._kept = (self._module.attention_weights, self._module.attention_grids)
         self._module = None
 
 
@@ -49,10 +54,10 @@ def last_attention_module(model: nn.Module) -> MultiScaleAttention:
 @contextmanager
 def capture_attention(module: MultiScaleAttention) -> Iterator[CapturedAttention]:
     """Keep `module`'s attention weights of the forward passes run inside the block (the last one wins)."""
-    module.capture_weights, module.attention_weights = True, None
+    module.capture_weights, module.attention_weights, module.attention_grids = True, None, None
     captured = CapturedAttention(module)
     try:
         yield captured
     finally:
         captured._release()
-        module.capture_weights, module.attention_weights = False, None
+        module.capture_weights, module.attention_weights, module.attention_grids = False, None, None

@@ -1,0 +1,156 @@
+"""BMViT in deployable form: ONNX and TorchScript files that map a clip to the triplets.
+
+The exported function is `InferenceForm`: clip [B, 3, T, H, W] (normalised as DATA.MEAN / DATA.STD, frames resized
+as the test resizes them) -> boxes [B, N, 4] (cx, cy, w, h) as fractions of the clip, actor logits [B, N, 2]
+(index 1 = actor) and class logits [B, N, C], exactly what `model(clip)` returns (flip-averaged when
+TEST.FLIP_AVERAGE, as the test reads it). Post-processing (threshold, NMS, top-k, mapping boxes to the frame) stays
+in Python: `postprocess_detections` reads the three arrays as they come out. The batch size is a dynamic axis.
+
+ONNX goes through `torch.onnx.export` (the torch.export-based exporter; needs the onnx and onnxscript packages) with
+the attention modules switched to their explicit formulation, which gives the same numbers and, unlike the fused
+kernel, exports; onnxruntime, when installed, runs the file to check it.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from slowfast_bmvit.models import attention
+from slowfast_bmvit.models.attention import MultiScaleAttention
+from slowfast_bmvit.models.flip_average import flip_averaged_outputs
+from slowfast_bmvit.models.postprocess import class_activation
+
+from .task import unwrap
+
+FORMATS = ("onnx", "torchscript")
+OUTPUT_NAMES = ("boxes", "actor_logits", "class_logits")
+
+
+class InferenceForm(nn.Module):
+    """clip [B, 3, T, H, W] -> (boxes [B, N, 4], actor_logits [B, N, 2], class_logits [B, N, C]) of a BMViT."""
+
+    def __init__(self, model: nn.Module, flip_average: bool = False, activation: str = "sigmoid"):
+        super().__init__()
+        self.model = unwrap(model)
+        self.flip_average, self.activation = flip_average, activation
+
+    @classmethod
+    def from_cfg(cls, model: nn.Module, cfg) -> "InferenceForm":
+        """TEST.FLIP_AVERAGE and BMVIT.CLASS_LOSS's class activation, as the test runs the model."""
+        return cls(model, cfg.TEST.FLIP_AVERAGE, class_activation(cfg))
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.flip_average:
+            outputs = flip_averaged_outputs(self.model, clip, self.activation)
+        else:
+            outputs = self.model(clip)
+        return outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
+
+
+def example_clip(cfg, batch_size: int = 1, seed: int = 0) -> torch.Tensor:
+    """A random normalised clip [batch_size, 3, DATA.NUM_FRAMES, TEST_CROP_SIZE, TEST_CROP_SIZE]."""
+    size = cfg.DATA.TEST_CROP_SIZE
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch_size, 3, cfg.DATA.NUM_FRAMES, size, size, generator=generator)
+
+
+@contextmanager
+def explicit_attention(model: nn.Module) -> Iterator[None]:
+    """Run every MultiScaleAttention of `model` through the explicit (matmul) formulation inside the block.
+
+    The relative-position index cache is emptied on the way out: tracing fills it with the tracer's placeholder
+    tensors, which later eager calls must not reuse.
+    """
+    modules = [module for module in model.modules() if isinstance(module, MultiScaleAttention)]
+    previous = [module.attn_impl for module in modules]
+    for module in modules:
+        module.attn_impl = "explicit"
+    try:
+        yield
+    finally:
+        for module, impl in zip(modules, previous):
+            module.attn_impl = impl
+        attention._rel_pos_index.cache_clear()
+
+
+def export_torchscript(form: InferenceForm, clip: torch.Tensor, path: str | Path) -> Path:
+    """Trace `form` on `clip` and save it (torch.jit.load reads it back, no Python source needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        traced = torch.jit.trace(form.eval(), clip, check_trace=False)
+    traced.save(str(path))
+    return path
+
+
+def export_onnx(form: InferenceForm, clip: torch.Tensor, path: str | Path) -> Path:
+    """Export `form` to ONNX with a dynamic batch axis named "batch"; input "clip", outputs OUTPUT_NAMES."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    with torch.no_grad(), explicit_attention(form):
+        torch.onnx.export(form.eval(), (clip,), str(path), dynamo=True, input_names=["clip"],
+                          output_names=list(OUTPUT_NAMES), dynamic_shapes={"clip": {0: batch}}, verbose=False)
+    return path
+
+
+def run_exported(path: str | Path, fmt: str, clip: torch.Tensor) -> tuple[np.ndarray, ...]:
+    """The exported model's three outputs for `clip` (ONNX through onnxruntime on the CPU)."""
+    if fmt == "torchscript":
+        with torch.no_grad():
+            return tuple(output.numpy() for output in torch.jit.load(str(path))(clip))
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return tuple(session.run(list(OUTPUT_NAMES), {"clip": clip.numpy()}))
+
+
+@dataclass
+class ExportCheck:
+    """Largest absolute difference between the exported and the eager outputs, per output."""
+
+    max_abs_diff: dict[str, float]
+
+    def line(self) -> str:
+        return ", ".join(f"{name} {diff:.2e}" for name, diff in self.max_abs_diff.items())
+
+
+def compare_with_eager(form: InferenceForm, path: str | Path, fmt: str, clip: torch.Tensor) -> ExportCheck:
+    with torch.no_grad():
+        eager = [output.float().numpy() for output in form.eval()(clip)]
+    exported = run_exported(path, fmt, clip)
+    return ExportCheck({name: float(np.max(np.abs(a - b))) for name, a, b in zip(OUTPUT_NAMES, eager, exported)})
+
+
+def interface_description(cfg, form: InferenceForm, clip: torch.Tensor, fmt: str, checkpoint: str) -> dict:
+    """What a deployment needs to feed the file and read its outputs (written beside it as JSON)."""
+    grid = form.model.token_grid(tuple(clip.shape[2:]))
+    return {
+        "format": fmt, "checkpoint": checkpoint, "model": cfg.MODEL.MODEL_NAME,
+        "input": {"name": "clip", "shape": ["batch", 3, *clip.shape[2:]], "dtype": "float32",
+                  "frames": cfg.DATA.NUM_FRAMES, "sampling_rate": cfg.DATA.SAMPLING_RATE,
+                  "resize_mode": cfg.DATA.RESIZE_MODE, "mean_rgb": list(cfg.DATA.MEAN), "std_rgb": list(cfg.DATA.STD),
+                  "channel_order": "BGR" if cfg.AVA.BGR else "RGB", "pixel_range": "[0, 1] before normalising"},
+        "outputs": {"boxes": "[batch, N, 4] cx, cy, w, h as fractions of the clip",
+                    "actor_logits": "[batch, N, 2] softmax index 1 = p(actor)",
+                    "class_logits": f"[batch, N, {cfg.MODEL.NUM_CLASSES}] {form.activation} -> p(class); column c = "
+                                    f"AVA action id c + 1 (ACT label c)",
+                    "tokens": int(np.prod(grid)), "token_grid": list(grid)},
+        "postprocess": {"actor_thresh": cfg.BMVIT.ACTOR_THRESH, "nms_iou": cfg.BMVIT.NMS_IOU,
+                        "top_k": cfg.BMVIT.TOP_K, "score_rule": cfg.BMVIT.SCORE_RULE,
+                        "flip_averaged_inside": form.flip_average},
+    }
+
+
+def write_interface(path: str | Path, description: dict) -> Path:
+    target = Path(f"{path}.json")
+    target.write_text(json.dumps(description, indent=1) + "\n")
+    return target
