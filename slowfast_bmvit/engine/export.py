@@ -6,9 +6,9 @@ as the test resizes them) -> boxes [B, N, 4] (cx, cy, w, h) as fractions of the 
 TEST.FLIP_AVERAGE, as the test reads it). Post-processing (threshold, NMS, top-k, mapping boxes to the frame) stays
 in Python: `postprocess_detections` reads the three arrays as they come out. The batch size is a dynamic axis.
 
-ONNX goes through `torch.onnx.export` (the torch.export-based exporter; needs the onnx and onnxscript packages) with
-the attention modules switched to their explicit formulation, which gives the same numbers and, unlike the fused
-kernel, exports; onnxruntime, when installed, runs the file to check it.
+ONNX goes through `torch.onnx.export` (the torch.export-based exporter; needs the onnx and onnxscript packages);
+onnxruntime, when installed, runs the file to check it. With TEST.FLIP_AVERAGE the clips and their mirror images
+run as one batch, so the exported graph holds the network once.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import torch
 from torch import nn
 
 from slowfast_bmvit.models import attention
-from slowfast_bmvit.models.attention import MultiScaleAttention
-from slowfast_bmvit.models.flip_average import flip_averaged_outputs
+from slowfast_bmvit.models.flip_average import average_with_mirror
 from slowfast_bmvit.models.postprocess import class_activation
 
 from .task import unwrap
 
 FORMATS = ("onnx", "torchscript")
 OUTPUT_NAMES = ("boxes", "actor_logits", "class_logits")
+TRIPLET_KEYS = ("pred_boxes", "pred_actor", "pred_classes")
 
 
 class InferenceForm(nn.Module):
@@ -48,10 +48,15 @@ class InferenceForm(nn.Module):
         return cls(model, cfg.TEST.FLIP_AVERAGE, class_activation(cfg))
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.flip_average:
-            outputs = flip_averaged_outputs(self.model, clip, self.activation)
-        else:
+        if not self.flip_average:
             outputs = self.model(clip)
+            return outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
+        # The clips and their mirror images in one batch: one copy of the network in the exported graph.
+        batch = clip.shape[0]
+        both = self.model(torch.cat([clip, clip.flip(-1)]))
+        direct = {key: both[key][:batch] for key in TRIPLET_KEYS}
+        mirrored = {key: both[key][batch:] for key in TRIPLET_KEYS}
+        outputs = average_with_mirror(direct, mirrored, self.model.token_grid(tuple(clip.shape[2:])), self.activation)
         return outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
 
 
@@ -63,21 +68,12 @@ def example_clip(cfg, batch_size: int = 1, seed: int = 0) -> torch.Tensor:
 
 
 @contextmanager
-def explicit_attention(model: nn.Module) -> Iterator[None]:
-    """Run every MultiScaleAttention of `model` through the explicit (matmul) formulation inside the block.
-
-    The relative-position index cache is emptied on the way out: tracing fills it with the tracer's placeholder
-    tensors, which later eager calls must not reuse.
-    """
-    modules = [module for module in model.modules() if isinstance(module, MultiScaleAttention)]
-    previous = [module.attn_impl for module in modules]
-    for module in modules:
-        module.attn_impl = "explicit"
+def fresh_rel_pos_cache() -> Iterator[None]:
+    """Empty the attention's relative-position index cache on the way out: tracing for torch.export fills it with
+    the tracer's placeholder tensors, which later eager calls must not reuse."""
     try:
         yield
     finally:
-        for module, impl in zip(modules, previous):
-            module.attn_impl = impl
         attention._rel_pos_index.cache_clear()
 
 
@@ -96,7 +92,7 @@ def export_onnx(form: InferenceForm, clip: torch.Tensor, path: str | Path) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad(), explicit_attention(form):
+    with torch.no_grad(), fresh_rel_pos_cache():
         torch.onnx.export(form.eval(), (clip,), str(path), dynamo=True, input_names=["clip"],
                           output_names=list(OUTPUT_NAMES), dynamic_shapes={"clip": {0: batch}}, verbose=False)
     return path

@@ -278,7 +278,9 @@ class MultiScaleAttention(nn.Module):
         if self.residual_pooling:
             # The pooled (normalised, unscaled) query joins the output of every grid token, not the class token.
             out = out + (F.pad(q[:, :, s:], (0, 0, s, 0)) if s else q)
-        out = out.transpose(1, 2).reshape(batch, -1, self.dim_out)
+        # contiguous + view (not reshape, the same copy or none): exported graphs (ONNX) decompose the fused kernel
+        # into ops whose output strides differ from the kernel's, where reshape's traced view would be invalid.
+        out = out.transpose(1, 2).contiguous().view(batch, -1, self.dim_out)
         return self.proj_drop(self.proj(out)), q_thw
 
     @staticmethod

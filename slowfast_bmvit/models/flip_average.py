@@ -58,11 +58,18 @@ def flip_averaged_outputs(model: nn.Module, inputs: Tensor, activation: str = "s
     Returns:
         the model's output dict (float32) with pred_boxes, pred_actor and pred_classes replaced by the averages.
     """
+    return average_with_mirror(model(inputs), model(inputs.flip(-1)), model.token_grid(tuple(inputs.shape[2:])),
+                               activation)
+
+
+def average_with_mirror(direct: dict[str, Tensor], mirrored: dict[str, Tensor], grid: tuple[int, int, int],
+                        activation: str = "sigmoid") -> dict[str, Tensor]:
+    """The averaging of `flip_averaged_outputs`, given the model's outputs for the clips (`direct`) and for their
+    mirror images (`mirrored`, as the model returned them) over a token grid (S, H', W')."""
     if activation not in ("sigmoid", "softmax"):
         raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
-    direct = {key: value.float() for key, value in model(inputs).items()}
-    mirrored = mirror_triplets({key: value.float() for key, value in model(inputs.flip(-1)).items()},
-                               model.token_grid(tuple(inputs.shape[2:])))
+    direct = {key: value.float() for key, value in direct.items()}
+    mirrored = mirror_triplets({key: value.float() for key, value in mirrored.items()}, grid)
 
     def mean_probability(activation, key: str) -> Tensor:
         return ((activation(direct[key]) + activation(mirrored[key])) / 2).clamp(_PROBABILITY_FLOOR,
