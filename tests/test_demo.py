@@ -26,6 +26,7 @@ from slowfast_bmvit.datasets.label_maps import column_names_from_cfg
 from slowfast_bmvit.engine.demo import (CSV_NAME, JSON_NAME, VIDEO_NAME, KeyframeResult, interpolate_keyframes,
                                         keyframe_clips, run_demo)
 from slowfast_bmvit.evaluation.iou import iou_pairs
+from slowfast_bmvit.evaluation.tubes import GreedyLinker
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.visualization.boxes import box_pixels
 from slowfast_bmvit.visualization.tracks import TRACK_PALETTE, track_color, track_line_thickness
@@ -161,6 +162,29 @@ def test_interpolation_between_keyframes():
     assert ids.tolist() == [3, 4]
     np.testing.assert_allclose(boxes[0], [0.14, 0.1, 0.34, 0.5])
     assert interpolate_keyframes(before, None, 17)[1].tolist() == [3, 4]
+
+
+def test_tracks_of_two_overlapping_people_do_not_swap():
+    """Person A (track 0) is more confident; at frame 2 person B's detection scores higher and still overlaps A's
+    last box enough to be linked: ACT's score rule gives it to A, the IoU rule keeps each person on its track."""
+    frame1 = np.array([[1, 0.10, 0.1, 0.30, 0.9, 0.9], [1, 0.16, 0.1, 0.36, 0.9, 0.5]])
+    frame2 = np.array([[2, 0.17, 0.1, 0.37, 0.9, 0.8], [2, 0.11, 0.1, 0.31, 0.9, 0.7]])
+    for by, expected in (("score", [0, 1]), ("iou", [1, 0])):
+        linker = GreedyLinker(0.3, 1, plus_one=False, keep_rows=False, by=by)
+        assert linker.step(1, frame1).tolist() == [0, 1]
+        assert linker.step(2, frame2).tolist() == expected, by
+        assert linker.step(5, frame2[:1]).tolist() == [2]  # both tracks ended after a gap of 2 > max_gap 1
+
+
+def test_online_linker_ids_agree_with_and_without_kept_rows():
+    rng = np.random.default_rng(1)
+    kept, lean = GreedyLinker(0.3, 2, plus_one=False), GreedyLinker(0.3, 2, plus_one=False, keep_rows=False)
+    for frame in range(30):
+        boxes = rng.uniform(0, 0.6, (4, 2))
+        dets = np.column_stack([np.full(4, frame), boxes, boxes + 0.3, rng.uniform(0, 1, 4)])
+        dets = dets[np.argsort(-dets[:, 5])][: rng.integers(0, 5)]
+        assert kept.step(frame, dets).tolist() == lean.step(frame, dets).tolist()
+    assert sorted(i for i, _ in kept.tubes()) == list(range(len(kept.tubes())))
 
 
 # ------------------------------------------------------------------------------------------------ the run

@@ -9,7 +9,8 @@ One pass over the input, in constant memory whatever its length:
    (TEST.FLIP_AVERAGE, then the triplets with p(actor) > BMVIT.ACTOR_THRESH, NMS and TOP_K: postprocess.py), on the
    GPU under bf16 autocast when NUM_GPUS > 0;
 3. the persons of successive keyframes are linked into tracks (evaluation/tubes.py's greedy linker, class
-   agnostic, ranked by p(actor); DEMO.TRACK_IOU, DEMO.TRACK_MAX_GAP keyframes), so each person keeps an id;
+   agnostic, pairs taken by IoU with the track's last box; DEMO.TRACK_IOU, DEMO.TRACK_MAX_GAP keyframes), so each
+   person keeps an id;
 4. a second decoder of the same input follows one keyframe behind and draws every frame: the box of each track
    and its DEMO.TOP_K_ACTIONS actions, box and scores linearly interpolated between the two keyframes around the
    frame (a track seen at one of them only is drawn on the frames nearer to it), then encodes it (H.264).
@@ -298,7 +299,7 @@ def run_demo(cfg, model: nn.Module, source: FrameSource, output_dir: str | os.Pa
     labels = DemoLabels.from_column_names(column_names)
     device = next(model.parameters()).device
     demo = cfg.DEMO
-    linker = GreedyLinker(demo.TRACK_IOU, demo.TRACK_MAX_GAP, plus_one=False, keep_rows=False)
+    linker = GreedyLinker(demo.TRACK_IOU, demo.TRACK_MAX_GAP, plus_one=False, keep_rows=False, by="iou")
     model.eval()
     start = time.perf_counter()
     keyframes, detections, track_ids = 0, 0, set()

@@ -126,15 +126,22 @@ class GreedyLinker:
     """The greedy linker, online: feed it the frames in order, it tells which tube each detection continues.
 
     Each `step(frame, dets)` (dets [K, 6+] rows (frame, x1, y1, x2, y2, score, ...), score-sorted, descending)
-    ends the live tubes unmatched for more than ``max_gap`` frames, lets the live tubes (best mean score first) take
-    in turn the best free detection with IoU >= ``link_iou`` to their last box, starts a new tube for every other
-    detection, and returns the tube id of every detection [K] (ids count from 0 in order of creation).
+    ends the live tubes unmatched for more than ``max_gap`` frames, continues live tubes with detections whose IoU
+    with the tube's last box is >= ``link_iou``, starts a new tube for every other detection, and returns the tube id
+    of every detection [K] (ids count from 0 in order of creation). Which detection continues which tube:
+    - ``by="score"`` (ACT's rule, `link_tubes`): the live tubes, best mean score first, each take the
+      highest-scoring eligible free detection;
+    - ``by="iou"`` (identity tracking): the (tube, detection) pairs are taken in descending IoU, each when both are
+      still free, so that of two overlapping persons each keeps its own tube.
     With ``keep_rows`` every tube keeps all its rows (`tubes()` returns them); without, only the last row and a
     running score sum, so that a linker over a long video holds memory for its live tubes only.
     """
 
-    def __init__(self, link_iou: float, max_gap: int, plus_one: bool = True, keep_rows: bool = True):
-        self.link_iou, self.max_gap, self.plus_one, self.keep_rows = link_iou, max_gap, plus_one, keep_rows
+    def __init__(self, link_iou: float, max_gap: int, plus_one: bool = True, keep_rows: bool = True,
+                 by: str = "score"):
+        if by not in ("score", "iou"):
+            raise ValueError(f"GreedyLinker.by must be 'score' or 'iou', got {by!r}")
+        self.link_iou, self.max_gap, self.plus_one, self.keep_rows, self.by = link_iou, max_gap, plus_one, keep_rows, by
         self._live: list[_LinkedTube] = []
         self._done: list[_LinkedTube] = []
         self._next_id = 0
@@ -156,14 +163,25 @@ class GreedyLinker:
                 if self.keep_rows:
                     self._done.append(tube)
                 continue
-            if free.any():
-                ious = iou_pairs(dets[:, 1:5], tube.last[None, 1:5], plus_one=self.plus_one)
-                ok = np.flatnonzero(free & (ious >= self.link_iou))
-                if len(ok):  # dets are score-sorted: the first eligible is the best
-                    tube.append(dets[ok[0]])
-                    free[ok[0]] = False
-                    ids[ok[0]] = tube.id
             still.append(tube)
+        if self.by == "score":
+            for tube in still:
+                if free.any():
+                    ious = iou_pairs(dets[:, 1:5], tube.last[None, 1:5], plus_one=self.plus_one)
+                    ok = np.flatnonzero(free & (ious >= self.link_iou))
+                    if len(ok):  # dets are score-sorted: the first eligible is the best
+                        self._continue(tube, dets, ok[0], free, ids)
+        elif still and len(dets):
+            ious = iou_matrix(np.array([tube.last[1:5] for tube in still]), dets[:, 1:5], self.plus_one)
+            ious = np.nan_to_num(ious, nan=0.0)  # empty boxes
+            taken = np.zeros(len(still), dtype=bool)
+            for pair in np.argsort(-ious, axis=None, kind="stable"):
+                t, d = np.unravel_index(pair, ious.shape)
+                if ious[t, d] < self.link_iou:
+                    break
+                if not taken[t] and free[d]:
+                    taken[t] = True
+                    self._continue(still[t], dets, d, free, ids)
         for index in np.flatnonzero(free):
             tube = _LinkedTube(self._next_id, dets[index], self.keep_rows)
             self._next_id += 1
@@ -171,6 +189,12 @@ class GreedyLinker:
             still.append(tube)
         self._live = still
         return ids
+
+    @staticmethod
+    def _continue(tube: "_LinkedTube", dets: np.ndarray, index: int, free: np.ndarray, ids: np.ndarray) -> None:
+        tube.append(dets[index])
+        free[index] = False
+        ids[index] = tube.id
 
     def tubes(self) -> list[tuple[int, list[np.ndarray]]]:
         """(id, rows) of every tube, ended ones first (in the order they ended), then the live ones (needs
