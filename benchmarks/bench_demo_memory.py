@@ -4,7 +4,9 @@ Two generated videos of SynthAVA val scenes (the frames of data_synth's val vide
 (default 1 and 10) run through `tools/demo_net.py` with a trained checkpoint, each in a fresh process that reports
 its own peak RSS (getrusage) when done. A large DEMO.STRIDE (--stride frames between keyframes) keeps the run cheap
 while every frame is still decoded twice, drawn and encoded; a last run at DEMO.STRIDE 8 (--speed-stride) on the
-shortest video measures clips/s at the demo's keyframe rate. Writes a Markdown table.
+shortest video measures clips/s at the demo's keyframe rate. Then the demo runs on each of --inputs (default: a
+SynthAVA val video and ../shared/data/videos/vtest.avi) at its default DEMO.STRIDE, and the annotated video is
+decoded back and compared with the input: frame count and size. Writes Markdown tables.
 
     python benchmarks/bench_demo_memory.py                        # after `make demo`: its checkpoint and SynthAVA
     python benchmarks/bench_demo_memory.py --minutes 1 10 --stride 150 --out benchmarks/results/demo_memory.md
@@ -79,6 +81,19 @@ def child(video: str, output: str, cfg_file: str, opts: list[str]) -> None:
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def decoded_against_input(input_path: str, video: str) -> dict:
+    """Frame count and size of the input (as the demo reads it) and of the annotated video decoded with PyAV."""
+    import av
+
+    from slowfast_bmvit.datasets.frame_stream import open_frame_source
+
+    source = open_frame_source(input_path)
+    with av.open(video) as container:
+        frames = [frame.to_ndarray(format="rgb24").shape for frame in container.decode(container.streams.video[0])]
+    return {"input_frames": source.num_frames, "input_size": f"{source.width}x{source.height}",
+            "output_frames": len(frames), "output_size": f"{frames[0][1]}x{frames[0][0]}" if frames else "-"}
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
@@ -90,6 +105,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--stride", type=int, default=150, help="DEMO.STRIDE of the memory runs (frames)")
     parser.add_argument("--speed-stride", type=int, default=8, help="DEMO.STRIDE of the clips/s run (0: skip it)")
+    parser.add_argument("--inputs", nargs="*", default=[
+        os.path.join(REPO, "data_synth", "synthava_demo", "frames", "val_0003"),
+        os.path.join(REPO, "..", "shared", "data", "videos", "vtest.avi")],
+        help="videos or frame folders run at the config's DEMO.STRIDE, their outputs decoded back and compared")
     parser.add_argument("--out", default=None, help="write the Markdown table here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides (e.g. NUM_GPUS 1)")
     args = parser.parse_args()
@@ -113,6 +132,14 @@ def main() -> None:
             rows.append(result)
             print(json.dumps(result), flush=True)
 
+        checks = []
+        for index, path in enumerate(p for p in args.inputs if os.path.exists(p)):
+            output = os.path.join(folder, f"input_{index}")
+            result = run_child(path, output, args.cfg, list(args.opts))
+            checks.append({**result, "input": os.path.relpath(os.path.abspath(path), REPO),
+                           **decoded_against_input(path, os.path.join(output, "annotated.mp4"))})
+            print(json.dumps(checks[-1]), flush=True)
+
     memory_runs = [r for r in rows if r["stride"] == args.stride]
     shortest, longest = memory_runs[0], memory_runs[-1]
     growth = longest["peak_rss_mb"] / shortest["peak_rss_mb"] - 1
@@ -135,6 +162,17 @@ def main() -> None:
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; date {datetime.date.today().isoformat()}.",
     ]
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n"
+    if checks:
+        table = ["| input | input frames, size | annotated.mp4 decoded: frames, size | keyframes | person detections | "
+                 "tracks | clips/s | peak RSS MB |", "|---|---|---|---:|---:|---:|---:|---:|"]
+        for c in checks:
+            table.append(f"| {c['input']} | {c['input_frames']}, {c['input_size']} | {c['output_frames']}, "
+                         f"{c['output_size']} | {c['keyframes']} | {c['detections']} | {c['tracks']} | "
+                         f"{c['keyframes'] / c['wall_s']:.2f} | {c['peak_rss_mb']:.0f} |")
+        same = all(c["input_frames"] == c["output_frames"] and c["input_size"] == c["output_size"] for c in checks)
+        text += ("\nThe demo on given inputs (the config's DEMO.STRIDE), its video decoded back with PyAV:\n\n"
+                 + "\n".join(table) + f"\n\nFrame count and size of every annotated video "
+                 f"{'equal' if same else 'DIFFER FROM'} the input's.\n")
     print(text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

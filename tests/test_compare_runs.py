@@ -34,7 +34,7 @@ def test_figure_puts_the_difference_above_each_pair_in_green_or_red():
     assert texts["-5.0"] == NEGATIVE_COLOR and texts["+0.0"] != POSITIVE_COLOR
     heights = sorted(round(patch.get_height(), 6) for patch in axes.patches)
     assert heights == sorted(round(100 * v, 6) for v in list(RUN_A.values()) + list(RUN_B.values()))
-    assert "better on 2 of 4" in axes.get_title()
+    assert "better on 2 of 4 classes" in axes.get_title()
 
 
 def test_table_rows_and_means():

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from slowfast_bmvit.config import ConfigError
 from slowfast_bmvit.datasets.frame_io import clip_frame_indices
 from slowfast_bmvit.datasets.frame_stream import FrameSource
 from slowfast_bmvit.datasets.transforms import ClipGeometry, DetectionTransform, to_normalized_tensor
@@ -111,7 +112,7 @@ class DemoLabels:
     def from_column_names(cls, column_names: Sequence[str]) -> "DemoLabels":
         columns = np.array([c for c, name in enumerate(column_names) if name], dtype=np.int64)
         if not len(columns):
-            raise ValueError("no score column has a class name")
+            raise ConfigError("TEST.DATASET: its label map names none of the MODEL.NUM_CLASSES score columns")
         return cls(columns, tuple(column_names[c] for c in columns))
 
     @property
@@ -292,8 +293,8 @@ def run_demo(cfg, model: nn.Module, source: FrameSource, output_dir: str | os.Pa
         checkpoint: recorded in detections.json.
     """
     if getattr(unwrap(model), "uses_input_boxes", False):
-        raise ValueError(f"{cfg.MODEL.MODEL_NAME} needs person boxes as input; the demo runs set-prediction models "
-                         f"(BMViT), which find the persons themselves")
+        raise ConfigError(f"MODEL.MODEL_NAME: {cfg.MODEL.MODEL_NAME} needs person boxes as input; the demo runs "
+                          f"set-prediction models (BMViT), which find the persons themselves")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     labels = DemoLabels.from_column_names(column_names)

@@ -156,7 +156,7 @@ def ap_comparison_figure(per_class_a: Mapping[str, float], per_class_b: Mapping[
     ax.set_ylabel("AP (%)" if percent else "AP")
     ax.legend(loc="upper right", fontsize=8)
     better = int(np.sum(values_b > values_a))
-    ax.set_title(title or f"Per-class AP: {label_b} vs {label_a} ({label_b} better on {better} of {len(names)})")
+    ax.set_title(title or f"{label_b} vs {label_a}: better on {better} of {len(names)} classes", fontsize=10)
     return fig
 
 
