@@ -617,10 +617,8 @@ _C.DEMO = CfgNode()
 _C.DEMO.NUM_VIS_KEYFRAMES = 4
 # Write the per-class AP plot after testing.
 _C.DEMO.PLOT_AP = True
-# tools/demo_net.py (model on any video or frame folder; engine/demo.py). Clips of DATA.NUM_FRAMES x
-# DATA.SAMPLING_RATE frames, batched by TEST.BATCH_SIZE, are centred on a keyframe every STRIDE frames (frames 0,
-# STRIDE, 2 * STRIDE, ...); triplets above BMVIT.ACTOR_THRESH are kept and drawn on every frame, interpolated
-# between keyframes. A frame folder plays at DATA.TARGET_FPS.
+# The keys below are read by tools/demo_net.py only (engine/demo.py: a trained model on a video or frame folder).
+# Frames between keyframes: a clip (DATA.NUM_FRAMES x DATA.SAMPLING_RATE) is centred on frames 0, STRIDE, 2 STRIDE...
 _C.DEMO.STRIDE = 8
 # Actions drawn per person box (highest scores first).
 _C.DEMO.TOP_K_ACTIONS = 3
