@@ -117,6 +117,13 @@ def main() -> None:
                      f"{r['forward_s']:.2f} ({r['eager_s']:.2f}) |")
     worst = max(max(r["boxes"], r["actor_logits"], r["class_logits"]) for r in rows)
     header = [
+        "# tools/export_model.py: exported files against the eager model",
+        "",
+        "Each row is one run of the tool (a fresh process: build, load the checkpoint, export, then run the file on "
+        "a random clip and compare with the eager model); the differences are the tool's printed maxima. Forward "
+        "times: one batch-1 clip after a warm-up, eager model vs the file (TorchScript in torch, ONNX in "
+        "onnxruntime on the CPU).",
+        "",
         f"Command: `python benchmarks/bench_export.py {' '.join(sys.argv[1:])}`".rstrip(),
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; date {datetime.date.today().isoformat()}.",
