@@ -4,9 +4,9 @@ files against the eager model, and how long export and inference take.
 For each config the tool runs as users run it (a fresh process per format) on a trained checkpoint: the demo's
 (`make demo`, OUTPUT_DIR of configs/SYNTH/BMViT_demo.yaml) and, for configs without one, a randomly initialised
 model saved as a checkpoint (export exactness does not depend on the weights being trained). The tool prints the
-largest absolute difference between the exported and the eager outputs on a random clip (boxes, actor logits, class
-logits); this script adds the time of each export and of one forward pass of a batch-1 clip through the eager model,
-the TorchScript file and the ONNX file (onnxruntime, CPU).
+largest absolute difference between the exported and the eager outputs on a random clip (boxes, p(actor), class
+probabilities); this script adds the time of each export and of one forward pass of a batch-1 clip through the eager
+model, the TorchScript file and the ONNX file (onnxruntime, CPU).
 
     python benchmarks/bench_export.py                      # demo model and configs/AVA/BMViT_MViTv2_S.yaml
     python benchmarks/bench_export.py --out benchmarks/results/export.md
@@ -101,7 +101,7 @@ def main() -> None:
                 if result.returncode != 0:
                     raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
                 line = result.stdout.strip().splitlines()[-1]
-                diffs = dict(re.findall(r"(boxes|actor_logits|class_logits) ([0-9.e+-]+)", line))
+                diffs = dict(re.findall(r"(boxes|actor_prob|class_prob) ([0-9.e+-]+)", line))
                 files[fmt] = path
                 rows.append({"config": name, "weights": weights, "format": fmt, "export_s": seconds,
                              "size_mb": os.path.getsize(path) / 2**20, **{k: float(v) for k, v in diffs.items()}})
@@ -109,13 +109,13 @@ def main() -> None:
             times = forward_times(cfg_file, opts, files)
             for row in rows[-2:]:
                 row["forward_s"], row["eager_s"] = times[row["format"]], times["eager"]
-    lines = ["| config | weights | format | export s (tool run) | file MB | max abs diff boxes | actor logits | "
-             "class logits | forward s, batch 1 (eager) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| config | weights | format | export s (tool run) | file MB | max abs diff boxes | p(actor) | "
+             "p(class) | forward s, batch 1 (eager) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['config']} | {r['weights']} | {r['format']} | {r['export_s']:.0f} | {r['size_mb']:.0f} | "
-                     f"{r['boxes']:.1e} | {r['actor_logits']:.1e} | {r['class_logits']:.1e} | "
+                     f"{r['boxes']:.1e} | {r['actor_prob']:.1e} | {r['class_prob']:.1e} | "
                      f"{r['forward_s']:.2f} ({r['eager_s']:.2f}) |")
-    worst = max(max(r["boxes"], r["actor_logits"], r["class_logits"]) for r in rows)
+    worst = max(max(r["boxes"], r["actor_prob"], r["class_prob"]) for r in rows)
     header = [
         "# tools/export_model.py: exported files against the eager model",
         "",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export a trained BMViT for deployment: ONNX or TorchScript, clip in, triplets out.
+"""Export a trained BMViT for deployment: ONNX or TorchScript, clip in, triplets (boxes, p(actor), p(class)) out.
 
     python tools/export_model.py --cfg configs/SYNTH/BMViT_demo.yaml --format onnx|torchscript [--output PATH]
         [--batch-size B] [KEY VALUE ...]

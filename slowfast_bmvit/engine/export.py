@@ -1,10 +1,12 @@
 """BMViT in deployable form: ONNX and TorchScript files that map a clip to the triplets.
 
 The exported function is `InferenceForm`: clip [B, 3, T, H, W] (normalised as DATA.MEAN / DATA.STD, frames resized
-as the test resizes them) -> boxes [B, N, 4] (cx, cy, w, h) as fractions of the clip, actor logits [B, N, 2]
-(index 1 = actor) and class logits [B, N, C], exactly what `model(clip)` returns (flip-averaged when
-TEST.FLIP_AVERAGE, as the test reads it). Post-processing (threshold, NMS, top-k, mapping boxes to the frame) stays
-in Python: `postprocess_detections` reads the three arrays as they come out. The batch size is a dynamic axis.
+as the test resizes them) -> boxes [B, N, 4] (cx, cy, w, h) as fractions of the clip, p(actor) [B, N] and the class
+probabilities [B, N, C] of the N triplets, as the test reads the model (flip-averaged when TEST.FLIP_AVERAGE).
+Probabilities rather than logits: a deployment thresholds them directly, and they compare across runtimes (a logit
+of an averaged probability near 0 or 1 magnifies float32 rounding). Post-processing (threshold, NMS, top-k, mapping
+boxes to the frame) stays in Python: `postprocess_detections(as_model_outputs(...))`. The batch size is a dynamic
+axis.
 
 ONNX goes through `torch.onnx.export` (the torch.export-based exporter; needs the onnx and onnxscript packages);
 onnxruntime, when installed, runs the file to check it. With TEST.FLIP_AVERAGE the clips and their mirror images
@@ -24,21 +26,29 @@ import torch
 from torch import nn
 
 from slowfast_bmvit.models import attention
-from slowfast_bmvit.models.flip_average import average_with_mirror
+from slowfast_bmvit.models.flip_average import mirror_averaged_probabilities
 from slowfast_bmvit.models.postprocess import class_activation
 
 from .task import unwrap
 
 FORMATS = ("onnx", "torchscript")
-OUTPUT_NAMES = ("boxes", "actor_logits", "class_logits")
+OUTPUT_NAMES = ("boxes", "actor_prob", "class_prob")
 TRIPLET_KEYS = ("pred_boxes", "pred_actor", "pred_classes")
 
 
 class InferenceForm(nn.Module):
-    """clip [B, 3, T, H, W] -> (boxes [B, N, 4], actor_logits [B, N, 2], class_logits [B, N, C]) of a BMViT."""
+    """clip [B, 3, T, H, W] -> (boxes [B, N, 4], actor_prob [B, N], class_prob [B, N, C]) of a BMViT.
+
+    boxes are (cx, cy, w, h) fractions of the clip; actor_prob is p(actor) (the actor softmax's index 1); class_prob
+    the class probabilities (sigmoid or softmax of the logits, BMVIT.CLASS_LOSS). With `flip_average` the clips and
+    their mirror images run as one batch (one copy of the network in an exported graph) and the two views are
+    averaged token by token as the test averages them (models/flip_average.py).
+    """
 
     def __init__(self, model: nn.Module, flip_average: bool = False, activation: str = "sigmoid"):
         super().__init__()
+        if activation not in ("sigmoid", "softmax"):
+            raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
         self.model = unwrap(model)
         self.flip_average, self.activation = flip_average, activation
 
@@ -50,14 +60,27 @@ class InferenceForm(nn.Module):
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.flip_average:
             outputs = self.model(clip)
-            return outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
-        # The clips and their mirror images in one batch: one copy of the network in the exported graph.
+            classes = outputs["pred_classes"].float()
+            class_prob = classes.sigmoid() if self.activation == "sigmoid" else classes.softmax(-1)
+            return outputs["pred_boxes"].float(), outputs["pred_actor"].float().softmax(-1)[..., 1], class_prob
         batch = clip.shape[0]
         both = self.model(torch.cat([clip, clip.flip(-1)]))
         direct = {key: both[key][:batch] for key in TRIPLET_KEYS}
         mirrored = {key: both[key][batch:] for key in TRIPLET_KEYS}
-        outputs = average_with_mirror(direct, mirrored, self.model.token_grid(tuple(clip.shape[2:])), self.activation)
-        return outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
+        averaged = mirror_averaged_probabilities(direct, mirrored, self.model.token_grid(tuple(clip.shape[2:])),
+                                                 self.activation)
+        return averaged["pred_boxes"], averaged["actor_probs"][..., 1], averaged["class_probs"]
+
+
+def as_model_outputs(boxes: torch.Tensor, actor_prob: torch.Tensor, class_prob: torch.Tensor,
+                     activation: str = "sigmoid") -> dict[str, torch.Tensor]:
+    """The exported outputs as a model's output dict (pred_boxes, pred_actor and pred_classes logits that map back
+    to the probabilities), which `postprocess_detections` reads."""
+    actor = actor_prob.double()
+    pred_actor = torch.stack([torch.log1p(-actor), torch.log(actor)], dim=-1)
+    classes = class_prob.double()
+    pred_classes = torch.logit(classes) if activation == "sigmoid" else torch.log(classes)
+    return {"pred_boxes": boxes, "pred_actor": pred_actor.float(), "pred_classes": pred_classes.float()}
 
 
 def example_clip(cfg, batch_size: int = 1, seed: int = 0) -> torch.Tensor:
@@ -136,9 +159,9 @@ def interface_description(cfg, form: InferenceForm, clip: torch.Tensor, fmt: str
                   "resize_mode": cfg.DATA.RESIZE_MODE, "mean_rgb": list(cfg.DATA.MEAN), "std_rgb": list(cfg.DATA.STD),
                   "channel_order": "BGR" if cfg.AVA.BGR else "RGB", "pixel_range": "[0, 1] before normalising"},
         "outputs": {"boxes": "[batch, N, 4] cx, cy, w, h as fractions of the clip",
-                    "actor_logits": "[batch, N, 2] softmax index 1 = p(actor)",
-                    "class_logits": f"[batch, N, {cfg.MODEL.NUM_CLASSES}] {form.activation} -> p(class); column c = "
-                                    f"AVA action id c + 1 (ACT label c)",
+                    "actor_prob": "[batch, N] p(actor)",
+                    "class_prob": f"[batch, N, {cfg.MODEL.NUM_CLASSES}] p(class) ({form.activation}); column c = "
+                                  f"AVA action id c + 1 (ACT label c)",
                     "tokens": int(np.prod(grid)), "token_grid": list(grid)},
         "postprocess": {"actor_thresh": cfg.BMVIT.ACTOR_THRESH, "nms_iou": cfg.BMVIT.NMS_IOU,
                         "top_k": cfg.BMVIT.TOP_K, "score_rule": cfg.BMVIT.SCORE_RULE,
