@@ -46,6 +46,7 @@ def test_exported_demo_model_matches_eager(demo_run, fmt, capsys):
     export_model.main(["--cfg", DEMO_CFG, "--format", fmt, "--output", str(path), "--batch-size", "2",
                        "OUTPUT_DIR", str(folder)])
     assert capsys.readouterr().out.startswith(f"wrote {path}")
+    assert sorted(p.name for p in folder.glob(f"bmvit.{fmt}*")) == [f"bmvit.{fmt}", f"bmvit.{fmt}.json"]  # one file
     form = InferenceForm.from_cfg(model, cfg)
     assert form.flip_average  # the demo config tests flip-averaged: the file holds both views
     for batch in (1, 3):  # the batch axis is dynamic

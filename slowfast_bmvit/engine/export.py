@@ -111,13 +111,15 @@ def export_torchscript(form: InferenceForm, clip: torch.Tensor, path: str | Path
 
 
 def export_onnx(form: InferenceForm, clip: torch.Tensor, path: str | Path) -> Path:
-    """Export `form` to ONNX with a dynamic batch axis named "batch"; input "clip", outputs OUTPUT_NAMES."""
+    """Export `form` to ONNX with a dynamic batch axis named "batch"; input "clip", outputs OUTPUT_NAMES; the weights
+    inside the one file (no side file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=1024)
     with torch.no_grad(), fresh_rel_pos_cache():
         torch.onnx.export(form.eval(), (clip,), str(path), dynamo=True, input_names=["clip"],
-                          output_names=list(OUTPUT_NAMES), dynamic_shapes={"clip": {0: batch}}, verbose=False)
+                          output_names=list(OUTPUT_NAMES), dynamic_shapes={"clip": {0: batch}}, external_data=False,
+                          verbose=False)
     return path
 
 
