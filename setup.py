@@ -28,7 +28,8 @@ setup(
     extras_require={
         # pyslowfast==1.0 (the official AVA evaluator, a test oracle) must be installed with --no-deps:
         # its own requirements would pull a CUDA torch. The Makefile does that.
-        "dev": ["pytest>=7", "transformers>=4.40", "tensorboard>=2.10", "imageio-ffmpeg>=0.4"],
+        "dev": ["pytest>=7", "transformers>=4.40", "tensorboard>=2.10", "imageio-ffmpeg>=0.4", "onnx>=1.16",
+                "onnxscript>=0.2", "onnxruntime>=1.18"],
         "tensorboard": ["tensorboard>=2.10"],
         "torchvision": ["torchvision"],
     },

@@ -110,6 +110,27 @@ def build_classifier(cfg, workdir: Path) -> None:
     assert scores.shape == (1, cfg.MODEL.NUM_CLASSES)
 
 
+def demo_on_a_frame_folder(cfg, workdir: Path) -> None:
+    """tools/demo_net.py's job on a folder of twelve frames, from a checkpoint of the (untrained) model."""
+    from slowfast_bmvit.datasets.frame_stream import open_frame_source
+    from slowfast_bmvit.datasets.label_maps import column_names_from_cfg
+    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
+    from slowfast_bmvit.engine.demo import run_demo
+
+    model = build_model(cfg).eval()
+    path = workdir / "trained.pyth"
+    torch.save({"epoch": 1, "model_state": model.state_dict(), "cfg": cfg.dump()}, path)
+    cfg.TEST.CHECKPOINT_FILE_PATH = str(path)
+    frames = workdir / "frames"
+    frames.mkdir()
+    for index in range(12):
+        cv2.imwrite(str(frames / f"{index + 1:06d}.jpg"), np.full((48, 64, 3), 20 * index, np.uint8))
+    load_trained_checkpoint(cfg, model)
+    summary = run_demo(cfg, model, open_frame_source(frames, cfg.DEMO.FOLDER_FPS), workdir / "demo",
+                       column_names_from_cfg(cfg), str(path), show_progress=False)
+    assert (workdir / "demo" / "detections.csv").exists(), summary
+
+
 @dataclass(frozen=True)
 class GuardRun:
     """One short run: TINY_OPTS, then `opts` ("{synth}", "{act}" and "{workdir}" are filled in), then `action`."""
@@ -152,6 +173,7 @@ GUARD_RUNS: list[GuardRun] = [
         "BMVIT.BACKBONE", "Hiera", "HIERA.EMBED_DIM", "4", "HIERA.STAGES", "[1, 2, 1, 1]", "HIERA.Q_POOL", "2",
         "HIERA.DROPPATH_RATE", "0.1", "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64",
         "TRAIN.EVAL_PERIOD", "0")),
+    GuardRun("demo_net", SYNTH_OPTS + ("DEMO.STRIDE", "4"), action=demo_on_a_frame_folder, data=()),
     GuardRun("launch_plan", ("NUM_GPUS", "2", "NUM_SHARDS", "2", "SHARD_ID", "1", "TRAIN.BATCH_SIZE", "8",
                              "TEST.BATCH_SIZE", "8"), action=plan_two_machines, data=(), tiny=False),
     GuardRun("kinetics_classifier", ("--cfg", "configs/Kinetics/MViTv2_S_16x4.yaml", "NUM_GPUS", "0",
@@ -262,6 +284,7 @@ def test_the_runs_did_their_work(keys_read):
     assert {"DIST_BACKEND", "SHARD_ID"} <= keys_read["launch_plan"]
     assert {"VIT.POS_EMBED_GRID", "BMVIT.CROSS_ATTENTION_HEADS"} <= keys_read["bmvit_vit_cross_attention"]
     assert {"HIERA.MASK_UNIT_ATTN", "HIERA.Q_POOL"} <= keys_read["bmvit_hiera"]
+    assert {"DEMO.TRACK_IOU", "DEMO.VIDEO_CRF", "DEMO.FOLDER_FPS"} <= keys_read["demo_net"]
 
 
 def _refused_value(key: str, default):

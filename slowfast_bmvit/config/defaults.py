@@ -678,6 +678,22 @@ _C.DEMO = CfgNode()
 _C.DEMO.NUM_VIS_KEYFRAMES = 4
 # Write the per-class AP plot after testing.
 _C.DEMO.PLOT_AP = True
+# The keys below are read by tools/demo_net.py only (engine/demo.py: a trained model on a video or frame folder).
+# Frames between keyframes: a clip (DATA.NUM_FRAMES x DATA.SAMPLING_RATE) is centred on frames 0, STRIDE, 2 STRIDE...
+_C.DEMO.STRIDE = 8
+# Actions drawn per person box (highest scores first).
+_C.DEMO.TOP_K_ACTIONS = 3
+# Actions scored below this are neither drawn nor written to detections.csv / detections.json.
+_C.DEMO.ACTION_SCORE_THRESH = 0.1
+# Tracking: a person at a keyframe continues the track whose last box overlaps it with at least this IoU.
+_C.DEMO.TRACK_IOU = 0.3
+# Tracking: a track not continued for more than this many keyframes ends (a later match starts a new id).
+_C.DEMO.TRACK_MAX_GAP = 2
+# H.264 quality of the annotated video (libx264 constant rate factor: 0 lossless, 18 visually lossless, 23 default).
+_C.DEMO.VIDEO_CRF = 18
+# Frame rate (frames per second) of a folder of frames given to tools/demo_net.py or tools/visualize_tokens.py, and of
+# a video whose stream states none.
+_C.DEMO.FOLDER_FPS = 30.0
 
 
 def get_cfg() -> CfgNode:

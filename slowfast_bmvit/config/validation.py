@@ -198,4 +198,10 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
         "TRAIN.MIXED_PRECISION_DTYPE",
         "float16 autocast needs a GPU; use bfloat16 on the CPU",
     )
+    _check_positive(cfg, ("DEMO.STRIDE", "DEMO.TOP_K_ACTIONS"))
+    for key in ("DEMO.ACTION_SCORE_THRESH", "DEMO.TRACK_IOU"):
+        _require(0.0 <= _get(cfg, key) <= 1.0, key, f"must be in [0, 1], got {_get(cfg, key)}")
+    _require(cfg.DEMO.TRACK_MAX_GAP >= 0, "DEMO.TRACK_MAX_GAP", f"must be >= 0, got {cfg.DEMO.TRACK_MAX_GAP}")
+    _require(cfg.DEMO.FOLDER_FPS > 0, "DEMO.FOLDER_FPS", f"must be > 0, got {cfg.DEMO.FOLDER_FPS}")
+    _require(0 <= cfg.DEMO.VIDEO_CRF <= 51, "DEMO.VIDEO_CRF", f"must be in 0..51 (libx264), got {cfg.DEMO.VIDEO_CRF}")
     return cfg

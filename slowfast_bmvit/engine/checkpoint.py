@@ -468,3 +468,101 @@ def load_test_checkpoint(cfg, model: torch.nn.Module) -> str | None:
     logger.warning("no checkpoint to test (TEST.CHECKPOINT_FILE_PATH, OUTPUT_DIR, TRAIN.CHECKPOINT_FILE_PATH): "
                    "testing randomly initialised weights")
     return None
+
+
+# Keys that decide what a trained model computes from its weights: a checkpoint trained under other values would
+# load (most shapes agree) and then compute something else, so inference tools refuse the mismatch.
+ARCHITECTURE_KEYS = (
+    "MODEL.MODEL_NAME", "MODEL.NUM_CLASSES", "BMVIT.BACKBONE", "BMVIT.TOKEN_ARRANGEMENT", "BMVIT.BOX_REFERENCE",
+    "BMVIT.CLASS_LOSS", "MVIT.MODE", "MVIT.POOL_FIRST", "MVIT.CLS_EMBED_ON", "MVIT.PATCH_KERNEL", "MVIT.PATCH_STRIDE",
+    "MVIT.PATCH_PADDING", "MVIT.CONV_STEM_CHANNELS", "MVIT.DEPTH", "MVIT.EMBED_DIM", "MVIT.NUM_HEADS",
+    "MVIT.DIM_MUL", "MVIT.HEAD_MUL", "MVIT.POOL_KV_STRIDE", "MVIT.POOL_KV_STRIDE_ADAPTIVE", "MVIT.POOL_Q_STRIDE",
+    "MVIT.POOL_KVQ_KERNEL", "MVIT.USE_ABS_POS", "MVIT.SEP_POS_EMBED", "MVIT.REL_POS_SPATIAL", "MVIT.REL_POS_TEMPORAL",
+    "MVIT.RESIDUAL_POOLING", "MVIT.DIM_MUL_IN_ATT", "MVIT.SEPARATE_QKV", "MVIT.REMOVE_Q_POOL_BLOCKS", "MVIT.NORM_STEM",
+)
+# Input keys a trained model expects as it was trained; other values run, with a warning.
+INPUT_KEYS = ("DATA.NUM_FRAMES", "DATA.SAMPLING_RATE", "DATA.TEST_CROP_SIZE", "DATA.RESIZE_MODE", "DATA.MEAN",
+              "DATA.STD", "AVA.BGR")
+
+
+_MISSING = object()
+
+
+def _config_value(cfg, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _normalised(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_normalised(item) for item in value]
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def check_trained_config(cfg, path: str, saved_yaml: str) -> None:
+    """Compare cfg with the config a checkpoint was trained under (its "cfg" YAML).
+
+    Raises:
+        CheckpointError: naming the file and the first ARCHITECTURE_KEYS that differ.
+    A differing INPUT_KEYS value is logged as a warning.
+    """
+    import yaml
+
+    try:
+        saved = yaml.safe_load(saved_yaml)
+    except yaml.YAMLError:
+        logger.warning("%s: its stored config is not readable YAML; not compared with the current config", path)
+        return
+    if not isinstance(saved, dict):
+        return
+
+    def differences(keys):
+        found = []
+        for key in keys:
+            then = _config_value(saved, key)
+            if then is _MISSING:
+                continue
+            now = _config_value(cfg, key)
+            if _normalised(then) != _normalised(now):
+                found.append(f"{key} {then} (config: {now})")
+        return found
+
+    architecture = differences(ARCHITECTURE_KEYS)
+    if architecture:
+        raise CheckpointError(f"{path}: trained with another model config: {'; '.join(architecture[:3])}"
+                              + (f" (+{len(architecture) - 3} more)" if len(architecture) > 3 else ""))
+    inputs = differences(INPUT_KEYS)
+    if inputs:
+        logger.warning("%s was trained with other input settings: %s", path, "; ".join(inputs))
+
+
+def load_trained_checkpoint(cfg, model: torch.nn.Module) -> str:
+    """Load a trained model for inference tools (demo, export, token figures); returns the path.
+
+    The checkpoint is TEST.CHECKPOINT_FILE_PATH, else the newest complete one in OUTPUT_DIR/checkpoints; a
+    pre-training checkpoint (TRAIN.CHECKPOINT_FILE_PATH) is never used, nor random weights. Every tensor of the
+    model must come from the file, and its stored config must agree on ARCHITECTURE_KEYS.
+
+    Raises:
+        CheckpointError: one line naming the file (or the places searched when there is none).
+    """
+    path = cfg.TEST.CHECKPOINT_FILE_PATH or get_last_checkpoint(cfg.OUTPUT_DIR)
+    if not path:
+        raise CheckpointError(
+            f"no trained checkpoint: TEST.CHECKPOINT_FILE_PATH is empty and {get_checkpoint_dir(cfg.OUTPUT_DIR)} "
+            f"holds none; train first (tools/run_net.py with this config) or set TEST.CHECKPOINT_FILE_PATH")
+    checkpoint = read_checkpoint_file(path)
+    if isinstance(checkpoint.get("cfg"), str):
+        check_trained_config(cfg, path, checkpoint["cfg"])
+    report = load_checkpoint(path, unwrap_model(model))
+    if report.missing or report.skipped or report.resized:
+        examples = report.missing[:2] + [key for key, _ in report.skipped[:2]] + [n for n, _, _ in report.resized[:2]]
+        raise CheckpointError(
+            f"{path}: does not fit the config's model: {len(report.missing)} model tensors missing, "
+            f"{len(report.skipped)} checkpoint tensors unused, {len(report.resized)} resized (e.g. "
+            f"{', '.join(examples)}); another config?")
+    return path

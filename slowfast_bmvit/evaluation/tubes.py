@@ -8,7 +8,7 @@ Linking (per video and class; all knobs in :class:`LinkConfig`):
   each live tube takes the highest-scoring unassigned detection of the new frame whose IoU with the tube's last box
   is >= ``link_iou``; a tube unmatched for more than ``max_gap`` frames ends; unassigned detections start new
   tubes.  Frames skipped inside a tube are filled by linear interpolation (so tubes are contiguous, as ACT's
-  ST-IoU assumes).
+  ST-IoU assumes).  :class:`GreedyLinker` is the same linking frame by frame (the demo's actor tracks use it).
 - ``viterbi`` (Gkioxari & Malik): the path through one detection per frame maximising the sum of edge scores
   ``iou_weight * IoU(a, b) + s_a + s_b + product_weight * s_a * s_b``; its detections are removed and the search
   repeats, at most ``max_tubes`` tubes per class.
@@ -25,7 +25,7 @@ import numpy as np
 
 from slowfast_bmvit.evaluation.iou import iou_matrix, iou_pairs
 
-__all__ = ["LinkConfig", "temporal_iou", "tube_iou", "nms3d", "link_tubes", "link_video", "link_all"]
+__all__ = ["LinkConfig", "GreedyLinker", "temporal_iou", "tube_iou", "nms3d", "link_tubes", "link_video", "link_all"]
 
 Tube = tuple[np.ndarray, float]
 
@@ -122,27 +122,116 @@ def _finish(rows: list[np.ndarray], cfg: LinkConfig) -> Tube | None:
     return tube, score
 
 
-def _link_greedy(per_frame: dict[int, np.ndarray], cfg: LinkConfig) -> list[Tube]:
-    live: list[list[np.ndarray]] = []
-    done: list[list[np.ndarray]] = []
-    for frame in sorted(per_frame):
-        dets = per_frame[frame]
+class GreedyLinker:
+    """The greedy linker, online: feed it the frames in order, it tells which tube each detection continues.
+
+    Each `step(frame, dets)` (dets [K, 6+] rows (frame, x1, y1, x2, y2, score, ...), score-sorted, descending)
+    ends the live tubes unmatched for more than ``max_gap`` frames, continues live tubes with detections whose IoU
+    with the tube's last box is >= ``link_iou``, starts a new tube for every other detection, and returns the tube id
+    of every detection [K] (ids count from 0 in order of creation). Which detection continues which tube:
+    - ``by="score"`` (ACT's rule, `link_tubes`): the live tubes, best mean score first, each take the
+      highest-scoring eligible free detection;
+    - ``by="iou"`` (identity tracking): the (tube, detection) pairs are taken in descending IoU, each when both are
+      still free, so that of two overlapping persons each keeps its own tube.
+    With ``keep_rows`` every tube keeps all its rows (`tubes()` returns them); without, only the last row and a
+    running score sum, so that a linker over a long video holds memory for its live tubes only.
+    """
+
+    def __init__(self, link_iou: float, max_gap: int, plus_one: bool = True, keep_rows: bool = True,
+                 by: str = "score"):
+        if by not in ("score", "iou"):
+            raise ValueError(f"GreedyLinker.by must be 'score' or 'iou', got {by!r}")
+        self.link_iou, self.max_gap, self.plus_one, self.keep_rows, self.by = link_iou, max_gap, plus_one, keep_rows, by
+        self._live: list[_LinkedTube] = []
+        self._done: list[_LinkedTube] = []
+        self._next_id = 0
+
+    @property
+    def live_ids(self) -> list[int]:
+        """Ids of the tubes still live, in the linker's current order."""
+        return [tube.id for tube in self._live]
+
+    def step(self, frame: int, dets: np.ndarray) -> np.ndarray:
+        dets = np.asarray(dets, dtype=np.float64)
+        dets = dets.reshape(0, 6) if dets.size == 0 else dets
+        ids = np.full(len(dets), -1, dtype=np.int64)
         free = np.ones(len(dets), dtype=bool)
-        live.sort(key=lambda rows: -float(np.mean([r[5] for r in rows])))
-        still: list[list[np.ndarray]] = []
-        for rows in live:
-            if frame - rows[-1][0] - 1 > cfg.max_gap:
-                done.append(rows)
+        self._live.sort(key=lambda tube: -tube.mean_score)
+        still: list[_LinkedTube] = []
+        for tube in self._live:
+            if frame - tube.last[0] - 1 > self.max_gap:
+                if self.keep_rows:
+                    self._done.append(tube)
                 continue
-            if free.any():
-                ious = iou_pairs(dets[:, 1:5], rows[-1][None, 1:5], plus_one=cfg.plus_one)
-                ok = np.flatnonzero(free & (ious >= cfg.link_iou))
-                if len(ok):  # dets are score-sorted: the first eligible is the best
-                    rows.append(dets[ok[0]])
-                    free[ok[0]] = False
-            still.append(rows)
-        live = still + [[d] for d in dets[free]]
-    tubes = [_finish(rows, cfg) for rows in done + live]
+            still.append(tube)
+        if self.by == "score":
+            for tube in still:
+                if free.any():
+                    ious = iou_pairs(dets[:, 1:5], tube.last[None, 1:5], plus_one=self.plus_one)
+                    ok = np.flatnonzero(free & (ious >= self.link_iou))
+                    if len(ok):  # dets are score-sorted: the first eligible is the best
+                        self._continue(tube, dets, ok[0], free, ids)
+        elif still and len(dets):
+            ious = iou_matrix(np.array([tube.last[1:5] for tube in still]), dets[:, 1:5], self.plus_one)
+            ious = np.nan_to_num(ious, nan=0.0)  # empty boxes
+            taken = np.zeros(len(still), dtype=bool)
+            for pair in np.argsort(-ious, axis=None, kind="stable"):
+                t, d = np.unravel_index(pair, ious.shape)
+                if ious[t, d] < self.link_iou:
+                    break
+                if not taken[t] and free[d]:
+                    taken[t] = True
+                    self._continue(still[t], dets, d, free, ids)
+        for index in np.flatnonzero(free):
+            tube = _LinkedTube(self._next_id, dets[index], self.keep_rows)
+            self._next_id += 1
+            ids[index] = tube.id
+            still.append(tube)
+        self._live = still
+        return ids
+
+    @staticmethod
+    def _continue(tube: "_LinkedTube", dets: np.ndarray, index: int, free: np.ndarray, ids: np.ndarray) -> None:
+        tube.append(dets[index])
+        free[index] = False
+        ids[index] = tube.id
+
+    def tubes(self) -> list[tuple[int, list[np.ndarray]]]:
+        """(id, rows) of every tube, ended ones first (in the order they ended), then the live ones (needs
+        keep_rows)."""
+        if not self.keep_rows:
+            raise RuntimeError("GreedyLinker(keep_rows=False) keeps no rows")
+        return [(tube.id, tube.rows) for tube in self._done + self._live]
+
+
+class _LinkedTube:
+    """One tube of a GreedyLinker: its id, last row, mean score and (optionally) all rows."""
+
+    def __init__(self, tube_id: int, row: np.ndarray, keep_rows: bool):
+        self.id = tube_id
+        self.last = row
+        self.rows = [row] if keep_rows else None
+        self._score_sum, self._count = float(row[5]), 1
+
+    def append(self, row: np.ndarray) -> None:
+        self.last = row
+        if self.rows is not None:
+            self.rows.append(row)
+        self._score_sum += float(row[5])
+        self._count += 1
+
+    @property
+    def mean_score(self) -> float:
+        if self.rows is not None:
+            return float(np.mean([r[5] for r in self.rows]))
+        return self._score_sum / self._count
+
+
+def _link_greedy(per_frame: dict[int, np.ndarray], cfg: LinkConfig) -> list[Tube]:
+    linker = GreedyLinker(cfg.link_iou, cfg.max_gap, cfg.plus_one)
+    for frame in sorted(per_frame):
+        linker.step(frame, per_frame[frame])
+    tubes = [_finish(rows, cfg) for _, rows in linker.tubes()]
     return [t for t in tubes if t is not None]
 
 

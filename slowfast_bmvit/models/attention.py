@@ -189,6 +189,12 @@ class MultiScaleAttention(nn.Module):
         self.separate_qkv = separate_qkv
         self.residual_pooling = residual_pooling
         self.attn_impl = attn_impl
+        # When True (models/attention_capture.py sets it), forward takes the explicit path and keeps its softmax
+        # weights [B, heads, Nq, Nk] in `attention_weights` and the (query, key) grids in `attention_grids`; the
+        # default path stays fused.
+        self.capture_weights = False
+        self.attention_weights: torch.Tensor | None = None
+        self.attention_grids: tuple[Grid, Grid] | None = None
 
         if pool_first or separate_qkv:
             self.q = nn.Linear(dim, dim_out, bias=qkv_bias)
@@ -255,6 +261,8 @@ class MultiScaleAttention(nn.Module):
         batch = x.shape[0]
         q, k, v, q_thw, k_thw = self._qkv(x, thw)
         s = 1 if self.has_cls_embed else 0
+        if self.capture_weights:
+            self.attention_grids = (q_thw, k_thw)
         bias = rel_pos_bias(
             q[:, :, s:],
             q_thw,
@@ -263,14 +271,16 @@ class MultiScaleAttention(nn.Module):
             self.rel_pos_h if self.rel_pos_spatial else None,
             self.rel_pos_w if self.rel_pos_spatial else None,
         )
-        if self.attn_impl == "sdpa":
+        if self.attn_impl == "sdpa" and not self.capture_weights:
             out = self._attend_sdpa(q, k, v, bias, s)
         else:
             out = self._attend_explicit(q, k, v, bias, s)
         if self.residual_pooling:
             # The pooled (normalised, unscaled) query joins the output of every grid token, not the class token.
             out = out + (F.pad(q[:, :, s:], (0, 0, s, 0)) if s else q)
-        out = out.transpose(1, 2).reshape(batch, -1, self.dim_out)
+        # contiguous + view (not reshape, the same copy or none): exported graphs (ONNX) decompose the fused kernel
+        # into ops whose output strides differ from the kernel's, where reshape's traced view would be invalid.
+        out = out.transpose(1, 2).contiguous().view(batch, -1, self.dim_out)
         return self.proj_drop(self.proj(out)), q_thw
 
     @staticmethod
@@ -294,6 +304,8 @@ class MultiScaleAttention(nn.Module):
             grid_block = attn[:, :, s:, s:]
             attn[:, :, s:, s:] = (grid_block.reshape(bias.shape) + bias.to(attn.dtype)).reshape(grid_block.shape)
         attn = attn.float().softmax(dim=-1).to(v.dtype)
+        if self.capture_weights:
+            self.attention_weights = attn.detach()
         return attn @ v
 
 

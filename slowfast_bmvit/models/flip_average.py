@@ -58,24 +58,38 @@ def flip_averaged_outputs(model: nn.Module, inputs: Tensor, activation: str = "s
     Returns:
         the model's output dict (float32) with pred_boxes, pred_actor and pred_classes replaced by the averages.
     """
+    outputs = {key: value.float() for key, value in model(inputs).items()}
+    averaged = mirror_averaged_probabilities(outputs, model(inputs.flip(-1)),
+                                             model.token_grid(tuple(inputs.shape[2:])), activation)
+    outputs["pred_boxes"] = averaged["pred_boxes"]
+    outputs["pred_actor"] = averaged["actor_probs"].clamp(_PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR).log()
+    class_probs = averaged["class_probs"].clamp(_PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
+    outputs["pred_classes"] = torch.logit(class_probs) if activation == "sigmoid" else class_probs.log()
+    return outputs
+
+
+def mirror_averaged_probabilities(direct: dict[str, Tensor], mirrored: dict[str, Tensor],
+                                  grid: tuple[int, int, int], activation: str = "sigmoid") -> dict[str, Tensor]:
+    """The two views' triplets averaged token by token, as probabilities.
+
+    Args:
+        direct: the model's outputs for the clips; mirrored: for their mirror images (as the model returned them).
+        grid: the token grid (S, H', W'); activation: "sigmoid" or "softmax" for the class logits.
+    Returns:
+        "pred_boxes" [B, N, 4] mean boxes, "actor_probs" [B, N, 2] mean softmax of the actor logits and
+        "class_probs" [B, N, C] mean class probabilities (float32, not clamped).
+    """
     if activation not in ("sigmoid", "softmax"):
         raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
-    direct = {key: value.float() for key, value in model(inputs).items()}
-    mirrored = mirror_triplets({key: value.float() for key, value in model(inputs.flip(-1)).items()},
-                               model.token_grid(tuple(inputs.shape[2:])))
+    flipped = mirror_triplets({key: value.float() for key, value in mirrored.items()}, grid)
 
-    def mean_probability(activation, key: str) -> Tensor:
-        return ((activation(direct[key]) + activation(mirrored[key])) / 2).clamp(_PROBABILITY_FLOOR,
-                                                                                   1 - _PROBABILITY_FLOOR)
+    def mean_probability(to_probability, key: str) -> Tensor:
+        return (to_probability(direct[key].float()) + to_probability(flipped[key])) / 2
 
-    averaged = dict(direct)
-    averaged["pred_boxes"] = (direct["pred_boxes"] + mirrored["pred_boxes"]) / 2
-    averaged["pred_actor"] = mean_probability(lambda logits: logits.softmax(-1), "pred_actor").log()
-    if activation == "sigmoid":
-        averaged["pred_classes"] = torch.logit(mean_probability(torch.sigmoid, "pred_classes"))
-    else:
-        averaged["pred_classes"] = mean_probability(lambda logits: logits.softmax(-1), "pred_classes").log()
-    return averaged
+    class_activation_fn = torch.sigmoid if activation == "sigmoid" else (lambda logits: logits.softmax(-1))
+    return {"pred_boxes": (direct["pred_boxes"].float() + flipped["pred_boxes"]) / 2,
+            "actor_probs": mean_probability(lambda logits: logits.softmax(-1), "pred_actor"),
+            "class_probs": mean_probability(class_activation_fn, "pred_classes")}
 
 
 @torch.no_grad()

@@ -104,3 +104,18 @@ def reference_points(grid: tuple[int, int, int], device=None, dtype=torch.float3
     xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) / width
     cells = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(height * width, 2)
     return cells.repeat(slots, 1)
+
+
+def box_token_times(arrangement: str, time: int) -> list[list[int]]:
+    """For each temporal slot of the arranged box / actor tokens, the backbone time indices its tokens come from
+    (one index for a slice, all of them for a time average), for a backbone grid of `time` temporal tokens."""
+    if arrangement not in ARRANGEMENTS:
+        raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: unknown arrangement {arrangement!r}")
+    center = time // 2
+    if arrangement == "all":
+        return [[t] for t in range(time)]
+    if arrangement in ("center", "center_tpool"):
+        return [[center]]
+    if arrangement == "all_tpool":
+        return [list(range(time))]
+    return [[center - 1], [center]]  # two_halves

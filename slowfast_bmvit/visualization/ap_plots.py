@@ -1,5 +1,6 @@
-"""Per-class AP plots: AP bars of one run, per-class AP difference of two runs (coloured by sign, as in the BMViT
-supplement's Fig. 2) and precision-recall curves.
+"""Per-class AP plots: AP bars of one run, two runs compared (side by side with the difference above each pair, as in
+the BMViT supplement's Fig. 2, also as a Markdown table), their per-class difference alone (coloured by sign) and
+precision-recall curves.
 
 Inputs are plain dicts (class name -> AP as a fraction in [0, 1], e.g. an evaluator's ``per_class``; curves as
 {name: {"precision": [K], "recall": [K]}}).  Figures are drawn with matplotlib's Agg canvas (no display, no pyplot
@@ -22,9 +23,12 @@ __all__ = [
     "NEGATIVE_COLOR",
     "per_class_ap_figure",
     "ap_difference_figure",
+    "ap_comparison_figure",
+    "ap_comparison_table",
     "pr_curves_figure",
     "plot_per_class_ap",
     "plot_ap_difference",
+    "plot_ap_comparison",
     "plot_pr_curves",
 ]
 
@@ -44,6 +48,26 @@ def _save(fig: Figure, out_path: str | os.PathLike) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=150)
     return out
+
+
+def _check_same_classes(per_class_a: Mapping[str, float], per_class_b: Mapping[str, float], label_a: str,
+                        label_b: str) -> None:
+    only_a, only_b = sorted(set(per_class_a) - set(per_class_b)), sorted(set(per_class_b) - set(per_class_a))
+    if only_a or only_b:
+        raise ValueError(f"runs cover different classes: only in {label_a}: {only_a}; only in {label_b}: {only_b}")
+    if not per_class_a:
+        raise ValueError("per_class is empty: nothing to plot")
+
+
+def _comparison_order(per_class_a: Mapping[str, float], per_class_b: Mapping[str, float], sort: str) -> list[str]:
+    """Class names sorted by "b" (AP of b, descending), "difference" (b - a, descending) or "none" (a's order)."""
+    if sort == "b":
+        return sorted(per_class_b, key=lambda n: -per_class_b[n])
+    if sort == "difference":
+        return sorted(per_class_a, key=lambda n: -(per_class_b[n] - per_class_a[n]))
+    if sort == "none":
+        return list(per_class_a)
+    raise ValueError(f"sort must be 'b', 'difference' or 'none', got {sort!r}")
 
 
 def per_class_ap_figure(per_class: Mapping[str, float], title: str | None = None, sort: bool = True,
@@ -76,11 +100,7 @@ def ap_difference_figure(per_class_a: Mapping[str, float], per_class_b: Mapping[
 
     Both runs must cover the same classes (a ValueError lists the ones that differ).
     """
-    only_a, only_b = sorted(set(per_class_a) - set(per_class_b)), sorted(set(per_class_b) - set(per_class_a))
-    if only_a or only_b:
-        raise ValueError(f"runs cover different classes: only in {label_a}: {only_a}; only in {label_b}: {only_b}")
-    if not per_class_a:
-        raise ValueError("per_class is empty: nothing to plot")
+    _check_same_classes(per_class_a, per_class_b, label_a, label_b)
     scale = 100.0 if percent else 1.0
     diff = {n: (per_class_b[n] - per_class_a[n]) * scale for n in per_class_a}
     names = sorted(diff, key=lambda n: -diff[n]) if sort else list(per_class_a)
@@ -103,6 +123,69 @@ def ap_difference_figure(per_class_a: Mapping[str, float], per_class_b: Mapping[
     ax.set_title(title or f"Per-class AP difference: {label_b} vs {label_a} "
                           f"(mean {float(np.mean(values)):+.{decimals}f})")
     return fig
+
+
+def ap_comparison_figure(per_class_a: Mapping[str, float], per_class_b: Mapping[str, float], label_a: str = "A",
+                         label_b: str = "B", title: str | None = None, sort: str = "b", percent: bool = True,
+                         decimals: int = 1) -> Figure:
+    """The BMViT supplement's Fig. 2: per-class AP of two runs side by side (b's bar right of a's), and above each
+    pair the difference b - a, green where b is better, red where worse. Sorted by b's AP (`sort` "b"), by the
+    difference ("difference") or not ("none"). Both runs must cover the same classes."""
+    _check_same_classes(per_class_a, per_class_b, label_a, label_b)
+    names = _comparison_order(per_class_a, per_class_b, sort)
+    scale = 100.0 if percent else 1.0
+    values_a = np.array([per_class_a[n] for n in names], dtype=np.float64) * scale
+    values_b = np.array([per_class_b[n] for n in names], dtype=np.float64) * scale
+    fig = _new_figure(int(len(names) * 1.6), height=5.0)
+    ax = fig.add_subplot()
+    positions = np.arange(len(names))
+    width = 0.4
+    ax.bar(positions - width / 2, values_a, width, color="0.65",
+           label=f"{label_a} (mean {values_a.mean():.{decimals}f})")
+    ax.bar(positions + width / 2, values_b, width, color=NEUTRAL_COLOR,
+           label=f"{label_b} (mean {values_b.mean():.{decimals}f})")
+    top = float(max(values_a.max(), values_b.max())) or 1.0
+    for x, a, b in zip(positions, values_a, values_b):
+        diff = b - a
+        color = POSITIVE_COLOR if diff > 0 else NEGATIVE_COLOR if diff < 0 else "0.5"
+        ax.text(x, max(a, b) + 0.02 * top, f"{diff:+.{decimals}f}", ha="center", va="bottom", fontsize=6,
+                rotation=90, color=color, fontweight="bold")
+    ax.set_ylim(0, 1.2 * top)
+    ax.set_xticks(positions, names, rotation=90, fontsize=7)
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    ax.set_ylabel("AP (%)" if percent else "AP")
+    ax.legend(loc="upper right", fontsize=8)
+    better = int(np.sum(values_b > values_a))
+    ax.set_title(title or f"{label_b} vs {label_a}: better on {better} of {len(names)} classes", fontsize=10)
+    return fig
+
+
+def ap_comparison_table(per_class_a: Mapping[str, float], per_class_b: Mapping[str, float], label_a: str = "A",
+                        label_b: str = "B", sort: str = "b", percent: bool = True, decimals: int = 1) -> str:
+    """The comparison of `ap_comparison_figure` as a Markdown table (one row per class, then the means)."""
+    _check_same_classes(per_class_a, per_class_b, label_a, label_b)
+    names = _comparison_order(per_class_a, per_class_b, sort)
+    scale = 100.0 if percent else 1.0
+    unit = " (%)" if percent else ""
+
+    def cell(value: float) -> str:
+        return f"{value * scale:.{decimals}f}"
+
+    lines = [f"| class | {label_a}{unit} | {label_b}{unit} | {label_b} - {label_a} |", "|---|---:|---:|---:|"]
+    for name in names:
+        lines.append(f"| {name} | {cell(per_class_a[name])} | {cell(per_class_b[name])} | "
+                     f"{(per_class_b[name] - per_class_a[name]) * scale:+.{decimals}f} |")
+    mean_a = float(np.mean([per_class_a[n] for n in names]))
+    mean_b = float(np.mean([per_class_b[n] for n in names]))
+    lines.append(f"| **mean over {len(names)} classes** | {cell(mean_a)} | {cell(mean_b)} | "
+                 f"{(mean_b - mean_a) * scale:+.{decimals}f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_ap_comparison(per_class_a: Mapping[str, float], per_class_b: Mapping[str, float],
+                       out_path: str | os.PathLike, **kwargs) -> Path:
+    """Write :func:`ap_comparison_figure` to ``out_path``."""
+    return _save(ap_comparison_figure(per_class_a, per_class_b, **kwargs), out_path)
 
 
 def pr_curves_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], classes: Sequence[str] | None = None,

@@ -5,6 +5,10 @@
 - `token_boxes_map`: the box every token predicts, yellow for the positive tokens (p(actor) > threshold, the boxes
   that become detections) drawn over thin grey ones for the rest.
 - `token_figure`: the two, one above the other, as in the figure.
+- `attention_rows`: for each positive token, its attention over the key grid (Fig. 3, right): one row per token, one
+  tile per key time slice (the clip frame at that slice's centre, tinted by the token's attention, its box in
+  yellow), each row scaled to its own maximum.
+- `token_attention_figure`: `token_figure` beside `attention_rows`.
 Inputs are plain arrays (numpy, or CPU tensors): the keyframe as uint8 RGB [H, W, 3], the per-token p(actor) as
 [h, w], boxes as normalised (x1, y1, x2, y2) [h, w, 4] or [h * w, 4] in row-major token order. From BMViT's
 outputs for clip b: `p = pred_actor[b].softmax(-1)[:, 1].reshape(model.token_grid((T, H, W)))[s]` for slice s, and
@@ -13,12 +17,16 @@ outputs for clip b: `p = pred_actor[b].softmax(-1)[:, 1].reshape(model.token_gri
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import cv2
 import numpy as np
 from matplotlib import colormaps
 
-from .boxes import check_image, draw_box, line_thickness
+from .boxes import check_image, draw_box, draw_label, line_thickness
 
-__all__ = ["POSITIVE_TOKEN_COLOR", "NEGATIVE_TOKEN_COLOR", "confidence_map", "token_boxes_map", "token_figure"]
+__all__ = ["POSITIVE_TOKEN_COLOR", "NEGATIVE_TOKEN_COLOR", "confidence_map", "token_boxes_map", "token_figure",
+           "attention_rows", "token_attention_figure"]
 
 POSITIVE_TOKEN_COLOR = (255, 255, 0)  # yellow, as in the paper
 NEGATIVE_TOKEN_COLOR = (150, 150, 150)  # grey
@@ -97,3 +105,63 @@ def token_figure(
         [confidence_map(image, actor_prob, colormap), token_boxes_map(image, token_boxes, actor_prob, threshold)],
         axis=0,
     )
+
+
+_SEPARATOR = 4  # white pixels between tiles, rows and panels
+
+
+def _pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` on a white canvas of height x width (top-left aligned)."""
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    canvas[: image.shape[0], : image.shape[1]] = image
+    return canvas
+
+
+def attention_rows(frames: Sequence[np.ndarray], maps: np.ndarray, token_boxes: np.ndarray, titles: Sequence[str],
+                   tile_height: int, colormap: str = "jet") -> np.ndarray:
+    """One row per token of its attention over the key grid.
+
+    Args:
+        frames: kt uint8 RGB frames [H, W, 3], the clip frame of each key time slice.
+        maps: [P, kt, kh, kw] attention weights (any non-negative scale; each row is divided by its maximum).
+        token_boxes: [P, 4] each token's box, normalised (x1, y1, x2, y2), drawn in yellow on its row.
+        titles: P labels written on each row's first tile.
+        tile_height: tile height in pixels (the width keeps the frames' aspect ratio).
+    Returns:
+        uint8 RGB image [P * (tile_height + 4) - 4, kt * (tile_width + 4) - 4, 3] (white between tiles).
+    """
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 4 or maps.shape[1] != len(frames):
+        raise ValueError(f"maps must be [P, {len(frames)}, kh, kw] for {len(frames)} frames, got {maps.shape}")
+    if not len(maps) == len(token_boxes) == len(titles):
+        raise ValueError(f"{len(maps)} maps, {len(token_boxes)} boxes and {len(titles)} titles")
+    for frame in frames:
+        check_image(frame)
+    tile_width = max(1, round(tile_height * frames[0].shape[1] / frames[0].shape[0]))
+    tiles = [cv2.resize(frame, (tile_width, tile_height), interpolation=cv2.INTER_AREA) for frame in frames]
+    rows = []
+    for token_maps, box, title in zip(maps, token_boxes, titles):
+        scale = token_maps.max() or 1.0
+        row = []
+        for tile, weights in zip(tiles, token_maps):
+            shown = confidence_map(tile, weights / scale, colormap)
+            draw_box(shown, box, POSITIVE_TOKEN_COLOR, line_thickness(shown))
+            row.append(_pad(shown, tile_height, tile_width + _SEPARATOR))
+        line = np.concatenate(row, axis=1)[:, :-_SEPARATOR]
+        draw_label(line, [title], (0, 0), (0, 0, 0), below=True)
+        rows.append(_pad(line, tile_height + _SEPARATOR, line.shape[1]))
+    if not rows:
+        return np.full((tile_height, tile_width, 3), 255, dtype=np.uint8)
+    return np.concatenate(rows, axis=0)[:-_SEPARATOR]
+
+
+def token_attention_figure(keyframe: np.ndarray, token_boxes: np.ndarray, actor_prob: np.ndarray, threshold: float,
+                           frames: Sequence[np.ndarray], maps: np.ndarray, positive_boxes: np.ndarray,
+                           titles: Sequence[str], colormap: str = "jet") -> np.ndarray:
+    """The supplement's Fig. 3 for one clip: `token_figure` on the left, `attention_rows` on the right (tiles of
+    half the keyframe's height). Returns a uint8 RGB image on a white background."""
+    left = token_figure(keyframe, token_boxes, actor_prob, threshold, colormap)
+    right = attention_rows(frames, maps, positive_boxes, titles, max(16, keyframe.shape[0] // 2), colormap)
+    height = max(left.shape[0], right.shape[0])
+    return np.concatenate([_pad(left, height, left.shape[1] + _SEPARATOR), _pad(right, height, right.shape[1])],
+                          axis=1)
