@@ -113,8 +113,10 @@ _C.TEST.ENABLE = True
 _C.TEST.DATASET = "ava"
 # Global test batch size.
 _C.TEST.BATCH_SIZE = 8
-# Checkpoint to test; "" tests the last checkpoint in OUTPUT_DIR (or the trained weights in memory).
+# Checkpoint to test; "" tests the newest checkpoint in OUTPUT_DIR/checkpoints, else TRAIN.CHECKPOINT_FILE_PATH.
 _C.TEST.CHECKPOINT_FILE_PATH = ""
+# Test even when the checkpoint leaves model tensors at their random initial values, or there is none (warned).
+_C.TEST.ALLOW_RANDOM_WEIGHTS = False
 # Number of clips per video for classification testing.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 10
 # Number of spatial crops per clip for classification testing.

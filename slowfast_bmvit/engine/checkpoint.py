@@ -26,6 +26,7 @@ warning, when the newest one cannot be read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -38,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint
+from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint, require_checkpoint_file
 
 from .distributed import all_gather_objects, get_rank, get_world_size, is_master_proc, unwrap_model
 
@@ -289,8 +290,7 @@ def read_checkpoint_file(path: str) -> dict[str, Any]:
         CheckpointError: one line naming the file when it is missing, truncated, corrupt, holds Python objects
             weights_only loading refuses, or is not a dict.
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint file not found")
+    require_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -445,25 +445,82 @@ def load_train_checkpoint(
     return _restore_training_state(path, checkpoint, optimizer, scaler)
 
 
-def load_test_checkpoint(cfg, model: torch.nn.Module) -> str | None:
-    """Load weights for testing from TEST.CHECKPOINT_FILE_PATH, else the newest complete checkpoint in
-    OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH; with none of them, warn and keep the model's current (random)
-    weights. Returns the path loaded, or None.
+@dataclass
+class TestedCheckpoint:
+    """The checkpoint a test ran on, as test_results.json records it.
 
-    Raises:
-        CheckpointError: the chosen file is unreadable or does not fit the model (never silently another file).
+    path: the file (None only when TEST.ALLOW_RANDOM_WEIGHTS let a test run without one).
+    epoch: completed training epochs of the weights (the E of checkpoint_epoch_E.pyth: the file's 0-based "epoch"
+        + 1); None when the file records no epoch (e.g. a plain state dict).
+    sha256: hex digest of the file's bytes, to tell two files of the same name apart.
     """
+
+    path: str | None
+    epoch: int | None = None
+    sha256: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "epoch": self.epoch, "sha256": self.sha256}
+
+
+def file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _test_checkpoint_path(cfg) -> str | None:
+    """TEST.CHECKPOINT_FILE_PATH, else the newest complete checkpoint in OUTPUT_DIR, else
+    TRAIN.CHECKPOINT_FILE_PATH, else None. No fallback to older files of OUTPUT_DIR: a test result must come from
+    the checkpoint it claims."""
     if cfg.TEST.CHECKPOINT_FILE_PATH:
-        _load_weights(cfg.TEST.CHECKPOINT_FILE_PATH, model)
         return cfg.TEST.CHECKPOINT_FILE_PATH
-    last = get_last_checkpoint(cfg.OUTPUT_DIR)
-    if last is not None:
-        # No fallback to older files here: a test result must come from the checkpoint it claims.
-        _load_weights(last, model)
-        return last
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        _load_weights(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)
-        return cfg.TRAIN.CHECKPOINT_FILE_PATH
-    logger.warning("no checkpoint to test (TEST.CHECKPOINT_FILE_PATH, OUTPUT_DIR, TRAIN.CHECKPOINT_FILE_PATH): "
-                   "testing randomly initialised weights")
-    return None
+    return get_last_checkpoint(cfg.OUTPUT_DIR) or cfg.TRAIN.CHECKPOINT_FILE_PATH or None
+
+
+def load_test_checkpoint(cfg, model: torch.nn.Module) -> TestedCheckpoint:
+    """Load the weights to test: TEST.CHECKPOINT_FILE_PATH, else the newest complete checkpoint in OUTPUT_DIR,
+    else TRAIN.CHECKPOINT_FILE_PATH. Every model tensor must come from the file: a model tensor the file lacks
+    (e.g. the detection heads of a K400 classifier file), a file tensor the model has no place for (a deeper
+    model's blocks, a head of another class count) or no file at all would test random weights, and is an error
+    unless TEST.ALLOW_RANDOM_WEIGHTS (then a warning names them). Relative-position tables of another input size
+    are resized, as in fine-tuning.
+
+    Returns:
+        the TestedCheckpoint (file, epoch, sha256) for test_results.json.
+    Raises:
+        CheckpointError: no checkpoint, an unreadable file, or one that does not fill the whole model; the message
+            names the file and the tensors (never silently another file).
+    """
+    path = _test_checkpoint_path(cfg)
+    if path is None:
+        message = (f"no checkpoint to test: TEST.CHECKPOINT_FILE_PATH and TRAIN.CHECKPOINT_FILE_PATH are empty and "
+                   f"{get_checkpoint_dir(cfg.OUTPUT_DIR)} holds no checkpoint")
+        if not cfg.TEST.ALLOW_RANDOM_WEIGHTS:
+            raise CheckpointError(f"{message}; set TEST.ALLOW_RANDOM_WEIGHTS True to test random weights")
+        logger.warning("%s: testing randomly initialised weights (TEST.ALLOW_RANDOM_WEIGHTS)", message)
+        return TestedCheckpoint(path=None)
+    report = load_checkpoint(path, unwrap_model(model))
+    if report.missing or report.skipped:
+        problems = []
+        if report.missing:
+            more = f" (+{len(report.missing) - 5} more)" if len(report.missing) > 5 else ""
+            problems.append(f"{len(report.missing)} model tensor(s) not in the file: {', '.join(report.missing[:5])}"
+                            f"{more}")
+        if report.skipped:
+            more = f" (+{len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
+            shown = ", ".join(f"{key} ({reason})" for key, reason in report.skipped[:5])
+            problems.append(f"{len(report.skipped)} file tensor(s) not loaded: {shown}{more}")
+        message = f"{path}: does not fit {type(unwrap_model(model)).__name__} exactly; " + "; ".join(problems)
+        if not cfg.TEST.ALLOW_RANDOM_WEIGHTS:
+            raise CheckpointError(f"{message}. Testing it would use random weights; set TEST.ALLOW_RANDOM_WEIGHTS "
+                                  f"True to test anyway")
+        logger.warning("%s; the model tensors not in the file keep their random initial values "
+                       "(TEST.ALLOW_RANDOM_WEIGHTS)", message)
+    tested = TestedCheckpoint(path=path, epoch=None if report.epoch is None else report.epoch + 1,
+                              sha256=file_sha256(path))
+    logger.info("testing %s (epoch %s, sha256 %s)", path, tested.epoch, tested.sha256)
+    return tested

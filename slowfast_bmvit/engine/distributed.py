@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.config import ConfigError, check_devices
 from slowfast_bmvit.utils.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,11 @@ def launch_job(cfg, init_method: str | None, func: Callable[..., Any], daemon: b
             None picks a free local port for single-machine runs. Ignored under torchrun ("env://").
         func: a picklable (module-level) function taking `cfg=`.
         daemon: spawn the processes as daemons.
+    Raises:
+        ConfigError: NUM_GPUS > 0 without enough CUDA devices, or a layout that cannot work (before any process
+            starts).
     """
+    check_devices(cfg)
     env = torchrun_env()
     if env is not None:
         _launch_under_torchrun(cfg, env, func)

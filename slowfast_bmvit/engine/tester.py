@@ -1,7 +1,8 @@
 """The final test: detections on the test split, the official metric, and the files a researcher looks at.
 
 Written to OUTPUT_DIR: the detections (AVA CSV, or the frame-detection array for UCF101-24 / JHMDB),
-`test_results.json` (per-class AP, mAP, group mAPs), `test_results.txt` (the printed report), a per-class AP bar
+`test_results.json` (per-class AP, mAP, group mAPs, and under "checkpoint" the tested file, its epoch and its
+sha256), `test_results.txt` (the printed report), a per-class AP bar
 plot, and DEMO.NUM_VIS_KEYFRAMES keyframes with the detections of p(actor) > 0.5 drawn.
 """
 
@@ -104,7 +105,7 @@ def test(cfg) -> dict | None:
     seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
     setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
     model = build_model(cfg)
-    cu.load_test_checkpoint(cfg, model)
+    tested = cu.load_test_checkpoint(cfg, model)
     task = DetectionTask(cfg, model).to(device_of(cfg))
     prepare_data(cfg, [cfg.TEST.DATASET])
     loader = construct_loader(cfg, "test")
@@ -113,6 +114,7 @@ def test(cfg) -> dict | None:
         return None
     dataset = loader.dataset.dataset
     result = evaluate_detections(cfg, dataset, detections, "test", output_dir=cfg.OUTPUT_DIR)
+    result["checkpoint"] = tested.as_dict()
     write_results(cfg, result)
     for path in write_visualisations(cfg, dataset, detections, result):
         logger.info("wrote %s", path)

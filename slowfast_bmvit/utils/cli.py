@@ -2,16 +2,23 @@
 
 `--cfg` takes one or more YAML files; as upstream, each file is a separate job run in order. Overrides are
 `KEY VALUE` pairs, either trailing (`--cfg a.yaml SOLVER.BASE_LR 0.1`) or after `--opts`.
+
+Errors: a config error is one line on stderr and exit status 2. After the config is loaded, an error the package
+raises itself (a `raise` statement in slowfast_bmvit: a missing file, a checkpoint that does not fit, an unreadable
+frame, a non-finite loss, ...) is one line on stderr and exit status 1; `--debug` shows its traceback instead. Any
+other exception (a bug, or an error inside a library) keeps its full traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import linecache
+import os
 import re
 import sys
 from typing import Callable, Sequence
 
-from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, check_devices, load_config
 
 # An upper-case dotted config key (e.g. SOLVER.BASE_LR) can never be a YAML path: it starts the overrides.
 _KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
@@ -33,6 +40,8 @@ def build_parser(description: str, add_arguments: Callable[[argparse.ArgumentPar
                         help="number of machines (overrides NUM_SHARDS)")
     parser.add_argument("--shard_id", type=int, default=None,
                         help="index of this machine, 0..num_shards-1 (overrides SHARD_ID)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message")
     if add_arguments is not None:
         add_arguments(parser)
     parser.add_argument("--opts", dest="dash_opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
@@ -59,17 +68,93 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
     return args
 
 
-def load_job_config(args: argparse.Namespace, cfg_file: str):
-    """The validated config of one job: file, then overrides, then the launch arguments."""
+def load_job_config(args: argparse.Namespace, cfg_file: str, needs_devices: bool = True):
+    """The validated config of one job: file, then overrides, then the launch arguments. With `needs_devices`
+    (a job that runs the model where NUM_GPUS says) NUM_GPUS is also checked against the machine's CUDA devices."""
     cfg = load_config(cfg_file, args.opts)
     if args.num_shards is not None:
         cfg.NUM_SHARDS = args.num_shards
     if args.shard_id is not None:
         cfg.SHARD_ID = args.shard_id
-    return assert_and_infer_cfg(cfg)
+    cfg = assert_and_infer_cfg(cfg)
+    if needs_devices:
+        check_devices(cfg)
+    return cfg
 
 
 def exit_on_config_error(err: ConfigError) -> None:
     """Print a config error as one line on stderr and exit with status 2."""
     print(f"error: {err}", file=sys.stderr)
     raise SystemExit(2)
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The innermost frame of a child process's traceback (as torch.multiprocessing.spawn reports it) and its final line.
+_TRACEBACK_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in .*\n(?P<source>[^\n]*)', re.MULTILINE)
+
+
+def _raised_by_package(filename: str, source_line: str) -> bool:
+    inside = os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
+    return inside and source_line.strip().startswith("raise")
+
+
+def package_error_message(err: BaseException) -> str | None:
+    """The one-line message of an error slowfast_bmvit raised itself, else None.
+
+    "Raised itself" means the innermost traceback frame is a `raise` statement inside the package (a config or
+    data error worded for the user), not an exception from a library call or a failed assertion. An exception
+    re-raised by torch.multiprocessing.spawn from a child process is judged by the child's traceback.
+    """
+    if isinstance(err, ConfigError):
+        return _one_line(str(err))
+    if not isinstance(err, Exception):
+        return None
+    spawned = _spawned_error(err)
+    if spawned is not None:
+        return spawned
+    tb = err.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    if not _raised_by_package(filename, linecache.getline(filename, tb.tb_lineno)):
+        return None
+    text = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
+    return _one_line(text)
+
+
+def _spawned_error(err: Exception) -> str | None:
+    """The message of a package error re-raised by torch.multiprocessing from child process N, as "process N: ..."."""
+    try:
+        from torch.multiprocessing import ProcessRaisedException
+    except ImportError:  # pragma: no cover - very old torch
+        return None
+    if not isinstance(err, ProcessRaisedException):
+        return None
+    text = str(err)
+    frames = list(_TRACEBACK_FRAME.finditer(text))
+    if not frames or not _raised_by_package(frames[-1]["file"], frames[-1]["source"]):
+        return None
+    final = text.strip().splitlines()[-1]
+    message = final.split(": ", 1)[1] if ": " in final else final
+    return _one_line(f"process {getattr(err, 'error_index', '?')}: {message}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def exit_on_package_error(err: BaseException, debug: bool) -> None:
+    """Print an error the package raised itself as one line on stderr and exit (status 2 for a config error, else
+    1). Returns, for the caller's bare `raise`, when the error is anything else or `debug` asks for tracebacks:
+
+        except Exception as err:
+            exit_on_package_error(err, args.debug)
+            raise
+    """
+    message = None if debug else package_error_message(err)
+    if message is None:
+        return
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2 if isinstance(err, ConfigError) else 1)
