@@ -356,3 +356,39 @@ def test_checkpoint_eval_and_iteration_periods():
     assert [i for i in range(8) if is_checkpoint_iter(cfg, i)] == [2, 5]
     cfg.TRAIN.CHECKPOINT_ITER_PERIOD = 0
     assert not any(is_checkpoint_iter(cfg, i) for i in range(8))
+
+
+@pytest.mark.parametrize(
+    "processes, batch_size, resumed_iteration",
+    [(2, 4, 3), (4, 4, 3), (2, 6, 2), (1, 12, 1), (3, 6, 2)],
+    ids=["2_processes", "4_processes", "2_processes_batch_6", "1_process_batch_12", "3_processes_batch_6"],
+)
+def test_mid_epoch_resume_continues_at_the_same_sample_for_any_process_count(processes, batch_size,
+                                                                             resumed_iteration):
+    """30 clips, one process with batch 4 saved after 3 iterations: the first 12 samples of the epoch's permutation
+    are done. Every (processes, batch) that can resume there trains exactly the other 18 (plus the sampler's padding
+    repeats when 30 does not divide among the processes)."""
+    from slowfast_bmvit.datasets.samplers import EpochSampler
+
+    order = EpochSampler(30, shuffle=True, seed=7).epoch_indices()
+    start = ckpt.TrainStart(start_epoch=0, start_iter=3, saved_batch_size=4)
+    assert start.first_iteration(batch_size) == resumed_iteration
+    per_process = batch_size // processes
+    rest = []
+    for rank in range(processes):
+        sampler = EpochSampler(30, shuffle=True, seed=7, num_replicas=processes, rank=rank)
+        sampler.set_start(resumed_iteration * per_process)
+        rest += list(sampler)
+    padding = -30 % processes  # the sampler repeats the permutation's first clips to fill the last round
+    assert sorted(rest) == sorted(order[12:] + order[:padding])
+
+
+def test_mid_epoch_resume_refuses_a_batch_size_that_cannot_start_at_the_same_sample():
+    start = ckpt.TrainStart(start_epoch=2, start_iter=3, path="run/c.pyth", saved_batch_size=2)
+    with pytest.raises(CheckpointError, match=r"^run/c.pyth was saved 3 iterations of 2 clips \(6 samples\) into "
+                                              r"epoch 3; TRAIN.BATCH_SIZE 4 cannot resume at that sample"):
+        start.first_iteration(4)
+    assert start.first_iteration(3) == 2 and start.first_iteration(6) == 1
+    with pytest.raises(CheckpointError, match="MULTIGRID.SHORT_CYCLE"):
+        start.first_iteration(6, short_cycle=True)
+    assert ckpt.TrainStart(start_iter=3, saved_batch_size=None).first_iteration(4) == 3  # not recorded: as saved

@@ -8,13 +8,16 @@ import pytest
 import simplejson
 import torch
 
-from slowfast_bmvit.config import assert_and_infer_cfg, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
 from slowfast_bmvit.datasets.synthetic import generate_synth_ava
 from slowfast_bmvit.engine import distributed as du
 from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, list_checkpoints
 from slowfast_bmvit.engine.task import DetectionTask
 from slowfast_bmvit.engine import tester
 from slowfast_bmvit.engine.trainer import NonFiniteLossError, train
+from slowfast_bmvit.models.checkpoint_loading import CheckpointError
+
+UNPATCHED_LOSSES = DetectionTask.losses
 
 SYNTH_PARAMS = {"seed": 3, "num_train_videos": 4, "num_val_videos": 2, "video_seconds": 6, "frame_size": (48, 64)}
 
@@ -252,3 +255,54 @@ def test_multigrid_long_cycle_trains_at_changing_shapes(repo_root, synth_root, t
     assert len({shape[1:3] for shape in shapes}) == 4
     final = torch.load(get_last_checkpoint(str(tmp_path)), map_location="cpu", weights_only=True)
     assert final["epoch"] == 8  # the schedule stretched 6 epochs to 9 (EPOCH_FACTOR 1.5)
+
+
+def test_batch_size_larger_than_the_training_set_is_refused(repo_root, synth_root, tmp_path):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "TRAIN.BATCH_SIZE", "16")
+    with pytest.raises(ConfigError, match=r"^TRAIN.BATCH_SIZE: 16 is larger than the training set \(synthava: 12 "
+                                          r"clips\); not one full batch per epoch$"):
+        train(cfg)
+    assert get_last_checkpoint(str(tmp_path)) is None  # nothing "trained", nothing saved
+
+
+def _record_batch_keyframes(monkeypatch, die_at_step=None):
+    """Patch DetectionTask.losses to record the (video, sec) keyframes of every training step; raise
+    KeyboardInterrupt at step `die_at_step` (1-based, before it trains) when given."""
+    steps = []
+
+    def recording_losses(self, model, batch):
+        if die_at_step is not None and len(steps) + 1 == die_at_step:
+            raise KeyboardInterrupt("killed")
+        steps.append([(meta["video"], meta["sec"]) for meta in batch["meta"]])
+        return UNPATCHED_LOSSES(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", recording_losses)
+    return steps
+
+
+def test_mid_epoch_resume_with_another_batch_size_goes_on_at_the_same_sample(repo_root, synth_root, tmp_path,
+                                                                             monkeypatch):
+    """12 clips; batch 2, killed after 2 iterations (4 samples, checkpointed): batch 4 resumes at iteration 1, so
+    that the epoch trains every clip exactly once. Killed after 3 iterations (6 samples), batch 4 cannot resume at
+    the same sample: one line naming the numbers."""
+    opts = ("SOLVER.MAX_EPOCH", "1", "TRAIN.CHECKPOINT_ITER_PERIOD", "1")
+    steps = _record_batch_keyframes(monkeypatch, die_at_step=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "2", *opts))
+    assert os.path.basename(get_last_checkpoint(str(tmp_path / "a"))) == "checkpoint_epoch_00000_iter_0000002.pyth"
+    before = [clip for step in steps for clip in step]
+    steps = _record_batch_keyframes(monkeypatch)
+    train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "4", *opts))
+    assert [len(step) for step in steps] == [4, 4]
+    after = [clip for step in steps for clip in step]
+    assert len(before) == 4 and len(set(before + after)) == 12  # the 12 training clips, each once
+    resumed = [row["iter"] for row in json_losses(tmp_path / "a")][-2:]
+    assert resumed == ["2/3", "3/3"]
+
+    _record_batch_keyframes(monkeypatch, die_at_step=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "b", "TRAIN.BATCH_SIZE", "2", *opts))
+    _record_batch_keyframes(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"saved 3 iterations of 2 clips \(6 samples\) into epoch 1; "
+                                              r"TRAIN.BATCH_SIZE 4 cannot resume at that sample"):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "b", "TRAIN.BATCH_SIZE", "4", *opts))

@@ -58,10 +58,11 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
     """A DataLoader for `split`: per-process batch = global batch / world size.
 
     Training shuffles (a permutation that depends only on RNG_SEED and the epoch) and drops the last incomplete
-    batch; val/test keep order and every sample. Under torch.distributed each process reads its own shard. The
-    order comes from an `EpochSampler` and the dataset is wrapped in `PerSampleSeeded`, so that augmentation is a
-    pure function of (seed, epoch, index) whatever the number of workers or processes; call
-    `set_loader_epoch(loader, epoch, first_iteration)` before each epoch.
+    batch (a training set smaller than one batch is a ConfigError naming both numbers); val/test keep order and every
+    sample. Under torch.distributed each process reads its own shard. The order comes from an `EpochSampler` and
+    the dataset is wrapped in `PerSampleSeeded`, so that augmentation is a pure function of (seed, epoch, index)
+    whatever the number of workers or processes; call `set_loader_epoch(loader, epoch, first_iteration)` before each
+    epoch.
     With MULTIGRID.SHORT_CYCLE the train loader's batches cycle through the short-cycle crops and batch sizes
     (datasets/short_cycle.py).
     """
@@ -81,10 +82,19 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
     }
     if is_train and cfg.MULTIGRID.SHORT_CYCLE:
         batch_sampler = ShortCycleBatchSampler(sampler, batch_size, drop_last=True, cfg=cfg)
-        return torch.utils.data.DataLoader(PerSampleSeeded(ShortCycleDataset(dataset, cfg), seed=cfg.RNG_SEED),
-                                           batch_sampler=batch_sampler, **common)
-    return torch.utils.data.DataLoader(PerSampleSeeded(dataset, seed=cfg.RNG_SEED), batch_size=batch_size,
-                                       sampler=sampler, drop_last=is_train, **common)
+        loader = torch.utils.data.DataLoader(PerSampleSeeded(ShortCycleDataset(dataset, cfg), seed=cfg.RNG_SEED),
+                                             batch_sampler=batch_sampler, **common)
+    else:
+        loader = torch.utils.data.DataLoader(PerSampleSeeded(dataset, seed=cfg.RNG_SEED), batch_size=batch_size,
+                                             sampler=sampler, drop_last=is_train, **common)
+    if is_train and len(loader) == 0:
+        # drop_last would give epochs of 0 iterations that "train" nothing and still save checkpoints.
+        largest = max(batch_sampler.batch_sizes) * world if cfg.MULTIGRID.SHORT_CYCLE else global_batch
+        cycle = f" (multigrid's short cycle batches reach {largest})" if largest != global_batch else ""
+        processes = f", split over {world} processes" if world > 1 else ""
+        raise ConfigError(f"TRAIN.BATCH_SIZE: {global_batch}{cycle} is larger than the training set ({dataset_name}: "
+                          f"{len(dataset)} clips{processes}); not one full batch per epoch")
+    return loader
 
 
 def epoch_sampler(loader: torch.utils.data.DataLoader) -> EpochSampler:

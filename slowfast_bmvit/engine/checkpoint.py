@@ -11,6 +11,9 @@ and hold a dict:
     "cfg"              the run's config as YAML (cfg.dump())
     "scaler_state"     GradScaler state, when mixed precision uses one
     "iter"             mid-epoch files only: iterations of epoch E already trained (the trainer skips them)
+    "batch_size"       the global batch size (TRAIN.BATCH_SIZE of the epoch in progress): a mid-epoch resume with
+                       another batch size starts at the same sample (iter x batch_size), or is refused when that
+                       sample is not a multiple of the new batch size
     "rng_states"       per rank, the Python / numpy / torch (/ CUDA) generator states at saving time; restored on
                        resume with the same world size, so augmentation and dropout continue as if uninterrupted.
                        Data order itself needs no state: DistributedSampler's order depends only on (RNG_SEED,
@@ -38,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import yaml
 
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint, require_checkpoint_file
 
@@ -263,6 +267,7 @@ def save_checkpoint(
         "optimizer_state": optimizer.state_dict(),
         "cfg": cfg.dump(),
         "rng_states": rng_states,
+        "batch_size": int(cfg.TRAIN.BATCH_SIZE),
     }
     if scaler is not None:
         checkpoint["scaler_state"] = scaler.state_dict()
@@ -313,13 +318,52 @@ def _first_line(err: BaseException) -> str:
 
 @dataclass
 class TrainStart:
-    """Where training starts: 0-based epoch, iterations of that epoch already done (to skip), the checkpoint it
-    came from and the trainer's `extra` state saved with it."""
+    """Where training starts: 0-based epoch, iterations of that epoch already done (to skip) at the global batch
+    size `saved_batch_size` of the run that saved them (None: not recorded), the checkpoint it came from and the
+    trainer's `extra` state saved with it."""
 
     start_epoch: int = 0
     start_iter: int = 0
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    saved_batch_size: int | None = None
+
+    def first_iteration(self, batch_size: int, short_cycle: bool = False) -> int:
+        """The iteration of epoch `start_epoch` to resume at with global batch size `batch_size`.
+
+        The epoch's data order does not depend on the batch size or the number of processes (datasets/samplers.py):
+        the first `start_iter x saved_batch_size` samples of the epoch's permutation are trained, so the run goes on
+        at that sample, which is iteration samples / batch_size.
+
+        Raises:
+            CheckpointError: that sample is not a multiple of `batch_size`, or the batch size changed under the
+                multigrid short cycle (whose batches cycle through several sizes); one line naming the numbers.
+        """
+        if self.start_iter == 0 or self.saved_batch_size is None or self.saved_batch_size == batch_size:
+            return self.start_iter
+        samples = self.start_iter * self.saved_batch_size
+        where = (f"{self.path} was saved {self.start_iter} iterations of {self.saved_batch_size} clips "
+                 f"({samples} samples) into epoch {self.start_epoch + 1}")
+        if short_cycle:
+            raise CheckpointError(f"{where}; under MULTIGRID.SHORT_CYCLE it resumes only with TRAIN.BATCH_SIZE "
+                                  f"{self.saved_batch_size} (this run: {batch_size})")
+        if samples % batch_size:
+            raise CheckpointError(f"{where}; TRAIN.BATCH_SIZE {batch_size} cannot resume at that sample (use a batch "
+                                  f"size that divides {samples}, e.g. {self.saved_batch_size}, until the epoch ends)")
+        logger.info("%s: TRAIN.BATCH_SIZE is now %d, resuming at iteration %d", where, batch_size,
+                    samples // batch_size)
+        return samples // batch_size
+
+
+def _saved_batch_size(checkpoint: dict[str, Any]) -> int | None:
+    """The global batch size a checkpoint was trained with: its "batch_size", else its config's TRAIN.BATCH_SIZE
+    (files written before "batch_size" was recorded), else None."""
+    if isinstance(checkpoint.get("batch_size"), int):
+        return checkpoint["batch_size"]
+    try:
+        return int(yaml.safe_load(checkpoint.get("cfg") or "")["TRAIN"]["BATCH_SIZE"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _restore_optimizer(path: str, checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
@@ -370,6 +414,7 @@ def _restore_training_state(
         start_iter=int(checkpoint.get("iter", 0)),
         path=path,
         extra=dict(checkpoint.get("extra") or {}),
+        saved_batch_size=_saved_batch_size(checkpoint),
     )
 
 

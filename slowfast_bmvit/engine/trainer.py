@@ -2,8 +2,10 @@
 
 A run is resumable at any checkpoint: the data order and augmentation are pure functions of (RNG_SEED, epoch,
 sample index) (datasets/samplers.py), and a mid-epoch checkpoint (TRAIN.CHECKPOINT_ITER_PERIOD) stores the
-iteration and the generator states, so a killed run that resumes reaches the same weights as one that was not
-killed (on CPU with DETERMINISTIC True).
+iteration, the batch size and the generator states, so a killed run that resumes reaches the same weights as one
+that was not killed (on CPU with DETERMINISTIC True). Resumed with another number of processes it goes on at the
+same sample; with another TRAIN.BATCH_SIZE too, when the samples done are a multiple of the new batch size (else
+it stops with one line).
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ def train(cfg) -> torch.nn.Module:
             logger.info("epoch %d: %d iterations of %d clips (%d x %d x %d)%s", epoch + 1, iters_per_epoch,
                         cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE,
                         _short_cycle_note(cfg, multigrid))
-        first_iter = start.start_iter if epoch == start.start_epoch else 0
+        first_iter = 0
+        if epoch == start.start_epoch:
+            first_iter = start.first_iteration(cfg.TRAIN.BATCH_SIZE, cfg.MULTIGRID.SHORT_CYCLE)
         set_loader_epoch(train_loader, epoch, first_iter)
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
                     device)
