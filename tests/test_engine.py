@@ -1,5 +1,6 @@
 """The engine end to end on a tiny generated SynthAVA: resume after a kill, two processes vs one, tests, run_net."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -162,6 +163,22 @@ def test_test_writes_metric_detections_and_pictures(repo_root, synth_root, tmp_p
         other_rows = [line.strip().split(",") for line in handle]
     assert {tuple(row[:2]) for row in other_rows} == {tuple(row[:2]) for row in rows}  # the same keyframes
     assert sorted(other_rows) != sorted(rows)
+    # The results name the tested checkpoint: the file, its epoch and the sha256 of its bytes.
+    checkpoint = get_last_checkpoint(str(tmp_path))
+    with open(checkpoint, "rb") as handle:
+        sha256 = hashlib.sha256(handle.read()).hexdigest()
+    assert saved["checkpoint"] == {"path": checkpoint, "epoch": 1, "sha256": sha256}
+
+    # BMViT's test set is every annotated keyframe, not the keyframes where the person detector of the two-stage
+    # baseline found someone (a threshold of 0.96 keeps 4 of the 6 val keyframes' detector boxes).
+    with open(os.path.join(synth_root, "annotations", "synthava_val_v2.2.csv")) as handle:
+        annotated = {tuple(line.split(",")[:2]) for line in handle}
+    detected = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "BMVIT.ACTOR_THRESH", "0.0",
+                        "AVA.TEST_USE_GT_BOXES", "False", "AVA.DETECTION_SCORE_THRESH", "0.96")
+    tester.test(detected)
+    with open(tmp_path / "detections_test.csv") as handle:
+        tested = {tuple(line.split(",")[:2]) for line in handle}
+    assert len(annotated) == 6 and tested == annotated
 
 
 def test_two_stage_baseline_trains_and_tests_through_run_net(repo_root, synth_root, tmp_path):

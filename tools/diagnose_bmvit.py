@@ -4,10 +4,10 @@
     python tools/diagnose_bmvit.py --cfg configs/SYNTH/BMViT_demo.yaml [KEY VALUE ...]
 
 Loads the checkpoint `tools/run_net.py` would test (TEST.CHECKPOINT_FILE_PATH, else the newest in OUTPUT_DIR; it
-must fill the whole model unless TEST.ALLOW_RANDOM_WEIGHTS, and the report names its epoch and sha256),
-runs the test split of an AVA-format dataset with AVA.TEST_USE_GT_BOXES True (the ground-truth persons are
-needed per clip; the forward pass on one GPU when NUM_GPUS > 0 and CUDA is available, else on the CPU) and prints,
-besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of the token the training matcher
+must fill the whole model unless TEST.ALLOW_RANDOM_WEIGHTS, and the report names its epoch and sha256), runs the
+test split of an AVA-format dataset on every annotated keyframe with its ground-truth persons (as the test of a
+single-stage model does; the forward pass on one GPU when NUM_GPUS > 0 and CUDA is available, else on the CPU)
+and prints, besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of the token the training matcher
 assigns to each actor versus the token the actor score ranks first, and the class AP given each actor's best box
 (slowfast_bmvit/evaluation/error_analysis.py explains each number). With TEST.FLIP_AVERAGE, as in the test, every
 number reads the flip-averaged triplets. The summary is also written to OUTPUT_DIR/diagnosis.json.
@@ -45,11 +45,12 @@ from slowfast_bmvit.utils.cli import (  # noqa: E402
 @torch.no_grad()
 def diagnose(cfg) -> dict:
     """The diagnosis dict of cfg's model on its test split (see the module docstring)."""
-    if not cfg.DETECTION.ENABLE or not cfg.AVA.TEST_USE_GT_BOXES:
-        raise ConfigError("DETECTION.ENABLE and AVA.TEST_USE_GT_BOXES must be True: the diagnosis compares the "
-                          "detections with the ground-truth persons of each test clip")
+    if not cfg.DETECTION.ENABLE:
+        raise ConfigError("DETECTION.ENABLE must be True: the diagnosis compares the detections with the "
+                          "ground-truth persons of each test clip")
     prepare_dataset(cfg.TEST.DATASET, cfg)
-    dataset = build_dataset(cfg.TEST.DATASET, cfg, "test")
+    # Every annotated keyframe with its ground-truth persons, as the test of a single-stage model reads them.
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, "test", model_reads_boxes=False)
     if not hasattr(dataset, "evaluation_files"):
         raise ConfigError(f"TEST.DATASET: {cfg.TEST.DATASET!r} is not an AVA-format dataset (ava, synthava)")
     device = torch.device("cuda" if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else "cpu")

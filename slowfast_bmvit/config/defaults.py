@@ -482,7 +482,8 @@ _C.AVA.TRAIN_GT_BOX_LISTS = ["ava_train_v2.2.csv"]
 _C.AVA.TRAIN_PREDICT_BOX_LISTS = []
 # Boxes used at test: predicted person boxes for the two-stage baseline (inside ANNOTATION_DIR).
 _C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
-# Test on the keyframes and boxes of GROUNDTRUTH_FILE instead of TEST_PREDICT_BOX_LISTS (BMViT ignores input boxes).
+# Models that read person boxes (two-stage): test on GROUNDTRUTH_FILE's boxes instead of TEST_PREDICT_BOX_LISTS.
+# A model that finds the persons itself (BMViT) always tests every keyframe of GROUNDTRUTH_FILE.
 _C.AVA.TEST_USE_GT_BOXES = False
 # Score threshold of predicted person boxes.
 _C.AVA.DETECTION_SCORE_THRESH = 0.9

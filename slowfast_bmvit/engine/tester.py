@@ -27,7 +27,7 @@ from .amp import device_of
 from .evaluator import evaluate_detections
 from .inference import run_inference
 from .meters import log_json_stats
-from .task import DetectionTask
+from .task import DetectionTask, uses_input_boxes
 from .trainer import prepare_data
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def test(cfg) -> dict | None:
     tested = cu.load_test_checkpoint(cfg, model)
     task = DetectionTask(cfg, model).to(device_of(cfg))
     prepare_data(cfg, [cfg.TEST.DATASET])
-    loader = construct_loader(cfg, "test")
+    loader = construct_loader(cfg, "test", model_reads_boxes=uses_input_boxes(model))
     detections = run_inference(cfg, loader, model, task, desc="test")
     if not du.is_master_proc():
         return None

@@ -30,7 +30,7 @@ from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, log_json_stats
 from .multigrid import MultigridSchedule
 from .optimizer import construct_optimizer, set_lr
-from .task import DetectionTask, move_batch
+from .task import DetectionTask, move_batch, uses_input_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,9 @@ def train(cfg) -> torch.nn.Module:
     start = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
 
     prepare_data(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
-    val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    val_loader = None
+    if cfg.TRAIN.EVAL_PERIOD > 0:
+        val_loader = construct_loader(cfg, "val", model_reads_boxes=uses_input_boxes(model))
     train_loader = None
     if start.start_epoch >= cfg.SOLVER.MAX_EPOCH:
         logger.info("training already complete (%d of %d epochs in %s); nothing to train", start.start_epoch,
