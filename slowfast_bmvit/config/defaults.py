@@ -60,7 +60,7 @@ _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
 _C.TRAIN.MIXED_PRECISION = False
 # Autocast dtype under MIXED_PRECISION: "bfloat16" or "float16" (float16 uses a GradScaler).
 _C.TRAIN.MIXED_PRECISION_DTYPE = "bfloat16"
-# Freeze the backbone parameters (train heads only).
+# Freeze the backbone (train the heads only): no gradients, and its BatchNorm statistics and dropout in eval mode.
 _C.TRAIN.FREEZE_BACKBONE = False
 
 # ---------------------------------------------------------------------------- #

@@ -74,6 +74,10 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
                 start_iter: int, iters_per_epoch: int, device: torch.device) -> None:
     """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch) to `iters_per_epoch`."""
     model.train()
+    if cfg.TRAIN.FREEZE_BACKBONE:
+        # A frozen backbone is a fixed function: no gradients (models/build.py), and in eval mode its BatchNorm
+        # statistics (the convolutional stem's) stay as loaded and its dropout / drop-path stays off.
+        du.unwrap_model(model).backbone.eval()
     progress = tqdm(total=iters_per_epoch, initial=start_iter, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
                     disable=not du.is_master_proc(), leave=False, dynamic_ncols=True)
     meter.iter_tic()
