@@ -392,3 +392,17 @@ def test_mid_epoch_resume_refuses_a_batch_size_that_cannot_start_at_the_same_sam
     with pytest.raises(CheckpointError, match="MULTIGRID.SHORT_CYCLE"):
         start.first_iteration(6, short_cycle=True)
     assert ckpt.TrainStart(start_iter=3, saved_batch_size=None).first_iteration(4) == 3  # not recorded: as saved
+
+
+def test_checkpoints_record_the_batch_size_and_older_files_give_it_through_their_config(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    cfg.TRAIN.BATCH_SIZE = 6
+    path = save_checkpoint(str(tmp_path), model, optimizer, 0, cfg, iter_in_epoch=2)
+    saved = torch.load(path, weights_only=True)
+    assert saved["batch_size"] == 6
+    del saved["batch_size"]  # as written before the key existed: the config dump still tells
+    ckpt.atomic_torch_save(saved, path)
+    start = load_train_checkpoint(_cfg(tmp_path), *_fresh())
+    assert (start.start_epoch, start.start_iter, start.saved_batch_size) == (0, 2, 6)
+    assert start.first_iteration(4) == 3

@@ -6,6 +6,7 @@ import traceback
 
 import numpy as np
 import pytest
+import torch
 
 from slowfast_bmvit.config import get_cfg, merge_opts
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError
@@ -133,3 +134,25 @@ def test_an_error_re_raised_from_a_spawned_process_is_judged_by_its_own_tracebac
     assert package_error_message(as_if_spawned(FrameReader, "sometimes")) == (
         "process 1: DATA.ON_BAD_FRAME: 'sometimes' is not one of error, skip")
     assert package_error_message(as_if_spawned(_raise_from_a_library)) is None
+
+
+class _BadPolicyDataset(torch.utils.data.Dataset):
+    """Every sample raises the package's own error (a frame reader with an unknown DATA.ON_BAD_FRAME)."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from slowfast_bmvit.datasets.frame_io import FrameReader
+
+        return FrameReader("sometimes")
+
+
+def test_an_error_raised_in_a_data_loader_worker_is_one_line_too():
+    loader = torch.utils.data.DataLoader(_BadPolicyDataset(), num_workers=1)
+    try:
+        next(iter(loader))
+    except ValueError as err:  # torch re-raises it with the worker's traceback as text
+        assert package_error_message(err) == "DATA.ON_BAD_FRAME: 'sometimes' is not one of error, skip"
+    else:
+        raise AssertionError("no exception")
