@@ -89,7 +89,8 @@ def exit_on_config_error(err: ConfigError) -> None:
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The innermost frame of a child process's traceback (as torch.multiprocessing.spawn reports it) and its final line.
+# A traceback formatted as text (how torch hands an exception over from another process) and one of its frames.
+_TRACEBACK_START = "Traceback (most recent call last):"
 _TRACEBACK_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in .*\n(?P<source>[^\n]*)', re.MULTILINE)
 
 
@@ -102,16 +103,17 @@ def package_error_message(err: BaseException) -> str | None:
     """The one-line message of an error slowfast_bmvit raised itself, else None.
 
     "Raised itself" means the innermost traceback frame is a `raise` statement inside the package (a config or
-    data error worded for the user), not an exception from a library call or a failed assertion. An exception
-    re-raised by torch.multiprocessing.spawn from a child process is judged by the child's traceback.
+    data error worded for the user), not an exception from a library call or a failed assertion. An exception that
+    torch re-raises from another process (a DataLoader worker, or torch.multiprocessing.spawn's child N: then
+    "process N: " leads the message) carries the original traceback as text and is judged by it.
     """
     if isinstance(err, ConfigError):
         return _one_line(str(err))
     if not isinstance(err, Exception):
         return None
-    spawned = _spawned_error(err)
-    if spawned is not None:
-        return spawned
+    text = str(err)
+    if _TRACEBACK_START in text:
+        return _message_of_traceback_text(err, text)
     tb = err.__traceback__
     if tb is None:
         return None
@@ -120,25 +122,21 @@ def package_error_message(err: BaseException) -> str | None:
     filename = tb.tb_frame.f_code.co_filename
     if not _raised_by_package(filename, linecache.getline(filename, tb.tb_lineno)):
         return None
-    text = err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else str(err)
-    return _one_line(text)
+    return _one_line(err.args[0] if len(err.args) == 1 and isinstance(err.args[0], str) else text)
 
 
-def _spawned_error(err: Exception) -> str | None:
-    """The message of a package error re-raised by torch.multiprocessing from child process N, as "process N: ..."."""
-    try:
-        from torch.multiprocessing import ProcessRaisedException
-    except ImportError:  # pragma: no cover - very old torch
-        return None
-    if not isinstance(err, ProcessRaisedException):
-        return None
-    text = str(err)
+def _message_of_traceback_text(err: Exception, text: str) -> str | None:
+    """The message of a package error whose traceback another process formatted into `text`, else None."""
     frames = list(_TRACEBACK_FRAME.finditer(text))
     if not frames or not _raised_by_package(frames[-1]["file"], frames[-1]["source"]):
         return None
-    final = text.strip().splitlines()[-1]
-    message = final.split(": ", 1)[1] if ": " in final else final
-    return _one_line(f"process {getattr(err, 'error_index', '?')}: {message}")
+    # After the last frame come its indented source excerpt (and carets), then "Type: message".
+    lines = text[frames[-1].end():].splitlines()
+    while lines and (not lines[0].strip() or lines[0].startswith(" ")):
+        lines.pop(0)
+    message = re.sub(r"^[\w.]+: ", "", " ".join(lines), count=1)
+    index = getattr(err, "error_index", None)
+    return _one_line(f"process {index}: {message}" if index is not None else message)
 
 
 def _one_line(text: str) -> str:
