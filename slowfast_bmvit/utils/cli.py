@@ -18,6 +18,8 @@ import re
 import sys
 from typing import Callable, Sequence
 
+from tqdm import tqdm
+
 from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, check_devices, load_config
 
 # An upper-case dotted config key (e.g. SOLVER.BASE_LR) can never be a YAML path: it starts the overrides.
@@ -154,5 +156,8 @@ def exit_on_package_error(err: BaseException, debug: bool) -> None:
     message = None if debug else package_error_message(err)
     if message is None:
         return
+    # A progress bar the error interrupted would otherwise share the terminal line with the message.
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2 if isinstance(err, ConfigError) else 1)
