@@ -503,3 +503,32 @@ def test_training_already_complete_trains_nothing_and_returns_the_final_weights(
     assert {name: (folder / name).stat().st_mtime_ns for name in os.listdir(folder)} == saved
     final = final_weights(tmp_path)[1]
     assert all(torch.equal(value, final[key]) for key, value in model.state_dict().items())
+
+
+def test_bfloat16_autocast_gradients_match_float32(repo_root, synth_root, tmp_path):
+    """The first batch's gradients under CPU bf16 autocast agree with float32 within bf16 precision, tensor by
+    tensor (the pooling convolutions' weight gradients included: torch's CPU kernel gets them wrong for a
+    channels-last bf16 input). Tensors whose float32 gradient is zero up to rounding (the key norm's bias: a
+    softmax ignores a shift of all keys) are left out."""
+    from slowfast_bmvit.datasets import construct_loader, set_loader_epoch
+
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path)
+    seed_everything(cfg.RNG_SEED, deterministic=True)
+    model = build_model(cfg)
+    task = DetectionTask(cfg, model)
+    loader = construct_loader(cfg, "train")
+    set_loader_epoch(loader, 0)
+    batch = next(iter(loader))
+
+    def gradients(bfloat16):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            task.losses(model, batch)["loss"].backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    exact, half = gradients(False), gradients(True)
+    assert any(".attn.pool_k." in name for name in exact)
+    for name, gradient in exact.items():
+        if gradient.norm() > 1e-6:
+            relative = float((half[name] - gradient).norm() / gradient.norm())
+            assert relative < 0.3, (name, relative)
