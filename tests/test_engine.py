@@ -129,6 +129,22 @@ def test_nan_loss_stops_with_a_clear_error(repo_root, synth_root, tmp_path, monk
         train(cfg)
 
 
+def test_non_finite_gradient_norm_stops_instead_of_a_silent_clipped_step(repo_root, synth_root, tmp_path, monkeypatch):
+    """Clipping by an infinite norm would zero every gradient; the run stops with the step named instead."""
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path)  # the demo recipe clips at SOLVER.CLIP_GRAD_L2NORM 1.0
+
+    def losses_with_an_infinite_gradient(self, model, batch):
+        losses = UNPATCHED_LOSSES(self, model, batch)
+        next(model.parameters()).register_hook(lambda gradient: gradient * float("inf"))
+        return losses
+
+    monkeypatch.setattr(DetectionTask, "losses", losses_with_an_infinite_gradient)
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite gradient norm \(inf\) at epoch 1, iteration 1 with a "
+                                                 r"finite loss"):
+        train(cfg)
+    assert get_last_checkpoint(str(tmp_path)) is None
+
+
 class _UnsynchronisedDDP(torch.nn.Module):
     """Stands in for DistributedDataParallel without its gradient all-reduce: each process follows its own shard."""
 

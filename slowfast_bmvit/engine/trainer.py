@@ -11,6 +11,7 @@ it stops with one line).
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the message names the step and the loss terms."""
+    """Training produced a NaN or infinite loss (or, with SOLVER.CLIP_GRAD_L2NORM, gradient norm); the message names
+    the step."""
 
 
 def _check_finite(losses: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
@@ -99,6 +101,11 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
         else:
             losses["loss"].backward()
             grad_norm = _clip_gradients(cfg, model)
+            if grad_norm is not None and not math.isfinite(grad_norm):
+                # Clipping by an infinite norm would zero the step (or fill the weights with NaN) without a word.
+                raise NonFiniteLossError(
+                    f"non-finite gradient norm ({grad_norm}) at epoch {epoch + 1}, iteration {iteration + 1} with "
+                    f"a finite loss; lower SOLVER.BASE_LR or check the inputs; the last checkpoint is intact")
             optimizer.step()
         # One collective and one host sync for all loss terms.
         reduced = du.all_reduce_mean(torch.stack([value.detach().float() for value in losses.values()])).tolist()
