@@ -135,6 +135,39 @@ def test_test_split_on_ground_truth_boxes(ava_root):
                                         "exclusions": str(ava_root / "ann" / "excluded.csv")}
 
 
+def test_a_model_that_finds_persons_itself_is_tested_on_every_annotated_keyframe(ava_root):
+    """Without AVA.TEST_USE_GT_BOXES the two-stage model keeps the detector's keyframes; BMViT's test set is the
+    ground truth's, whatever the detector found."""
+    cfg = make_cfg(ava_root, FULL_TEST_ON_VAL=True)
+    two_stage = build_dataset("ava", cfg, "val", model_reads_boxes=True)
+    assert [(k.video_idx, k.sec) for k in two_stage.keyframes] == [(0, 904), (1, 903)]  # predicted boxes >= 0.8
+    single_stage = build_dataset("ava", cfg, "val", model_reads_boxes=False)
+    assert [(k.video_idx, k.sec, len(k.boxes)) for k in single_stage.keyframes] == [(0, 902, 2), (0, 904, 1),
+                                                                                     (1, 902, 1)]
+    loader = construct_loader(cfg, "test", model_reads_boxes=False)
+    assert [(k.video_idx, k.sec) for k in loader.dataset.keyframes] == [(0, 902), (0, 904), (1, 902)]
+
+
+def test_keyframes_outside_their_video_are_skipped_with_a_counted_warning(ava_root, caplog):
+    """The videos have 150 frames (seconds 900..904): second 905 is frame 150 and second 899 frame -30."""
+    (ava_root / "ann" / "gt_outside.csv").write_text(
+        "vidA,0899,0.1,0.2,0.5,0.9,12,0\nvidA,0905,0.1,0.2,0.5,0.9,12,0\nvidB,0903,0.2,0.2,0.4,0.6,5,0\n"
+        "vidB,0905,0.2,0.2,0.4,0.6,5,0\n")
+    cfg = make_cfg(ava_root, TRAIN_GT_BOX_LISTS=["gt_outside.csv"], GROUNDTRUTH_FILE="gt_outside.csv",
+                   TEST_USE_GT_BOXES=True, FULL_TEST_ON_VAL=True, EXCLUSION_FILE="")
+    with caplog.at_level(logging.WARNING):
+        train = build_dataset("ava", cfg, "train")
+    assert [(k.video_idx, k.sec) for k in train.keyframes] == [(1, 903)]
+    assert train.num_outside_keyframes == 3
+    assert "train: 3 keyframe(s) outside their video's frames skipped (e.g. vidA sec 899: frame -30, the frame " \
+           "list has frames 0..149)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        val = build_dataset("ava", cfg, "val")
+    assert len(val) == 1 and "val: 3 keyframe(s) outside" in caplog.text
+    assert "their ground truth still counts as missed" in caplog.text
+
+
 def test_short_side_crop_drops_persons_outside_and_keeps_everything_aligned(ava_root):
     cfg = make_cfg(ava_root)
     cfg.DATA.RESIZE_MODE = "short_side"

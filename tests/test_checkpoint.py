@@ -1,8 +1,10 @@
 """Checkpoints: PySlowFast layout, atomic writes, discovery, resume rules, epoch reset, test-time loading."""
 
+import hashlib
 import logging
 import os
 import random
+import re
 import zipfile
 
 import numpy as np
@@ -258,17 +260,91 @@ def test_mid_epoch_checkpoints_are_pruned_but_epoch_checkpoints_kept(tmp_path):
 def test_load_test_checkpoint_order(tmp_path, caplog):
     model, optimizer = _trained()
     cfg = _cfg(tmp_path / "run")
-    with caplog.at_level(logging.WARNING):
-        assert load_test_checkpoint(cfg, _fresh()[0]) is None
-    assert "randomly initialised" in caplog.text
     pretrain = save_checkpoint(str(tmp_path / "pre"), model, optimizer, 0, _cfg(tmp_path / "pre"))
     cfg.TRAIN.CHECKPOINT_FILE_PATH = pretrain
     tested = _fresh()[0]
-    assert load_test_checkpoint(cfg, tested) == pretrain and _same_weights(tested, model)
+    assert load_test_checkpoint(cfg, tested).path == pretrain and _same_weights(tested, model)
     last = save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, 3, cfg)
-    assert load_test_checkpoint(cfg, _fresh()[0]) == last
+    assert load_test_checkpoint(cfg, _fresh()[0]).path == last
     cfg.TEST.CHECKPOINT_FILE_PATH = pretrain
-    assert load_test_checkpoint(cfg, _fresh()[0]) == pretrain
+    assert load_test_checkpoint(cfg, _fresh()[0]).path == pretrain
+
+
+def test_testing_without_a_checkpoint_is_refused_unless_allowed(tmp_path, caplog):
+    cfg = _cfg(tmp_path / "run")
+    with pytest.raises(CheckpointError, match="^no checkpoint to test: .*TEST.ALLOW_RANDOM_WEIGHTS"):
+        load_test_checkpoint(cfg, _fresh()[0])
+    cfg.TEST.ALLOW_RANDOM_WEIGHTS = True
+    with caplog.at_level(logging.WARNING):
+        assert load_test_checkpoint(cfg, _fresh()[0]).path is None
+    assert "randomly initialised" in caplog.text
+
+
+class WideHeadDetector(Detector):
+    """A detector whose head has another class count (3 outputs where the file has 2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.heads = nn.Linear(4, 3)
+
+
+class ShallowDetector(Detector):
+    """A detector with one block fewer than the file (the file's `backbone.blocks.1.*` have no place)."""
+
+
+class DeepDetector(Detector):
+    def __init__(self):
+        super().__init__()
+        self.backbone.blocks.append(nn.Linear(4, 4))
+
+
+@pytest.mark.parametrize(
+    "source, tested_model, named",
+    [
+        (Classifier, Detector, r"2 model tensor\(s\) not in the file: heads.weight, heads.bias"),  # backbone only
+        (Detector, WideHeadDetector, r"heads.weight \(shape \(2, 4\) != model \(3, 4\)\)"),  # other classes
+        (DeepDetector, ShallowDetector, r"backbone.blocks.1.weight \(not in model\)"),  # deeper file
+    ],
+    ids=["classifier_file", "other_class_count", "deeper_file"],
+)
+def test_testing_a_checkpoint_that_leaves_random_weights_is_refused(tmp_path, caplog, source, tested_model, named):
+    torch.manual_seed(0)
+    path = str(tmp_path / "source.pyth")
+    torch.save({"epoch": 9, "model_state": source().state_dict()}, path)
+    cfg = _cfg(tmp_path / "run")
+    cfg.TEST.CHECKPOINT_FILE_PATH = path
+    with pytest.raises(CheckpointError, match=named) as error:
+        load_test_checkpoint(cfg, tested_model())
+    assert str(error.value).startswith(path) and "TEST.ALLOW_RANDOM_WEIGHTS" in str(error.value)
+    cfg.TEST.ALLOW_RANDOM_WEIGHTS = True
+    with caplog.at_level(logging.WARNING):
+        assert load_test_checkpoint(cfg, tested_model()).path == path
+    assert re.search(named, caplog.text)
+
+
+def test_tested_checkpoint_records_file_epoch_and_sha256(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    path = save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, 4, cfg)  # after 5 epochs: checkpoint_epoch_00005.pyth
+    tested = load_test_checkpoint(cfg, _fresh()[0])
+    with open(path, "rb") as handle:
+        expected_sha256 = hashlib.sha256(handle.read()).hexdigest()
+    assert tested.as_dict() == {"path": path, "epoch": 5, "sha256": expected_sha256}
+    mid_epoch = save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, 5, cfg, iter_in_epoch=2)
+    assert load_test_checkpoint(cfg, _fresh()[0]).as_dict()["epoch"] == 5 and mid_epoch.endswith("_iter_0000002.pyth")
+
+
+def test_a_folder_given_as_checkpoint_names_the_file_to_give(tmp_path):
+    model, optimizer = _trained()
+    run = tmp_path / "run"
+    saved = save_checkpoint(str(run), model, optimizer, 0, _cfg(run))
+    cfg = _cfg(tmp_path / "other")
+    cfg.TEST.CHECKPOINT_FILE_PATH = str(run)
+    with pytest.raises(CheckpointError, match=f"^{run}: is a folder; give the checkpoint file itself \\(e.g. {saved}\\)$"):
+        load_test_checkpoint(cfg, _fresh()[0])
+    train_cfg = _cfg(tmp_path / "other", CHECKPOINT_FILE_PATH=str(tmp_path))
+    with pytest.raises(CheckpointError, match=f"^{tmp_path}: is a folder"):
+        load_train_checkpoint(train_cfg, *_fresh())
 
 
 def test_checkpoint_eval_and_iteration_periods():
@@ -280,3 +356,53 @@ def test_checkpoint_eval_and_iteration_periods():
     assert [i for i in range(8) if is_checkpoint_iter(cfg, i)] == [2, 5]
     cfg.TRAIN.CHECKPOINT_ITER_PERIOD = 0
     assert not any(is_checkpoint_iter(cfg, i) for i in range(8))
+
+
+@pytest.mark.parametrize(
+    "processes, batch_size, resumed_iteration",
+    [(2, 4, 3), (4, 4, 3), (2, 6, 2), (1, 12, 1), (3, 6, 2)],
+    ids=["2_processes", "4_processes", "2_processes_batch_6", "1_process_batch_12", "3_processes_batch_6"],
+)
+def test_mid_epoch_resume_continues_at_the_same_sample_for_any_process_count(processes, batch_size,
+                                                                             resumed_iteration):
+    """30 clips, one process with batch 4 saved after 3 iterations: the first 12 samples of the epoch's permutation
+    are done. Every (processes, batch) that can resume there trains exactly the other 18 (plus the sampler's padding
+    repeats when 30 does not divide among the processes)."""
+    from slowfast_bmvit.datasets.samplers import EpochSampler
+
+    order = EpochSampler(30, shuffle=True, seed=7).epoch_indices()
+    start = ckpt.TrainStart(start_epoch=0, start_iter=3, saved_batch_size=4)
+    assert start.first_iteration(batch_size) == resumed_iteration
+    per_process = batch_size // processes
+    rest = []
+    for rank in range(processes):
+        sampler = EpochSampler(30, shuffle=True, seed=7, num_replicas=processes, rank=rank)
+        sampler.set_start(resumed_iteration * per_process)
+        rest += list(sampler)
+    padding = -30 % processes  # the sampler repeats the permutation's first clips to fill the last round
+    assert sorted(rest) == sorted(order[12:] + order[:padding])
+
+
+def test_mid_epoch_resume_refuses_a_batch_size_that_cannot_start_at_the_same_sample():
+    start = ckpt.TrainStart(start_epoch=2, start_iter=3, path="run/c.pyth", saved_batch_size=2)
+    with pytest.raises(CheckpointError, match=r"^run/c.pyth was saved 3 iterations of 2 clips \(6 samples\) into "
+                                              r"epoch 3; TRAIN.BATCH_SIZE 4 cannot resume at that sample"):
+        start.first_iteration(4)
+    assert start.first_iteration(3) == 2 and start.first_iteration(6) == 1
+    with pytest.raises(CheckpointError, match="MULTIGRID.SHORT_CYCLE"):
+        start.first_iteration(6, short_cycle=True)
+    assert ckpt.TrainStart(start_iter=3, saved_batch_size=None).first_iteration(4) == 3  # not recorded: as saved
+
+
+def test_checkpoints_record_the_batch_size_and_older_files_give_it_through_their_config(tmp_path):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    cfg.TRAIN.BATCH_SIZE = 6
+    path = save_checkpoint(str(tmp_path), model, optimizer, 0, cfg, iter_in_epoch=2)
+    saved = torch.load(path, weights_only=True)
+    assert saved["batch_size"] == 6
+    del saved["batch_size"]  # as written before the key existed: the config dump still tells
+    ckpt.atomic_torch_save(saved, path)
+    start = load_train_checkpoint(_cfg(tmp_path), *_fresh())
+    assert (start.start_epoch, start.start_iter, start.saved_batch_size) == (0, 2, 6)
+    assert start.first_iteration(4) == 3

@@ -3,8 +3,10 @@
 import textwrap
 
 import pytest
+import torch
 
-from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, get_cfg, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, check_devices, get_cfg, load_config
+from slowfast_bmvit.engine.distributed import launch_job
 from slowfast_bmvit.config.validation import CHOICES
 
 
@@ -117,6 +119,30 @@ def test_missing_base_file_is_named(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    "text, problem",
+    [("", "empty config file"), ("# only a comment\n", "empty config file"),
+     ("- TRAIN\n- TEST\n", "the top level is a list"), ("just text\n", "the top level is a str")],
+    ids=["empty", "comment_only", "list", "scalar"],
+)
+def test_config_file_without_key_value_entries_is_named(tmp_path, text, problem):
+    path = write(tmp_path / "shape.yaml", text)
+    with pytest.raises(ConfigError, match=f"^{path}: {problem}"):
+        load_config(path)
+    child = write(tmp_path / "child.yaml", "_BASE_: shape.yaml\nTRAIN:\n  ENABLE: False\n")
+    with pytest.raises(ConfigError, match=f"^{path}: {problem}"):  # a _BASE_ file is checked too
+        load_config(child)
+
+
+def test_folder_or_binary_file_as_config_is_named(tmp_path):
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: is a folder, not a config file$"):
+        load_config(str(tmp_path))
+    binary = tmp_path / "weights.yaml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    with pytest.raises(ConfigError, match="weights.yaml: not a text"):
+        load_config(str(binary))
+
+
 @pytest.mark.parametrize("key", sorted(CHOICES))
 def test_invalid_choice_names_the_key(key):
     cfg = get_cfg()
@@ -142,9 +168,34 @@ def test_invalid_choice_names_the_key(key):
          "SOLVER.STEPS"),
         (["NUM_GPUS", "0", "TRAIN.MIXED_PRECISION", "True", "TRAIN.MIXED_PRECISION_DTYPE", "float16"],
          "TRAIN.MIXED_PRECISION_DTYPE"),
+        (["DATA.NUM_FRAMES", "1"], "DATA.NUM_FRAMES"),  # no temporal token with the temporal patch stride 2
+        (["DATA.NUM_FRAMES", "2", "BMVIT.TOKEN_ARRANGEMENT", "two_halves"], "DATA.NUM_FRAMES"),  # one token, not 2
+        (["SOLVER.BASE_LR", "-0.1"], "SOLVER.BASE_LR"),
+        (["SOLVER.BASE_LR", "0.0"], "SOLVER.BASE_LR"),
+        (["SOLVER.WARMUP_START_LR", "-1e-4"], "SOLVER.WARMUP_START_LR"),
+        (["SOLVER.COSINE_END_LR", "-1e-6"], "SOLVER.COSINE_END_LR"),
+        (["SOLVER.LR_POLICY", "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 10]", "SOLVER.LRS", "[1, -0.1]"],
+         "SOLVER.LRS"),
+        (["SOLVER.CLIP_GRAD_L2NORM", "-1.0"], "SOLVER.CLIP_GRAD_L2NORM"),
     ],
 )
 def test_range_errors_name_the_key(opts, key):
     cfg = load_config(None, opts)
     with pytest.raises(ConfigError, match=f"^{key}:"):
         assert_and_infer_cfg(cfg)
+
+
+def test_num_gpus_is_checked_against_the_machine(monkeypatch):
+    cfg = load_config(None, ["NUM_GPUS", "8", "TRAIN.BATCH_SIZE", "8"])
+    assert_and_infer_cfg(cfg)  # a valid config: counting its FLOPs needs no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="^NUM_GPUS: 8, but CUDA is not available here .* set NUM_GPUS 0"):
+        check_devices(cfg)
+    with pytest.raises(ConfigError, match="^NUM_GPUS: 8, but CUDA"):  # before any process is started
+        launch_job(cfg, None, print)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError, match="^NUM_GPUS: 8, but this machine has 2 CUDA device"):
+        check_devices(cfg)
+    cfg.NUM_GPUS = 0
+    check_devices(cfg)

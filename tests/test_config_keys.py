@@ -150,7 +150,9 @@ GUARD_RUNS: list[GuardRun] = [
         "MVIT.PATCH_PADDING", "[1, 1, 1]", "TRAIN.MIXED_PRECISION", "True", "SOLVER.OPTIMIZING_METHOD", "adamw",
         "MULTIGRID.LONG_CYCLE", "True", "MULTIGRID.SHORT_CYCLE", "True", "SOLVER.LR_POLICY",
         "steps_with_relative_lrs", "SOLVER.STEPS", "[0, 1]", "SOLVER.LRS", "[1, 0.1]", "SOLVER.MAX_EPOCH", "2",
-        "TRAIN.BATCH_SIZE", "1", "TEST.BATCH_SIZE", "1", "TRAIN.EVAL_PERIOD", "0")),
+        "TRAIN.BATCH_SIZE", "1", "TEST.BATCH_SIZE", "1", "TRAIN.EVAL_PERIOD", "0",
+        # The long cycle's first stage and the short cycle make batches of up to 16 clips: 18 training clips.
+        "SYNTH.ROOT", "{workdir}/synthava", "SYNTH.NUM_TRAIN_VIDEOS", "6")),
     GuardRun("two_stage_fine_tuned", SYNTH_OPTS + (
         "MODEL.MODEL_NAME", "MViTRoI", "AVA.TEST_USE_GT_BOXES", "False", "AVA.DETECTION_SCORE_THRESH", "0.5",
         "DATA.RESIZE_MODE", "short_side", "DATA.TRAIN_JITTER_SCALES", "[32, 40]", "TRAIN.AUTO_RESUME", "False",
@@ -173,6 +175,7 @@ GUARD_RUNS: list[GuardRun] = [
         "BMVIT.BACKBONE", "Hiera", "HIERA.EMBED_DIM", "4", "HIERA.STAGES", "[1, 2, 1, 1]", "HIERA.Q_POOL", "2",
         "HIERA.DROPPATH_RATE", "0.1", "DATA.TRAIN_CROP_SIZE", "64", "DATA.TEST_CROP_SIZE", "64",
         "TRAIN.EVAL_PERIOD", "0")),
+    GuardRun("test_without_checkpoint", SYNTH_OPTS + ("TRAIN.ENABLE", "False", "TEST.ALLOW_RANDOM_WEIGHTS", "True")),
     GuardRun("demo_net", SYNTH_OPTS + ("DEMO.STRIDE", "4"), action=demo_on_a_frame_folder, data=()),
     GuardRun("launch_plan", ("NUM_GPUS", "2", "NUM_SHARDS", "2", "SHARD_ID", "1", "TRAIN.BATCH_SIZE", "8",
                              "TEST.BATCH_SIZE", "8"), action=plan_two_machines, data=(), tiny=False),

@@ -1,20 +1,28 @@
 """The engine end to end on a tiny generated SynthAVA: resume after a kill, two processes vs one, tests, run_net."""
 
+import hashlib
+import logging
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import simplejson
 import torch
 
-from slowfast_bmvit.config import assert_and_infer_cfg, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
 from slowfast_bmvit.datasets.synthetic import generate_synth_ava
 from slowfast_bmvit.engine import distributed as du
 from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, list_checkpoints
 from slowfast_bmvit.engine.task import DetectionTask
 from slowfast_bmvit.engine import tester
 from slowfast_bmvit.engine.trainer import NonFiniteLossError, train
+from slowfast_bmvit.models import build_model
+from slowfast_bmvit.models.checkpoint_loading import CheckpointError
+from slowfast_bmvit.utils.seeding import seed_everything
+
+UNPATCHED_LOSSES = DetectionTask.losses
 
 SYNTH_PARAMS = {"seed": 3, "num_train_videos": 4, "num_val_videos": 2, "video_seconds": 6, "frame_size": (48, 64)}
 
@@ -42,6 +50,12 @@ def synth_root(tmp_path_factory):
 def tiny_cfg(repo_root, synth_root, output_dir, *extra):
     opts = TINY_OPTS + ["SYNTH.ROOT", synth_root, "OUTPUT_DIR", str(output_dir), *extra]
     return assert_and_infer_cfg(load_config(str(repo_root / "configs" / "SYNTH" / "BMViT_demo.yaml"), opts))
+
+
+def initial_weights(cfg):
+    """The weights `train(cfg)` starts from in a single process: it seeds RNG_SEED before building the model."""
+    seed_everything(cfg.RNG_SEED, deterministic=cfg.DETERMINISTIC)
+    return {key: value.clone() for key, value in build_model(cfg).state_dict().items()}
 
 
 def final_weights(output_dir):
@@ -115,24 +129,125 @@ def test_nan_loss_stops_with_a_clear_error(repo_root, synth_root, tmp_path, monk
         train(cfg)
 
 
-def _train_and_report(cfg):
+def test_non_finite_gradient_norm_stops_instead_of_a_silent_clipped_step(repo_root, synth_root, tmp_path, monkeypatch):
+    """Clipping by an infinite norm would zero every gradient; the run stops with the step named instead."""
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path)  # the demo recipe clips at SOLVER.CLIP_GRAD_L2NORM 1.0
+
+    def losses_with_an_infinite_gradient(self, model, batch):
+        losses = UNPATCHED_LOSSES(self, model, batch)
+        next(model.parameters()).register_hook(lambda gradient: gradient * float("inf"))
+        return losses
+
+    monkeypatch.setattr(DetectionTask, "losses", losses_with_an_infinite_gradient)
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite gradient norm \(inf\) at epoch 1, iteration 1 with a "
+                                                 r"finite loss"):
+        train(cfg)
+    assert get_last_checkpoint(str(tmp_path)) is None
+
+
+class _UnsynchronisedDDP(torch.nn.Module):
+    """Stands in for DistributedDataParallel without its gradient all-reduce: each process follows its own shard."""
+
+    def __init__(self, module, **ddp_arguments):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def _inference_on_five_clips(cfg):
+    """Detections of the tested checkpoint on the first 5 test clips: 2 processes split them 3 + 3 (the sampler
+    repeats one clip), and the gathering must drop the repeat and keep the dataset order."""
+    from slowfast_bmvit.datasets import build_dataset, construct_loader
+    from slowfast_bmvit.engine.checkpoint import load_test_checkpoint
+    from slowfast_bmvit.engine.inference import run_inference
+
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, "test", model_reads_boxes=False)
+    five = torch.utils.data.Subset(dataset, range(5))
+    five.collate_fn = dataset.collate_fn
+    model = build_model(cfg)
+    load_test_checkpoint(cfg, model)
+    return run_inference(cfg, construct_loader(cfg, "test", dataset=five), model, DetectionTask(cfg, model))
+
+
+def _train_test_and_report(cfg, test_cfg, unsynchronised=False):
+    """Train `cfg`, test `test_cfg`, run `_inference_on_five_clips`; rank 0 returns what the test compares."""
+    if unsynchronised:
+        import slowfast_bmvit.models.build as model_build
+
+        model_build.torch.nn.parallel.DistributedDataParallel = _UnsynchronisedDDP
     train(cfg)
-    if du.get_rank() == 0:
-        return [row["loss"] for row in json_losses(cfg.OUTPUT_DIR)]
-    return None
+    tester.test(test_cfg)
+    detections = _inference_on_five_clips(test_cfg)
+    if du.get_rank() != 0:
+        return None
+    with open(os.path.join(test_cfg.OUTPUT_DIR, "detections_test.csv")) as handle:
+        rows = [line.strip().split(",") for line in handle]
+    return {"losses": [row["loss"] for row in json_losses(cfg.OUTPUT_DIR)], "weights": final_weights(cfg.OUTPUT_DIR)[1],
+            "test_rows": rows, "five": detections}
 
 
-def test_two_gloo_processes_follow_the_single_process_trajectory(repo_root, synth_root, tmp_path):
-    one = tiny_cfg(repo_root, synth_root, tmp_path / "one", "SOLVER.MAX_EPOCH", "1")
-    two = tiny_cfg(repo_root, synth_root, tmp_path / "two", "SOLVER.MAX_EPOCH", "1")
+# Plain SGD: an update proportional to the gradient (AdamW's first steps are about lr x sign(gradient), so a tiny
+# gradient difference can flip a whole step).
+GLOO_OPTS = ("SOLVER.MAX_EPOCH", "1", "SOLVER.OPTIMIZING_METHOD", "sgd", "SOLVER.BASE_LR", "0.05",
+             "SOLVER.MOMENTUM", "0.9", "BMVIT.ACTOR_THRESH", "0.0")
+
+
+def _weight_gap(reference, other, initial):
+    """||other - reference|| / ||reference - initial|| over the floating-point tensors: the gap between two runs
+    relative to the distance training moved the weights."""
+    keys = [key for key in reference if reference[key].is_floating_point()]
+    gap = sum(float((other[k].double() - reference[k].double()).norm()) ** 2 for k in keys) ** 0.5
+    moved = sum(float((reference[k].double() - initial[k].double()).norm()) ** 2 for k in keys) ** 0.5
+    return gap / moved
+
+
+def _single_and_double_runs(repo_root, synth_root, tmp_path, unsynchronised=False):
+    one = tiny_cfg(repo_root, synth_root, tmp_path / "one", *GLOO_OPTS)
     torch.set_num_threads(1)
-    single = _train_and_report(one)
-    double = du.launch_cpu_processes(2, _train_and_report, two)[0]
-    assert len(single) == len(double) == 3
-    # Same global batch (4 clips, 2 per process): the loss is a mean over matched actors normalised by their
-    # count averaged over processes, so it matches up to the actor cross-entropy's per-process weighting.
-    for a, b in zip(single, double):
-        assert abs(a - b) <= 0.02 * abs(a), (single, double)
+    initial = initial_weights(one)
+    single = _train_test_and_report(one, one)
+    single_five = _inference_on_five_clips(one)
+    two = tiny_cfg(repo_root, synth_root, tmp_path / "two", *GLOO_OPTS)
+    # The two processes test the single-process checkpoint: the same weights, so the same detections.
+    two_test = tiny_cfg(repo_root, synth_root, tmp_path / "two", *GLOO_OPTS, "TEST.CHECKPOINT_FILE_PATH",
+                        get_last_checkpoint(str(tmp_path / "one")))
+    double = du.launch_cpu_processes(2, _train_test_and_report, two, two_test, unsynchronised)[0]
+    return initial, single, single_five, double
+
+
+# Same global batch (4 clips, 2 per process): the matched-actor losses are normalised by the actor count averaged
+# over processes, but the actor cross-entropy is weighted per process, so one and two processes differ slightly
+# (about 1.5 % of the distance the weights move in this run; about 60 % without the gradient all-reduce).
+WEIGHT_GAP_TOLERANCE = 0.05
+
+
+def test_two_gloo_processes_train_and_test_like_one(repo_root, synth_root, tmp_path):
+    initial, single, single_five, double = _single_and_double_runs(repo_root, synth_root, tmp_path)
+    assert len(single["losses"]) == len(double["losses"]) == 3
+    for a, b in zip(single["losses"], double["losses"]):
+        assert abs(a - b) <= 0.02 * abs(a), (single["losses"], double["losses"])
+    assert _weight_gap(single["weights"], double["weights"], initial) < WEIGHT_GAP_TOLERANCE
+
+    # Inference gathered from two processes equals one process's, row for row (the same checkpoint).
+    assert len(single["test_rows"]) == len(double["test_rows"]) > 0
+    for a, b in zip(single["test_rows"], double["test_rows"]):
+        assert a[:2] == b[:2] and a[6] == b[6]
+        np.testing.assert_allclose(np.array(a[2:6] + a[7:], float), np.array(b[2:6] + b[7:], float), atol=2e-3)
+    assert [clip["meta"]["sec"] for clip in double["five"]] == [clip["meta"]["sec"] for clip in single_five]
+    assert [clip["meta"]["video"] for clip in double["five"]] == [clip["meta"]["video"] for clip in single_five]
+    assert len(single_five) == 5
+    for a, b in zip(single_five, double["five"]):
+        for key in ("boxes", "class_scores", "actor_scores"):
+            torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_two_process_check_fails_without_the_gradient_all_reduce(repo_root, synth_root, tmp_path):
+    """The negative control of the test above: without synchronised gradients the weights drift apart."""
+    initial, single, _, double = _single_and_double_runs(repo_root, synth_root, tmp_path, unsynchronised=True)
+    assert _weight_gap(single["weights"], double["weights"], initial) > 4 * WEIGHT_GAP_TOLERANCE
 
 
 def test_test_writes_metric_detections_and_pictures(repo_root, synth_root, tmp_path):
@@ -159,6 +274,22 @@ def test_test_writes_metric_detections_and_pictures(repo_root, synth_root, tmp_p
         other_rows = [line.strip().split(",") for line in handle]
     assert {tuple(row[:2]) for row in other_rows} == {tuple(row[:2]) for row in rows}  # the same keyframes
     assert sorted(other_rows) != sorted(rows)
+    # The results name the tested checkpoint: the file, its epoch and the sha256 of its bytes.
+    checkpoint = get_last_checkpoint(str(tmp_path))
+    with open(checkpoint, "rb") as handle:
+        sha256 = hashlib.sha256(handle.read()).hexdigest()
+    assert saved["checkpoint"] == {"path": checkpoint, "epoch": 1, "sha256": sha256}
+
+    # BMViT's test set is every annotated keyframe, not the keyframes where the person detector of the two-stage
+    # baseline found someone (a threshold of 0.96 keeps 4 of the 6 val keyframes' detector boxes).
+    with open(os.path.join(synth_root, "annotations", "synthava_val_v2.2.csv")) as handle:
+        annotated = {tuple(line.split(",")[:2]) for line in handle}
+    detected = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "BMVIT.ACTOR_THRESH", "0.0",
+                        "AVA.TEST_USE_GT_BOXES", "False", "AVA.DETECTION_SCORE_THRESH", "0.96")
+    tester.test(detected)
+    with open(tmp_path / "detections_test.csv") as handle:
+        tested = {tuple(line.split(",")[:2]) for line in handle}
+    assert len(annotated) == 6 and tested == annotated
 
 
 def test_two_stage_baseline_trains_and_tests_through_run_net(repo_root, synth_root, tmp_path):
@@ -252,3 +383,168 @@ def test_multigrid_long_cycle_trains_at_changing_shapes(repo_root, synth_root, t
     assert len({shape[1:3] for shape in shapes}) == 4
     final = torch.load(get_last_checkpoint(str(tmp_path)), map_location="cpu", weights_only=True)
     assert final["epoch"] == 8  # the schedule stretched 6 epochs to 9 (EPOCH_FACTOR 1.5)
+
+
+def test_batch_size_larger_than_the_training_set_is_refused(repo_root, synth_root, tmp_path):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "TRAIN.BATCH_SIZE", "16")
+    with pytest.raises(ConfigError, match=r"^TRAIN.BATCH_SIZE: 16 is larger than the training set \(synthava: 12 "
+                                          r"clips\); not one full batch per epoch$"):
+        train(cfg)
+    assert get_last_checkpoint(str(tmp_path)) is None  # nothing "trained", nothing saved
+
+
+def _record_batch_keyframes(monkeypatch, die_at_step=None):
+    """Patch DetectionTask.losses to record the (video, sec) keyframes of every training step; raise
+    KeyboardInterrupt at step `die_at_step` (1-based, before it trains) when given."""
+    steps = []
+
+    def recording_losses(self, model, batch):
+        if die_at_step is not None and len(steps) + 1 == die_at_step:
+            raise KeyboardInterrupt("killed")
+        steps.append([(meta["video"], meta["sec"]) for meta in batch["meta"]])
+        return UNPATCHED_LOSSES(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", recording_losses)
+    return steps
+
+
+def test_mid_epoch_resume_with_another_batch_size_goes_on_at_the_same_sample(repo_root, synth_root, tmp_path,
+                                                                             monkeypatch):
+    """12 clips; batch 2, killed after 2 iterations (4 samples, checkpointed): batch 4 resumes at iteration 1, so
+    that the epoch trains every clip exactly once. Killed after 3 iterations (6 samples), batch 4 cannot resume at
+    the same sample: one line naming the numbers."""
+    opts = ("SOLVER.MAX_EPOCH", "1", "TRAIN.CHECKPOINT_ITER_PERIOD", "1")
+    steps = _record_batch_keyframes(monkeypatch, die_at_step=3)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "2", *opts))
+    assert os.path.basename(get_last_checkpoint(str(tmp_path / "a"))) == "checkpoint_epoch_00000_iter_0000002.pyth"
+    before = [clip for step in steps for clip in step]
+    steps = _record_batch_keyframes(monkeypatch)
+    train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "4", *opts))
+    assert [len(step) for step in steps] == [4, 4]
+    after = [clip for step in steps for clip in step]
+    assert len(before) == 4 and len(set(before + after)) == 12  # the 12 training clips, each once
+    resumed = [row["iter"] for row in json_losses(tmp_path / "a")][-2:]
+    assert resumed == ["2/3", "3/3"]
+
+    _record_batch_keyframes(monkeypatch, die_at_step=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "b", "TRAIN.BATCH_SIZE", "2", *opts))
+    _record_batch_keyframes(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"saved 3 iterations of 2 clips \(6 samples\) into epoch 1; "
+                                              r"TRAIN.BATCH_SIZE 4 cannot resume at that sample"):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "b", "TRAIN.BATCH_SIZE", "4", *opts))
+
+
+def test_validation_during_training_scores_the_weights_the_test_scores(repo_root, synth_root, tmp_path):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "TRAIN.EVAL_PERIOD", "1", "BMVIT.ACTOR_THRESH", "0.0")
+    train(cfg)
+    validations = json_losses(tmp_path, "val_epoch")
+    assert [row["epoch"] for row in validations] == ["1/2", "2/2"]
+    assert all(0.0 <= row["map"] <= 1.0 for row in validations)
+    # SynthAVA's test split is its val split (FULL_TEST_ON_VAL): the last validation saw the final weights.
+    assert validations[-1]["map"] == pytest.approx(tester.test(cfg)["mAP"], rel=1e-5)  # json_stats: 6 digits
+
+
+# One plain SGD step on the whole training set (12 clips, batch 12): the weights move by exactly
+# -BASE_LR x the (clipped) gradient.
+ONE_SGD_STEP = ("TRAIN.BATCH_SIZE", "12", "SOLVER.MAX_EPOCH", "1", "SOLVER.OPTIMIZING_METHOD", "sgd",
+                "SOLVER.MOMENTUM", "0.0", "SOLVER.NESTEROV", "False", "SOLVER.WEIGHT_DECAY", "0.0",
+                "SOLVER.LR_POLICY", "constant", "SOLVER.WARMUP_EPOCHS", "0.0", "SOLVER.BASE_LR", "0.5")
+
+
+@pytest.mark.parametrize("clip_key, clip, measure", [
+    ("SOLVER.CLIP_GRAD_L2NORM", 1e-3, lambda steps: sum(float(s.norm()) ** 2 for s in steps) ** 0.5),
+    ("SOLVER.CLIP_GRAD_VAL", 1e-5, lambda steps: max(float(s.abs().max()) for s in steps)),
+], ids=["l2_norm", "value"])
+def test_gradient_clipping_bounds_the_step(repo_root, synth_root, tmp_path, clip_key, clip, measure):
+    other_key = "SOLVER.CLIP_GRAD_VAL" if clip_key == "SOLVER.CLIP_GRAD_L2NORM" else "SOLVER.CLIP_GRAD_L2NORM"
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, *ONE_SGD_STEP, clip_key, str(clip), other_key, "0.0")
+    initial = initial_weights(cfg)
+    train(cfg)
+    final = final_weights(tmp_path)[1]
+    steps = [final[key] - initial[key] for key in final if final[key].is_floating_point()]
+    if clip_key == "SOLVER.CLIP_GRAD_L2NORM":  # the gradient norm is logged before clipping
+        assert json_losses(tmp_path)[0]["grad_norm"] > 100 * clip
+    else:  # many gradient entries were larger than the clip value
+        assert sum(int((step.abs() > 0.5 * clip * 0.999).sum()) for step in steps) > 100
+    # lr x clip, up to float32 rounding of w - lr x g (a step of 5e-6 on weights of about 0.1)
+    assert measure(steps) == pytest.approx(0.5 * clip, rel=5e-3)
+
+
+def test_frozen_backbone_keeps_its_weights_and_batchnorm_statistics(repo_root, synth_root, tmp_path):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "TRAIN.FREEZE_BACKBONE", "True",
+                   *CONV_STEM_OPTS)
+    initial = initial_weights(cfg)
+    train(cfg)
+    final = final_weights(tmp_path)[1]
+    backbone = [key for key in final if key.startswith("backbone.")]
+    assert any(key.endswith("stem.1.running_mean") for key in backbone)
+    for key in backbone:
+        assert torch.equal(final[key], initial[key]), key
+    heads = [key for key in final if not key.startswith("backbone.") and final[key].is_floating_point()]
+    assert heads and all(not torch.equal(final[key], initial[key]) for key in heads if key.endswith("weight"))
+
+
+def test_bfloat16_autocast_trains_on_the_cpu(repo_root, synth_root, tmp_path, monkeypatch):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1", "TRAIN.MIXED_PRECISION", "True",
+                   "TRAIN.MIXED_PRECISION_DTYPE", "bfloat16")
+    seen = []
+
+    def recording_losses(self, model, batch):
+        seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return UNPATCHED_LOSSES(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", recording_losses)
+    initial = initial_weights(cfg)
+    train(cfg)
+    assert seen == [(True, torch.bfloat16)] * 3
+    losses = [row["loss"] for row in json_losses(tmp_path)]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    final = final_weights(tmp_path)[1]
+    assert all(value.dtype == initial[key].dtype for key, value in final.items())  # float32 master weights
+    assert not torch.equal(final["heads.classes.layers.0.weight"], initial["heads.classes.layers.0.weight"])
+
+
+def test_training_already_complete_trains_nothing_and_returns_the_final_weights(repo_root, synth_root, tmp_path,
+                                                                                monkeypatch, caplog):
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path, "SOLVER.MAX_EPOCH", "1")
+    train(cfg)
+    folder = tmp_path / "checkpoints"
+    saved = {name: (folder / name).stat().st_mtime_ns for name in os.listdir(folder)}
+    steps = _record_batch_keyframes(monkeypatch)
+    with caplog.at_level(logging.INFO):
+        model = train(cfg)
+    assert steps == [] and "training already complete (1 of 1 epochs" in caplog.text
+    assert {name: (folder / name).stat().st_mtime_ns for name in os.listdir(folder)} == saved
+    final = final_weights(tmp_path)[1]
+    assert all(torch.equal(value, final[key]) for key, value in model.state_dict().items())
+
+
+def test_bfloat16_autocast_gradients_match_float32(repo_root, synth_root, tmp_path):
+    """The first batch's gradients under CPU bf16 autocast agree with float32 within bf16 precision, tensor by
+    tensor (the pooling convolutions' weight gradients included: torch's CPU kernel gets them wrong for a
+    channels-last bf16 input). Tensors whose float32 gradient is zero up to rounding (the key norm's bias: a
+    softmax ignores a shift of all keys) are left out."""
+    from slowfast_bmvit.datasets import construct_loader, set_loader_epoch
+
+    cfg = tiny_cfg(repo_root, synth_root, tmp_path)
+    seed_everything(cfg.RNG_SEED, deterministic=True)
+    model = build_model(cfg)
+    task = DetectionTask(cfg, model)
+    loader = construct_loader(cfg, "train")
+    set_loader_epoch(loader, 0)
+    batch = next(iter(loader))
+
+    def gradients(bfloat16):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            task.losses(model, batch)["loss"].backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    exact, half = gradients(False), gradients(True)
+    assert any(".attn.pool_k." in name for name in exact)
+    for name, gradient in exact.items():
+        if gradient.norm() > 1e-6:
+            relative = float((half[name] - gradient).norm() / gradient.norm())
+            assert relative < 0.3, (name, relative)

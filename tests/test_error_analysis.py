@@ -87,14 +87,22 @@ def test_diagnose_cli_on_a_tiny_synthava(repo_root, tmp_path, capsys):
         sys.path.remove(str(repo_root / "tools"))
     args = ["--cfg", str(repo_root / "configs" / "SYNTH" / "BMViT_demo.yaml"), *TINY_OPTS, "SYNTH.ROOT", root,
             "OUTPUT_DIR", str(tmp_path / "out"), "RNG_SEED", "1"]
+    # Without a checkpoint the diagnosis would read random weights: refused unless asked for.
+    with pytest.raises(SystemExit) as exit_info:
+        diagnose_bmvit.main(args)
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1 and len(error_lines) == 1
+    assert error_lines[0].startswith("error: no checkpoint to test") and "TEST.ALLOW_RANDOM_WEIGHTS" in error_lines[0]
+    args += ["TEST.ALLOW_RANDOM_WEIGHTS", "True"]
     diagnose_bmvit.main(args)
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "out" / "diagnosis.json").read_text())
     cfg = assert_and_infer_cfg(load_config(args[1], args[2:]))
-    assert result["clips"] > 0 and result["actors"] > 0 and result["checkpoint"] is None
+    assert result["clips"] > 0 and result["actors"] > 0 and result["checkpoint"]["path"] is None
     assert 0.0 <= result["class_agnostic_ap"] <= 1.0 and 0.0 <= result["top_is_matched"] <= 1.0
     assert len(result["class_ap_given_box"]) == 9 and set(result["per_class_ap"]) <= set(result["class_ap_given_box"])
     assert f"official mAP@0.5IOU: {result['mAP']:.4f}" in printed and cfg.AVA.TEST_USE_GT_BOXES
-    with pytest.raises(SystemExit) as exit_info:
-        diagnose_bmvit.main(args + ["AVA.TEST_USE_GT_BOXES", "False"])
-    assert exit_info.value.code == 2 and "AVA.TEST_USE_GT_BOXES must be True" in capsys.readouterr().err
+    # The diagnosis reads every annotated keyframe with its ground-truth persons, whatever AVA.TEST_USE_GT_BOXES.
+    diagnose_bmvit.main(args + ["AVA.TEST_USE_GT_BOXES", "False", "AVA.DETECTION_SCORE_THRESH", "0.96"])
+    again = json.loads((tmp_path / "out" / "diagnosis.json").read_text())
+    assert (again["clips"], again["actors"]) == (result["clips"], result["actors"])

@@ -3,10 +3,11 @@
 
     python tools/diagnose_bmvit.py --cfg configs/SYNTH/BMViT_demo.yaml [KEY VALUE ...]
 
-Loads the checkpoint `tools/run_net.py` would test (TEST.CHECKPOINT_FILE_PATH, else the newest in OUTPUT_DIR),
-runs the test split of an AVA-format dataset with AVA.TEST_USE_GT_BOXES True (the ground-truth persons are
-needed per clip; the forward pass on one GPU when NUM_GPUS > 0 and CUDA is available, else on the CPU) and prints,
-besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of the token the training matcher
+Loads the checkpoint `tools/run_net.py` would test (TEST.CHECKPOINT_FILE_PATH, else the newest in OUTPUT_DIR; it
+must fill the whole model unless TEST.ALLOW_RANDOM_WEIGHTS, and the report names its epoch and sha256), runs the
+test split of an AVA-format dataset on every annotated keyframe with its ground-truth persons (as the test of a
+single-stage model does; the forward pass on one GPU when NUM_GPUS > 0 and CUDA is available, else on the CPU)
+and prints, besides the official mAP: class-agnostic person AP, recall at IoU 0.5, the IoU of the token the training matcher
 assigns to each actor versus the token the actor score ranks first, and the class AP given each actor's best box
 (slowfast_bmvit/evaluation/error_analysis.py explains each number). With TEST.FLIP_AVERAGE, as in the test, every
 number reads the flip-averaged triplets. The summary is also written to OUTPUT_DIR/diagnosis.json.
@@ -33,17 +34,23 @@ from slowfast_bmvit.models import build_model  # noqa: E402
 from slowfast_bmvit.models.criterion import build_criterion  # noqa: E402
 from slowfast_bmvit.models.flip_average import test_time_outputs  # noqa: E402
 from slowfast_bmvit.models.postprocess import class_activation, postprocess_from_cfg  # noqa: E402
-from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, parse_args  # noqa: E402
+from slowfast_bmvit.utils.cli import (  # noqa: E402
+    exit_on_config_error,
+    exit_on_package_error,
+    load_job_config,
+    parse_args,
+)
 
 
 @torch.no_grad()
 def diagnose(cfg) -> dict:
     """The diagnosis dict of cfg's model on its test split (see the module docstring)."""
-    if not cfg.DETECTION.ENABLE or not cfg.AVA.TEST_USE_GT_BOXES:
-        raise ConfigError("DETECTION.ENABLE and AVA.TEST_USE_GT_BOXES must be True: the diagnosis compares the "
-                          "detections with the ground-truth persons of each test clip")
+    if not cfg.DETECTION.ENABLE:
+        raise ConfigError("DETECTION.ENABLE must be True: the diagnosis compares the detections with the "
+                          "ground-truth persons of each test clip")
     prepare_dataset(cfg.TEST.DATASET, cfg)
-    dataset = build_dataset(cfg.TEST.DATASET, cfg, "test")
+    # Every annotated keyframe with its ground-truth persons, as the test of a single-stage model reads them.
+    dataset = build_dataset(cfg.TEST.DATASET, cfg, "test", model_reads_boxes=False)
     if not hasattr(dataset, "evaluation_files"):
         raise ConfigError(f"TEST.DATASET: {cfg.TEST.DATASET!r} is not an AVA-format dataset (ava, synthava)")
     device = torch.device("cuda" if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else "cpu")
@@ -80,7 +87,7 @@ def diagnose(cfg) -> dict:
                        zip(batch["ori_boxes"][rows, 1:].numpy(), target["actor"].numpy()) if actor]
     official = evaluate_detections(cfg, dataset, detections, "val")
     summary = summarize(records, class_ids, [names[i] for i in class_ids])
-    return {"checkpoint": checkpoint, "clips": len(detections), "mAP": official["mAP"],
+    return {"checkpoint": checkpoint.as_dict(), "clips": len(detections), "mAP": official["mAP"],
             "per_class_ap": official["per_class"], "class_agnostic_ap": class_agnostic_ap(person_dets, actors),
             **summary}
 
@@ -88,7 +95,8 @@ def diagnose(cfg) -> dict:
 def report_lines(result: dict) -> list[str]:
     percent = "{:.0%}".format
     lines = [
-        f"checkpoint: {result['checkpoint']}",
+        "checkpoint: {path} (epoch {epoch}, sha256 {sha256})".format(**result["checkpoint"])
+        if result["checkpoint"]["path"] else "checkpoint: none, random weights (TEST.ALLOW_RANDOM_WEIGHTS)",
         f"clips: {result['clips']}, actors: {result['actors']}",
         f"official mAP@0.5IOU: {result['mAP']:.4f}",
         f"class-agnostic person AP@0.5 (scored by p(actor)): {result['class_agnostic_ap']:.4f}",
@@ -111,10 +119,14 @@ def main(argv=None) -> None:
     args = parse_args("Diagnose a trained BMViT on an AVA-format test split.", argv)
     for cfg_file in args.cfg_files:
         try:
-            cfg = load_job_config(args, cfg_file)
-            result = diagnose(cfg)
+            cfg = load_job_config(args, cfg_file, needs_devices=False)
         except ConfigError as err:
             exit_on_config_error(err)
+        try:
+            result = diagnose(cfg)
+        except Exception as err:
+            exit_on_package_error(err, args.debug)
+            raise
         print("\n".join(report_lines(result)))
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
         with open(os.path.join(cfg.OUTPUT_DIR, "diagnosis.json"), "w", encoding="utf-8") as handle:

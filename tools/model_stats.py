@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     )
     for cfg_file in args.cfg_files:
         try:
-            cfg = load_job_config(args, cfg_file)
+            cfg = load_job_config(args, cfg_file, needs_devices=False)
         except ConfigError as err:
             exit_on_config_error(err)
         params, gflops = model_stats(cfg, args.num_boxes)

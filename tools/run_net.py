@@ -7,6 +7,9 @@ TRAIN.ENABLE runs training (with validation every TRAIN.EVAL_PERIOD epochs), the
 Multi-process jobs: NUM_GPUS processes per machine, --num_shards machines, --shard_id this machine's index,
 --init_method tcp://<host of shard 0>:<port>; under `torchrun` or in a SLURM job step (`srun`, see
 tools/slurm/train.sbatch) the launcher's environment variables are used instead.
+A config error, or an error the package raises while the job runs (a missing file, a checkpoint that does not fit,
+an unreadable frame, ...), is printed as one line on stderr with a non-zero exit status; --debug shows the
+traceback.
 """
 
 import os
@@ -15,7 +18,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from slowfast_bmvit.config import ConfigError  # noqa: E402
-from slowfast_bmvit.utils.cli import exit_on_config_error, load_job_config, parse_args  # noqa: E402
+from slowfast_bmvit.utils.cli import (  # noqa: E402
+    exit_on_config_error,
+    exit_on_package_error,
+    load_job_config,
+    parse_args,
+)
 
 
 def main(argv=None) -> None:
@@ -27,7 +35,11 @@ def main(argv=None) -> None:
             exit_on_config_error(err)
         from slowfast_bmvit.engine.launch import run_job
 
-        run_job(cfg, args.init_method)
+        try:
+            run_job(cfg, args.init_method)
+        except Exception as err:
+            exit_on_package_error(err, args.debug)
+            raise
 
 
 if __name__ == "__main__":

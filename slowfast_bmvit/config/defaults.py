@@ -61,7 +61,7 @@ _C.TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN = ()
 _C.TRAIN.MIXED_PRECISION = False
 # Autocast dtype under MIXED_PRECISION: "bfloat16" or "float16" (float16 uses a GradScaler).
 _C.TRAIN.MIXED_PRECISION_DTYPE = "bfloat16"
-# Freeze the backbone parameters (train heads only).
+# Freeze the backbone (train the heads only): no gradients, and its BatchNorm statistics and dropout in eval mode.
 _C.TRAIN.FREEZE_BACKBONE = False
 
 # ---------------------------------------------------------------------------- #
@@ -115,8 +115,10 @@ _C.TEST.ENABLE = True
 _C.TEST.DATASET = "ava"
 # Global test batch size.
 _C.TEST.BATCH_SIZE = 8
-# Checkpoint to test; "" tests the newest checkpoint in OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH (else random weights, with a warning).
+# Checkpoint to test; "" tests the newest checkpoint in OUTPUT_DIR/checkpoints, else TRAIN.CHECKPOINT_FILE_PATH.
 _C.TEST.CHECKPOINT_FILE_PATH = ""
+# Test even when the checkpoint leaves model tensors at their random initial values, or there is none (warned).
+_C.TEST.ALLOW_RANDOM_WEIGHTS = False
 # Clips per keyframe at test: 1 (upstream's multi-view classification test is refused; see TEST.FLIP_AVERAGE).
 _C.TEST.NUM_ENSEMBLE_VIEWS = 1
 # Spatial crops per clip at test: 1 (upstream's multi-crop classification test is refused).
@@ -540,7 +542,8 @@ _C.AVA.TRAIN_GT_BOX_LISTS = ["ava_train_v2.2.csv"]
 _C.AVA.TRAIN_PREDICT_BOX_LISTS = []
 # Boxes used at test: predicted person boxes for the two-stage baseline (inside ANNOTATION_DIR).
 _C.AVA.TEST_PREDICT_BOX_LISTS = ["ava_val_predicted_boxes.csv"]
-# Test on the keyframes and boxes of GROUNDTRUTH_FILE instead of TEST_PREDICT_BOX_LISTS (BMViT ignores input boxes).
+# Models that read person boxes (two-stage): test on GROUNDTRUTH_FILE's boxes instead of TEST_PREDICT_BOX_LISTS.
+# A model that finds the persons itself (BMViT) always tests every keyframe of GROUNDTRUTH_FILE.
 _C.AVA.TEST_USE_GT_BOXES = False
 # Score threshold of predicted person boxes.
 _C.AVA.DETECTION_SCORE_THRESH = 0.9

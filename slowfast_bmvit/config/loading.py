@@ -16,11 +16,35 @@ from .defaults import get_cfg
 from .errors import ConfigError
 
 
+def _check_mapping(cfg_file: str, seen: tuple[str, ...] = ()) -> None:
+    """Refuse a config file (or one of its `_BASE_` files) that is empty or whose top level is not KEY: value."""
+    with open(cfg_file, "r", encoding="utf-8") as handle:
+        content = yaml.safe_load(handle)
+    if content is None:
+        raise ConfigError(f"{cfg_file}: empty config file (expected KEY: value entries, e.g. `SOLVER:` then "
+                          f"`BASE_LR: 0.1` indented)")
+    if not isinstance(content, dict):
+        raise ConfigError(f"{cfg_file}: the top level is a {type(content).__name__}, expected KEY: value entries "
+                          f"(e.g. `SOLVER:` then `BASE_LR: 0.1` indented)")
+    base = content.get("_BASE_")
+    if isinstance(base, str) and cfg_file not in seen:
+        # fvcore's rule: a relative _BASE_ path is relative to the folder of the file naming it.
+        if not base.startswith(("~", "/", "https://", "http://")):
+            base = os.path.join(os.path.dirname(cfg_file), base)
+        if os.path.isfile(base):
+            _check_mapping(base, seen + (cfg_file,))
+
+
 def _merge_file(cfg: CfgNode, cfg_file: str) -> None:
-    if not os.path.isfile(cfg_file):
+    if not os.path.isdir(cfg_file) and not os.path.isfile(cfg_file):
         raise ConfigError(f"config file not found: {cfg_file}")
+    if os.path.isdir(cfg_file):
+        raise ConfigError(f"{cfg_file}: is a folder, not a config file")
     try:
+        _check_mapping(cfg_file)
         cfg.merge_from_file(cfg_file)
+    except ConfigError:
+        raise
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{mark.name}:{mark.line + 1}" if mark is not None else cfg_file
@@ -32,6 +56,8 @@ def _merge_file(cfg: CfgNode, cfg_file: str) -> None:
     except FileNotFoundError as err:
         # A missing _BASE_ file: name it and the file that asked for it.
         raise ConfigError(f"{cfg_file}: config file not found: {err.filename}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{cfg_file}: not a text (UTF-8) YAML file") from None
     except (ValueError, AssertionError, TypeError) as err:
         raise ConfigError(f"{cfg_file}: {' '.join(str(err).split())}") from None
 

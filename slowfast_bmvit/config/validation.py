@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import torch
 from fvcore.common.config import CfgNode
 
 from .defaults import get_cfg
@@ -157,6 +158,21 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
             "SOLVER.MAX_EPOCH",
         ),
     )
+    temporal_stride = cfg.MVIT.PATCH_STRIDE[0] if len(cfg.MVIT.PATCH_STRIDE) == 3 else 1
+    _require(cfg.DATA.NUM_FRAMES >= temporal_stride, "DATA.NUM_FRAMES",
+             f"{cfg.DATA.NUM_FRAMES} frame(s) give no temporal token with MVIT.PATCH_STRIDE[0] = {temporal_stride}; "
+             f"use at least {temporal_stride}")
+    if cfg.BMVIT.TOKEN_ARRANGEMENT == "two_halves":
+        _require(cfg.DATA.NUM_FRAMES // temporal_stride >= 2, "DATA.NUM_FRAMES",
+                 f"{cfg.DATA.NUM_FRAMES} frame(s) give {cfg.DATA.NUM_FRAMES // temporal_stride} temporal token(s); "
+                 f"BMVIT.TOKEN_ARRANGEMENT two_halves needs 2 (at least {2 * temporal_stride} frames)")
+    _require(cfg.SOLVER.BASE_LR > 0, "SOLVER.BASE_LR", f"must be > 0, got {cfg.SOLVER.BASE_LR}")
+    for key in ("SOLVER.WARMUP_START_LR", "SOLVER.COSINE_END_LR", "SOLVER.WEIGHT_DECAY"):
+        _require(_get(cfg, key) >= 0, key, f"must be >= 0, got {_get(cfg, key)}")
+    _require(all(lr >= 0 for lr in cfg.SOLVER.LRS), "SOLVER.LRS", f"must be >= 0, got {list(cfg.SOLVER.LRS)}")
+    for key in ("SOLVER.CLIP_GRAD_VAL", "SOLVER.CLIP_GRAD_L2NORM"):
+        value = _get(cfg, key)
+        _require(value is None or value >= 0, key, f"must be >= 0 (None or 0: off), got {value}")
     world = max(cfg.NUM_GPUS, 1) * cfg.NUM_SHARDS
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
         _require(_get(cfg, key) % world == 0, key, f"{_get(cfg, key)} is not divisible by the {world} processes")
@@ -205,3 +221,22 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     _require(cfg.DEMO.FOLDER_FPS > 0, "DEMO.FOLDER_FPS", f"must be > 0, got {cfg.DEMO.FOLDER_FPS}")
     _require(0 <= cfg.DEMO.VIDEO_CRF <= 51, "DEMO.VIDEO_CRF", f"must be in 0..51 (libx264), got {cfg.DEMO.VIDEO_CRF}")
     return cfg
+
+
+def check_devices(cfg: CfgNode) -> None:
+    """Refuse NUM_GPUS > 0 on a machine without CUDA, or with fewer CUDA devices than NUM_GPUS processes.
+
+    Separate from `assert_and_infer_cfg` (which validates a config wherever it is read, e.g. to count a model's
+    FLOPs): called before a job starts processes (tools/run_net.py, engine.distributed.launch_job).
+
+    Raises:
+        ConfigError: one line naming NUM_GPUS.
+    """
+    if cfg.NUM_GPUS <= 0:
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"NUM_GPUS: {cfg.NUM_GPUS}, but CUDA is not available here (torch {torch.__version__}); "
+                          f"set NUM_GPUS 0 to run on the CPU")
+    available = torch.cuda.device_count()
+    if cfg.NUM_GPUS > available:
+        raise ConfigError(f"NUM_GPUS: {cfg.NUM_GPUS}, but this machine has {available} CUDA device(s)")

@@ -51,8 +51,8 @@ logger = logging.getLogger(__name__)
 class ActDataset(KeyframeClipDataset):
     """Keyframe clips of an ACT-format dataset; samples follow the contract of datasets/collate.py."""
 
-    def __init__(self, cfg, split: str) -> None:
-        super().__init__(cfg, split)
+    def __init__(self, cfg, split: str, **options) -> None:
+        super().__init__(cfg, split, **options)
         self.source = cfg.ACT.SOURCE
 
         if not cfg.ACT.GT_FILE:

@@ -2,11 +2,16 @@
 
 Which keyframes and boxes each split reads
 - train: AVA.TRAIN_GT_BOX_LISTS (ground truth) + AVA.TRAIN_PREDICT_BOX_LISTS (score >= DETECTION_SCORE_THRESH).
-- val / test: AVA.TEST_PREDICT_BOX_LISTS (score-thresholded; the two-stage baseline's person boxes, upstream's
-  behaviour), or with AVA.TEST_USE_GT_BOXES the ground truth AVA.GROUNDTRUTH_FILE (BMViT ignores input boxes; the
-  keyframes are then exactly the annotated ones and the labels give a validation loss).
+- val / test, model that reads person boxes (the two-stage baseline, `model_reads_boxes`): AVA.TEST_PREDICT_BOX_LISTS
+  (score-thresholded person detections, upstream's behaviour), or with AVA.TEST_USE_GT_BOXES the ground truth
+  AVA.GROUNDTRUTH_FILE.
+- val / test, model that finds the persons itself (BMViT): every keyframe of AVA.GROUNDTRUTH_FILE, whatever
+  AVA.TEST_USE_GT_BOXES says: its test set must not depend on a person detector (the boxes only give the labels of
+  a validation loss).
   The val split keeps seconds with sec % 4 == 0 unless AVA.FULL_TEST_ON_VAL; val/test skip AVA.EXCLUSION_FILE keys.
-A keyframe exists when its (video, sec) has at least one box and the video is in the frame lists.
+A keyframe exists when its (video, sec) has at least one box and the video is in the frame lists; a keyframe whose
+frame (sec - 900) * 30 lies outside its video's frames is skipped and counted in a warning (on val/test its
+ground truth still counts as missed by the evaluator).
 
 Labels are multi-hot over MODEL.NUM_CLASSES (index = action id - 1), keeping only the label map's (evaluated) ids.
 A person with none of them is a non-actor (actor False): still returned, so a box loss may use it.
@@ -56,8 +61,8 @@ def _annotation_path(cfg, key: str, name: str) -> str:
 class Ava(KeyframeClipDataset):
     """AVA keyframe clips with their persons; samples follow the contract of datasets/collate.py."""
 
-    def __init__(self, cfg, split: str) -> None:
-        super().__init__(cfg, split)
+    def __init__(self, cfg, split: str, model_reads_boxes: bool = True) -> None:
+        super().__init__(cfg, split, model_reads_boxes)
 
         self.categories, self.class_ids = read_labelmap(_annotation_path(cfg, "LABEL_MAP_FILE", cfg.AVA.LABEL_MAP_FILE))
         too_large = sorted(i for i in self.class_ids if not 1 <= i <= self.num_classes)
@@ -78,7 +83,10 @@ class Ava(KeyframeClipDataset):
         if self.is_train:
             return [(_annotation_path(self.cfg, "TRAIN_GT_BOX_LISTS", n), True) for n in ava.TRAIN_GT_BOX_LISTS] + \
                 [(_annotation_path(self.cfg, "TRAIN_PREDICT_BOX_LISTS", n), False) for n in ava.TRAIN_PREDICT_BOX_LISTS]
-        if ava.TEST_USE_GT_BOXES:
+        if ava.TEST_USE_GT_BOXES or not self.model_reads_boxes:
+            if not ava.TEST_USE_GT_BOXES:
+                logger.info("AVA %s: the model finds the persons itself, so every keyframe of AVA.GROUNDTRUTH_FILE "
+                            "is tested (AVA.TEST_PREDICT_BOX_LISTS serves models that read person boxes)", self.split)
             return [(_annotation_path(self.cfg, "GROUNDTRUTH_FILE", ava.GROUNDTRUTH_FILE), True)]
         return [(_annotation_path(self.cfg, "TEST_PREDICT_BOX_LISTS", n), False) for n in ava.TEST_PREDICT_BOX_LISTS]
 
@@ -98,6 +106,7 @@ class Ava(KeyframeClipDataset):
         video_index = self.frame_lists.index_of()
         keyframes: list[Keyframe] = []
         unlisted_videos: set[str] = set()
+        outside: list[tuple[str, int, int, int]] = []  # (video, sec, frame, video length)
         num_excluded = num_unevaluated_actions = 0
         for (video, sec), persons in sorted(boxes.items()):
             if video not in video_index:
@@ -105,6 +114,11 @@ class Ava(KeyframeClipDataset):
                 continue
             if (video, sec) in excluded:
                 num_excluded += 1
+                continue
+            length = len(self.frame_lists.frame_paths[video_index[video]])
+            if not 0 <= ava_helper.sec_to_frame(sec) < length:
+                # Clamping would train and test on the video's edge frame with this keyframe's boxes.
+                outside.append((video, sec, ava_helper.sec_to_frame(sec), length))
                 continue
             actions = []
             for person in persons.values():
@@ -117,6 +131,12 @@ class Ava(KeyframeClipDataset):
         if unlisted_videos:
             logger.warning("%s: %d keyframe video(s) absent from the frame lists skipped (e.g. %s)", self.split,
                            len(unlisted_videos), sorted(unlisted_videos)[0])
+        if outside:
+            video, sec, frame, length = outside[0]
+            logger.warning("%s: %d keyframe(s) outside their video's frames skipped (e.g. %s sec %d: frame %d, the "
+                           "frame list has frames 0..%d)%s", self.split, len(outside), video, sec, frame, length - 1,
+                           "" if self.is_train else "; their ground truth still counts as missed")
+        self.num_outside_keyframes = len(outside)
         if not keyframes:
             raise ValueError(f"{self.split}: no keyframe with boxes in {', '.join(p for p, _ in files)} matches a "
                              f"video of the frame lists")

@@ -2,8 +2,9 @@
 
 Datasets are registered by class name (`@DATASET_REGISTRY.register()`), PySlowFast-style: the config's lower-case
 name (TRAIN.DATASET / TEST.DATASET, e.g. "ava") is capitalised to find the class (`Ava`). A dataset is built as
-`Dataset(cfg, split)` with split in {"train", "val", "test"}; a dataset with its own batching rule exposes a
-`collate_fn` attribute that the loader uses.
+`Dataset(cfg, split, **options)` with split in {"train", "val", "test"} and options from the engine (the
+detection datasets take `model_reads_boxes`, see keyframe_dataset.py); a dataset with its own batching rule exposes
+a `collate_fn` attribute that the loader uses.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ def _dataset_class(dataset_name: str, key: str) -> type:
         raise ConfigError(f"{key}: {dataset_name!r} is not a registered dataset (known: {known})") from None
 
 
-def build_dataset(dataset_name: str, cfg, split: str) -> torch.utils.data.Dataset:
-    """Build the dataset registered as `dataset_name.capitalize()` for `split`."""
+def build_dataset(dataset_name: str, cfg, split: str, **options) -> torch.utils.data.Dataset:
+    """Build the dataset registered as `dataset_name.capitalize()` for `split` (options go to its constructor)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return _dataset_class(dataset_name, "TRAIN.DATASET" if split == "train" else "TEST.DATASET")(cfg, split)
+    return _dataset_class(dataset_name, "TRAIN.DATASET" if split == "train" else "TEST.DATASET")(cfg, split, **options)
 
 
 def prepare_dataset(dataset_name: str, cfg) -> None:
@@ -54,21 +55,24 @@ def _world() -> tuple[int, int]:
     return 1, 0
 
 
-def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader for `split`: per-process batch = global batch / world size.
+def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None = None,
+                     **dataset_options) -> torch.utils.data.DataLoader:
+    """A DataLoader for `split`: per-process batch = global batch / world size. Without `dataset`, the dataset is
+    built with `dataset_options` (e.g. model_reads_boxes).
 
     Training shuffles (a permutation that depends only on RNG_SEED and the epoch) and drops the last incomplete
-    batch; val/test keep order and every sample. Under torch.distributed each process reads its own shard. The
-    order comes from an `EpochSampler` and the dataset is wrapped in `PerSampleSeeded`, so that augmentation is a
-    pure function of (seed, epoch, index) whatever the number of workers or processes; call
-    `set_loader_epoch(loader, epoch, first_iteration)` before each epoch.
+    batch (a training set smaller than one batch is a ConfigError naming both numbers); val/test keep order and every
+    sample. Under torch.distributed each process reads its own shard. The order comes from an `EpochSampler` and
+    the dataset is wrapped in `PerSampleSeeded`, so that augmentation is a pure function of (seed, epoch, index)
+    whatever the number of workers or processes; call `set_loader_epoch(loader, epoch, first_iteration)` before each
+    epoch.
     With MULTIGRID.SHORT_CYCLE the train loader's batches cycle through the short-cycle crops and batch sizes
     (datasets/short_cycle.py).
     """
     is_train = split == "train"
     dataset_name = cfg.TRAIN.DATASET if is_train else cfg.TEST.DATASET
     if dataset is None:
-        dataset = build_dataset(dataset_name, cfg, split)
+        dataset = build_dataset(dataset_name, cfg, split, **dataset_options)
     world, rank = _world()
     global_batch = cfg.TRAIN.BATCH_SIZE if is_train else cfg.TEST.BATCH_SIZE
     batch_size = max(1, global_batch // world)
@@ -81,10 +85,19 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
     }
     if is_train and cfg.MULTIGRID.SHORT_CYCLE:
         batch_sampler = ShortCycleBatchSampler(sampler, batch_size, drop_last=True, cfg=cfg)
-        return torch.utils.data.DataLoader(PerSampleSeeded(ShortCycleDataset(dataset, cfg), seed=cfg.RNG_SEED),
-                                           batch_sampler=batch_sampler, **common)
-    return torch.utils.data.DataLoader(PerSampleSeeded(dataset, seed=cfg.RNG_SEED), batch_size=batch_size,
-                                       sampler=sampler, drop_last=is_train, **common)
+        loader = torch.utils.data.DataLoader(PerSampleSeeded(ShortCycleDataset(dataset, cfg), seed=cfg.RNG_SEED),
+                                             batch_sampler=batch_sampler, **common)
+    else:
+        loader = torch.utils.data.DataLoader(PerSampleSeeded(dataset, seed=cfg.RNG_SEED), batch_size=batch_size,
+                                             sampler=sampler, drop_last=is_train, **common)
+    if is_train and len(loader) == 0:
+        # drop_last would give epochs of 0 iterations that "train" nothing and still save checkpoints.
+        largest = max(batch_sampler.batch_sizes) * world if cfg.MULTIGRID.SHORT_CYCLE else global_batch
+        cycle = f" (multigrid's short cycle batches reach {largest})" if largest != global_batch else ""
+        processes = f", split over {world} processes" if world > 1 else ""
+        raise ConfigError(f"TRAIN.BATCH_SIZE: {global_batch}{cycle} is larger than the training set ({dataset_name}: "
+                          f"{len(dataset)} clips{processes}); not one full batch per epoch")
+    return loader
 
 
 def epoch_sampler(loader: torch.utils.data.DataLoader) -> EpochSampler:

@@ -16,12 +16,17 @@ class KeyframeClipDataset(torch.utils.data.Dataset):
 
     Sets `cfg`, `split`, `is_train`, `num_frames` (DATA.NUM_FRAMES), `sampling_rate` (DATA.SAMPLING_RATE, or
     MULTIGRID.LONG_CYCLE_SAMPLING_RATE for training under the long cycle),
-    `num_classes` (MODEL.NUM_CLASSES) and counts persons the clip transform crops away.
+    `num_classes` (MODEL.NUM_CLASSES), `model_reads_boxes` and counts persons the clip transform crops away.
+
+    model_reads_boxes: whether the model takes person boxes as input (the two-stage baseline; the engine passes
+        `uses_input_boxes(model)`). A dataset whose val/test keyframes could come from a person detector (AVA's
+        AVA.TEST_PREDICT_BOX_LISTS) uses them only then: a model that finds the persons itself is evaluated on
+        every annotated keyframe.
     """
 
     collate_fn = staticmethod(detection_collate)
 
-    def __init__(self, cfg, split: str) -> None:
+    def __init__(self, cfg, split: str, model_reads_boxes: bool = True) -> None:
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be train, val or test, got {split!r}")
         self.cfg = cfg
@@ -33,6 +38,7 @@ class KeyframeClipDataset(torch.utils.data.Dataset):
             # Fewer frames at a larger stride keep the clip's temporal span under multigrid's long cycle.
             self.sampling_rate = cfg.MULTIGRID.LONG_CYCLE_SAMPLING_RATE
         self.num_classes = cfg.MODEL.NUM_CLASSES
+        self.model_reads_boxes = model_reads_boxes
         self.num_cropped_away = 0
 
     def _count_cropped_away(self, count: int) -> None:

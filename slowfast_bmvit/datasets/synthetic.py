@@ -319,12 +319,12 @@ class Synthava(Ava):
         """Generate the dataset when missing (called once, on the main process, before any loader is built)."""
         ensure_synth_ava(cfg)
 
-    def __init__(self, cfg, split: str) -> None:
+    def __init__(self, cfg, split: str, **options) -> None:
         self.paths = ensure_synth_ava(cfg)
         if split == "val" and not cfg.AVA.FULL_TEST_ON_VAL:
             logger.warning("SynthAVA %s: AVA.FULL_TEST_ON_VAL is False, so only keyframes with sec %% 4 == 0 are used",
                            split)
-        super().__init__(synthava_config(cfg, self.paths), split)
+        super().__init__(synthava_config(cfg, self.paths), split, **options)
 
 
 # ---------------------------------------------------------------------------------------------- temporal probe

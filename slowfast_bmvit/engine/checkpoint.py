@@ -11,6 +11,9 @@ and hold a dict:
     "cfg"              the run's config as YAML (cfg.dump())
     "scaler_state"     GradScaler state, when mixed precision uses one
     "iter"             mid-epoch files only: iterations of epoch E already trained (the trainer skips them)
+    "batch_size"       the global batch size (TRAIN.BATCH_SIZE of the epoch in progress): a mid-epoch resume with
+                       another batch size starts at the same sample (iter x batch_size), or is refused when that
+                       sample is not a multiple of the new batch size
     "rng_states"       per rank, the Python / numpy / torch (/ CUDA) generator states at saving time; restored on
                        resume with the same world size, so augmentation and dropout continue as if uninterrupted.
                        Data order itself needs no state: the EpochSampler's order (datasets/samplers.py) depends
@@ -26,6 +29,7 @@ warning, when the newest one cannot be read.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -37,8 +41,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+import yaml
 
-from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint
+from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint, require_checkpoint_file
 
 from .distributed import all_gather_objects, get_rank, get_world_size, is_master_proc, unwrap_model
 
@@ -100,12 +105,6 @@ def list_checkpoints(output_dir: str) -> list[str]:
             continue
         found.append((progress, path))
     return [path for _, path in sorted(found)]
-
-
-def completed_epochs(path: str | None) -> int | None:
-    """Epochs completed by a checkpoint of this package, read from its file name (None for other files)."""
-    progress = _progress(os.path.basename(path)) if path else None
-    return None if progress is None else progress[0]
 
 
 def get_last_checkpoint(output_dir: str) -> str | None:
@@ -268,6 +267,7 @@ def save_checkpoint(
         "optimizer_state": optimizer.state_dict(),
         "cfg": cfg.dump(),
         "rng_states": rng_states,
+        "batch_size": int(cfg.TRAIN.BATCH_SIZE),
     }
     if scaler is not None:
         checkpoint["scaler_state"] = scaler.state_dict()
@@ -295,8 +295,7 @@ def read_checkpoint_file(path: str) -> dict[str, Any]:
         CheckpointError: one line naming the file when it is missing, truncated, corrupt, holds Python objects
             weights_only loading refuses, or is not a dict.
     """
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint file not found")
+    require_checkpoint_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -319,13 +318,52 @@ def _first_line(err: BaseException) -> str:
 
 @dataclass
 class TrainStart:
-    """Where training starts: 0-based epoch, iterations of that epoch already done (to skip), the checkpoint it
-    came from and the trainer's `extra` state saved with it."""
+    """Where training starts: 0-based epoch, iterations of that epoch already done (to skip) at the global batch
+    size `saved_batch_size` of the run that saved them (None: not recorded), the checkpoint it came from and the
+    trainer's `extra` state saved with it."""
 
     start_epoch: int = 0
     start_iter: int = 0
     path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    saved_batch_size: int | None = None
+
+    def first_iteration(self, batch_size: int, short_cycle: bool = False) -> int:
+        """The iteration of epoch `start_epoch` to resume at with global batch size `batch_size`.
+
+        The epoch's data order does not depend on the batch size or the number of processes (datasets/samplers.py):
+        the first `start_iter x saved_batch_size` samples of the epoch's permutation are trained, so the run goes on
+        at that sample, which is iteration samples / batch_size.
+
+        Raises:
+            CheckpointError: that sample is not a multiple of `batch_size`, or the batch size changed under the
+                multigrid short cycle (whose batches cycle through several sizes); one line naming the numbers.
+        """
+        if self.start_iter == 0 or self.saved_batch_size is None or self.saved_batch_size == batch_size:
+            return self.start_iter
+        samples = self.start_iter * self.saved_batch_size
+        where = (f"{self.path} was saved {self.start_iter} iterations of {self.saved_batch_size} clips "
+                 f"({samples} samples) into epoch {self.start_epoch + 1}")
+        if short_cycle:
+            raise CheckpointError(f"{where}; under MULTIGRID.SHORT_CYCLE it resumes only with TRAIN.BATCH_SIZE "
+                                  f"{self.saved_batch_size} (this run: {batch_size})")
+        if samples % batch_size:
+            raise CheckpointError(f"{where}; TRAIN.BATCH_SIZE {batch_size} cannot resume at that sample (use a batch "
+                                  f"size that divides {samples}, e.g. {self.saved_batch_size}, until the epoch ends)")
+        logger.info("%s: TRAIN.BATCH_SIZE is now %d, resuming at iteration %d", where, batch_size,
+                    samples // batch_size)
+        return samples // batch_size
+
+
+def _saved_batch_size(checkpoint: dict[str, Any]) -> int | None:
+    """The global batch size a checkpoint was trained with: its "batch_size", else its config's TRAIN.BATCH_SIZE
+    (files written before "batch_size" was recorded), else None."""
+    if isinstance(checkpoint.get("batch_size"), int):
+        return checkpoint["batch_size"]
+    try:
+        return int(yaml.safe_load(checkpoint.get("cfg") or "")["TRAIN"]["BATCH_SIZE"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _restore_optimizer(path: str, checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
@@ -376,6 +414,7 @@ def _restore_training_state(
         start_iter=int(checkpoint.get("iter", 0)),
         path=path,
         extra=dict(checkpoint.get("extra") or {}),
+        saved_batch_size=_saved_batch_size(checkpoint),
     )
 
 
@@ -446,28 +485,91 @@ def load_train_checkpoint(
     return _restore_training_state(path, checkpoint, optimizer, scaler)
 
 
-def load_test_checkpoint(cfg, model: torch.nn.Module) -> str | None:
-    """Load weights for testing from TEST.CHECKPOINT_FILE_PATH, else the newest complete checkpoint in
-    OUTPUT_DIR, else TRAIN.CHECKPOINT_FILE_PATH; with none of them, warn and keep the model's current (random)
-    weights. Returns the path loaded, or None.
+@dataclass
+class TestedCheckpoint:
+    """The checkpoint a test ran on, as test_results.json records it.
 
-    Raises:
-        CheckpointError: the chosen file is unreadable or does not fit the model (never silently another file).
+    path: the file (None only when TEST.ALLOW_RANDOM_WEIGHTS let a test run without one).
+    epoch: completed training epochs of the weights (the E of checkpoint_epoch_E.pyth: the file's 0-based "epoch"
+        + 1); None when the file records no epoch (e.g. a plain state dict).
+    sha256: hex digest of the file's bytes, to tell two files of the same name apart.
     """
+
+    path: str | None
+    epoch: int | None = None
+    sha256: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "epoch": self.epoch, "sha256": self.sha256}
+
+
+def file_sha256(path: str, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _test_checkpoint_path(cfg) -> str | None:
+    """TEST.CHECKPOINT_FILE_PATH, else the newest complete checkpoint in OUTPUT_DIR, else
+    TRAIN.CHECKPOINT_FILE_PATH, else None. No fallback to older files of OUTPUT_DIR: a test result must come from
+    the checkpoint it claims."""
     if cfg.TEST.CHECKPOINT_FILE_PATH:
-        _load_weights(cfg.TEST.CHECKPOINT_FILE_PATH, model)
         return cfg.TEST.CHECKPOINT_FILE_PATH
-    last = get_last_checkpoint(cfg.OUTPUT_DIR)
-    if last is not None:
-        # No fallback to older files here: a test result must come from the checkpoint it claims.
-        _load_weights(last, model)
-        return last
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
-        _load_weights(cfg.TRAIN.CHECKPOINT_FILE_PATH, model)
-        return cfg.TRAIN.CHECKPOINT_FILE_PATH
-    logger.warning("no checkpoint to test (TEST.CHECKPOINT_FILE_PATH, OUTPUT_DIR, TRAIN.CHECKPOINT_FILE_PATH): "
-                   "testing randomly initialised weights")
-    return None
+    return get_last_checkpoint(cfg.OUTPUT_DIR) or cfg.TRAIN.CHECKPOINT_FILE_PATH or None
+
+
+def _unfilled_tensors(report) -> list[str]:
+    """What would stay random or unused after a load: the model tensors the file lacks and the file tensors the
+    model had no place for, a phrase each (empty when the file filled the model exactly)."""
+    problems = []
+    if report.missing:
+        more = f" (+{len(report.missing) - 5} more)" if len(report.missing) > 5 else ""
+        problems.append(f"{len(report.missing)} model tensor(s) not in the file: {', '.join(report.missing[:5])}{more}")
+    if report.skipped:
+        more = f" (+{len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
+        shown = ", ".join(f"{key} ({reason})" for key, reason in report.skipped[:5])
+        problems.append(f"{len(report.skipped)} file tensor(s) not loaded: {shown}{more}")
+    return problems
+
+
+def load_test_checkpoint(cfg, model: torch.nn.Module) -> TestedCheckpoint:
+    """Load the weights to test: TEST.CHECKPOINT_FILE_PATH, else the newest complete checkpoint in OUTPUT_DIR,
+    else TRAIN.CHECKPOINT_FILE_PATH. Every model tensor must come from the file: a model tensor the file lacks
+    (e.g. the detection heads of a K400 classifier file), a file tensor the model has no place for (a deeper
+    model's blocks, a head of another class count) or no file at all would test random weights, and is an error
+    unless TEST.ALLOW_RANDOM_WEIGHTS (then a warning names them). Relative-position tables of another input size
+    are resized, as in fine-tuning.
+
+    Returns:
+        the TestedCheckpoint (file, epoch, sha256) for test_results.json.
+    Raises:
+        CheckpointError: no checkpoint, an unreadable file, or one that does not fill the whole model; the message
+            names the file and the tensors (never silently another file).
+    """
+    path = _test_checkpoint_path(cfg)
+    if path is None:
+        message = (f"no checkpoint to test: TEST.CHECKPOINT_FILE_PATH and TRAIN.CHECKPOINT_FILE_PATH are empty and "
+                   f"{get_checkpoint_dir(cfg.OUTPUT_DIR)} holds no checkpoint")
+        if not cfg.TEST.ALLOW_RANDOM_WEIGHTS:
+            raise CheckpointError(f"{message}; set TEST.ALLOW_RANDOM_WEIGHTS True to test random weights")
+        logger.warning("%s: testing randomly initialised weights (TEST.ALLOW_RANDOM_WEIGHTS)", message)
+        return TestedCheckpoint(path=None)
+    report = load_checkpoint(path, unwrap_model(model))
+    problems = _unfilled_tensors(report)
+    if problems:
+        message = f"{path}: does not fit {type(unwrap_model(model)).__name__} exactly; " + "; ".join(problems)
+        if not cfg.TEST.ALLOW_RANDOM_WEIGHTS:
+            raise CheckpointError(f"{message}. Testing it would use random weights; set TEST.ALLOW_RANDOM_WEIGHTS "
+                                  f"True to test anyway")
+        logger.warning("%s; the model tensors not in the file keep their random initial values "
+                       "(TEST.ALLOW_RANDOM_WEIGHTS)", message)
+    tested = TestedCheckpoint(path=path, epoch=None if report.epoch is None else report.epoch + 1,
+                              sha256=file_sha256(path))
+    logger.info("testing %s (epoch %s, sha256 %s)", path, tested.epoch, tested.sha256)
+    return tested
 
 
 # Keys that decide what a trained model computes from its weights: a checkpoint trained under other values would
@@ -559,10 +661,10 @@ def load_trained_checkpoint(cfg, model: torch.nn.Module) -> str:
     if isinstance(checkpoint.get("cfg"), str):
         check_trained_config(cfg, path, checkpoint["cfg"])
     report = load_checkpoint(path, unwrap_model(model))
-    if report.missing or report.skipped or report.resized:
-        examples = report.missing[:2] + [key for key, _ in report.skipped[:2]] + [n for n, _, _ in report.resized[:2]]
-        raise CheckpointError(
-            f"{path}: does not fit the config's model: {len(report.missing)} model tensors missing, "
-            f"{len(report.skipped)} checkpoint tensors unused, {len(report.resized)} resized (e.g. "
-            f"{', '.join(examples)}); another config?")
+    problems = _unfilled_tensors(report)
+    if report.resized:
+        problems += [f"{len(report.resized)} tensor(s) resized: {', '.join(name for name, _, _ in report.resized[:5])}"]
+    if problems:
+        raise CheckpointError(f"{path}: does not fit {type(unwrap_model(model)).__name__} exactly; "
+                              + "; ".join(problems) + "; another config?")
     return path

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.config import ConfigError, check_devices
 from slowfast_bmvit.utils.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -376,7 +376,11 @@ def launch_job(cfg, init_method: str | None, func: Callable[..., Any], daemon: b
             (the first node of the job).
         func: a picklable (module-level) function taking `cfg=`.
         daemon: spawn the processes as daemons.
+    Raises:
+        ConfigError: NUM_GPUS > 0 without enough CUDA devices, or a layout that cannot work (before any process
+            starts).
     """
+    check_devices(cfg)
     plan = plan_launch(cfg, init_method)
     cfg.NUM_SHARDS, cfg.SHARD_ID = plan.num_shards, plan.shard_id
     _check_batch_divisible(cfg, plan.world_size)

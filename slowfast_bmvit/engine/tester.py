@@ -1,10 +1,11 @@
 """The final test: detections on the test split, the official metric, and the files a researcher looks at.
 
 Written to OUTPUT_DIR: the detections (AVA CSV, or frame_detections_test.npz for UCF101-24 / JHMDB, see
-evaluation/act.py), `test_results.json` (per-class AP, mAP, group mAPs; video-mAP for UCF101-24 / JHMDB),
-`test_results.txt` (the printed report), a per-class AP bar plot, DEMO.NUM_VIS_KEYFRAMES keyframes with the
-detections of p(actor) > 0.5 drawn, with TEST.SAVE_RESULTS_PATH the raw per-clip detections (pickle), and with
-TENSORBOARD.ENABLE the metric and AP plots in the event files.
+evaluation/act.py), `test_results.json` (per-class AP, mAP, group mAPs; video-mAP for UCF101-24 / JHMDB; under
+"checkpoint" the tested file, its epoch and its sha256), `test_results.txt` (the printed report), a per-class AP
+bar plot, DEMO.NUM_VIS_KEYFRAMES keyframes with the detections of p(actor) > 0.5 drawn, with
+TEST.SAVE_RESULTS_PATH the raw per-clip detections (pickle), and with TENSORBOARD.ENABLE the metric and AP plots in
+the event files.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .amp import device_of
 from .evaluator import evaluate_detections
 from .inference import run_inference
 from .meters import log_json_stats
-from .task import DetectionTask
+from .task import DetectionTask, uses_input_boxes
 from .trainer import prepare_data
 
 logger = logging.getLogger(__name__)
@@ -134,12 +135,13 @@ def test(cfg) -> dict | None:
     if cfg.LOG_MODEL_INFO and du.is_master_proc():
         log_model_info(du.unwrap_model(model), cfg, cfg.DATA.TEST_CROP_SIZE)
     prepare_data(cfg, [cfg.TEST.DATASET])
-    loader = construct_loader(cfg, "test")
+    loader = construct_loader(cfg, "test", model_reads_boxes=uses_input_boxes(model))
     detections = run_inference(cfg, loader, model, task, desc="test")
     if not du.is_master_proc():
         return None
     dataset = loader.dataset.dataset
     result = evaluate_detections(cfg, dataset, detections, "test", output_dir=cfg.OUTPUT_DIR)
+    result["checkpoint"] = tested.as_dict()
     write_results(cfg, result)
     for path in write_visualisations(cfg, dataset, detections, result):
         logger.info("wrote %s", path)
@@ -150,7 +152,7 @@ def test(cfg) -> dict | None:
     stats = {"_type": "test", "map": result["mAP"], **video_maps, "num_clips": len(detections)}
     log_json_stats(stats, cfg.OUTPUT_DIR)
     if writer is not None:
-        step = cu.completed_epochs(tested) or 0
+        step = tested.epoch or 0
         writer.add_stats(stats, step)
         writer.add_evaluation("test", result, step)
         writer.close()

@@ -2,13 +2,16 @@
 
 A run is resumable at any checkpoint: the data order and augmentation are pure functions of (RNG_SEED, epoch,
 sample index) (datasets/samplers.py), and a mid-epoch checkpoint (TRAIN.CHECKPOINT_ITER_PERIOD) stores the
-iteration and the generator states, so a killed run that resumes reaches the same weights as one that was not
-killed (on CPU with DETERMINISTIC True).
+iteration, the batch size and the generator states, so a killed run that resumes reaches the same weights as one
+that was not killed (on CPU with DETERMINISTIC True). Resumed with another number of processes it goes on at the
+same sample; with another TRAIN.BATCH_SIZE too, when the samples done are a multiple of the new batch size (else
+it stops with one line).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
@@ -30,13 +33,14 @@ from .lr_policy import get_lr_at_epoch
 from .meters import TrainMeter, log_json_stats
 from .multigrid import MultigridSchedule
 from .optimizer import construct_optimizer, set_lr
-from .task import DetectionTask, move_batch
+from .task import DetectionTask, move_batch, uses_input_boxes
 
 logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; the message names the step and the loss terms."""
+    """Training produced a NaN or infinite loss (or, with SOLVER.CLIP_GRAD_L2NORM, gradient norm); the message names
+    the step."""
 
 
 def _check_finite(losses: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
@@ -74,6 +78,10 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
                 start_iter: int, iters_per_epoch: int, device: torch.device) -> None:
     """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch) to `iters_per_epoch`."""
     model.train()
+    if cfg.TRAIN.FREEZE_BACKBONE:
+        # A frozen backbone is a fixed function: no gradients (models/build.py), and in eval mode its BatchNorm
+        # statistics (the convolutional stem's) stay as loaded and its dropout / drop-path stays off.
+        du.unwrap_model(model).backbone.eval()
     progress = tqdm(total=iters_per_epoch, initial=start_iter, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
                     disable=not du.is_master_proc(), leave=False, dynamic_ncols=True)
     meter.iter_tic()
@@ -95,6 +103,11 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
         else:
             losses["loss"].backward()
             grad_norm = _clip_gradients(cfg, model)
+            if grad_norm is not None and not math.isfinite(grad_norm):
+                # Clipping by an infinite norm would zero the step (or fill the weights with NaN) without a word.
+                raise NonFiniteLossError(
+                    f"non-finite gradient norm ({grad_norm}) at epoch {epoch + 1}, iteration {iteration + 1} with "
+                    f"a finite loss; lower SOLVER.BASE_LR or check the inputs; the last checkpoint is intact")
             optimizer.step()
         # One collective and one host sync for all loss terms.
         reduced = du.all_reduce_mean(torch.stack([value.detach().float() for value in losses.values()])).tolist()
@@ -165,7 +178,9 @@ def train(cfg) -> torch.nn.Module:
     start = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
 
     prepare_data(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
-    val_loader = construct_loader(cfg, "val") if cfg.TRAIN.EVAL_PERIOD > 0 else None
+    val_loader = None
+    if cfg.TRAIN.EVAL_PERIOD > 0:
+        val_loader = construct_loader(cfg, "val", model_reads_boxes=uses_input_boxes(model))
     train_loader = None
     if start.start_epoch >= cfg.SOLVER.MAX_EPOCH:
         logger.info("training already complete (%d of %d epochs in %s); nothing to train", start.start_epoch,
@@ -184,7 +199,9 @@ def train(cfg) -> torch.nn.Module:
             logger.info("epoch %d: %d iterations of %d clips (%d x %d x %d)%s", epoch + 1, iters_per_epoch,
                         cfg.TRAIN.BATCH_SIZE, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE,
                         _short_cycle_note(cfg, multigrid))
-        first_iter = start.start_iter if epoch == start.start_epoch else 0
+        first_iter = 0
+        if epoch == start.start_epoch:
+            first_iter = start.first_iteration(cfg.TRAIN.BATCH_SIZE, cfg.MULTIGRID.SHORT_CYCLE)
         set_loader_epoch(train_loader, epoch, first_iter)
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
                     device)

@@ -47,6 +47,11 @@ def pool_tokens(
         cls_tok, x = x[:, :, :1], x[:, :, 1:]
     batch, heads, _, channels = x.shape
     grid = x.reshape(batch * heads, *thw, channels).permute(0, 4, 1, 2, 3)
+    if grid.device.type == "cpu":
+        # torch's CPU depthwise Conv3d computes a wrong weight gradient for a bfloat16 input with these
+        # (channels-last) strides, reading uninitialised memory (torch 2.13: off by the gradient's own size, inf
+        # or NaN after other work); a contiguous copy takes the correct kernel.
+        grid = grid.contiguous()
     grid = pool(grid)
     new_thw = (grid.shape[2], grid.shape[3], grid.shape[4])
     x = grid.reshape(batch, heads, channels, -1).transpose(2, 3)

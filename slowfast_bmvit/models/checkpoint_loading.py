@@ -24,6 +24,7 @@ The report is logged as three lines: what was loaded, the unused checkpoint tens
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import pickle
@@ -187,10 +188,20 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
 
 
-def _read_file(path: str) -> Any:
-    """torch.load(weights_only=True) on the CPU, every failure turned into one CheckpointError naming the file."""
+def require_checkpoint_file(path: str) -> None:
+    """Raise a one-line CheckpointError unless `path` is an existing file; a folder gets its own message, naming
+    a `.pyth` file inside it (or inside its `checkpoints/` subfolder) when there is one."""
+    if os.path.isdir(path):
+        found = sorted(glob.glob(os.path.join(path, "*.pyth")) + glob.glob(os.path.join(path, "checkpoints", "*.pyth")))
+        hint = f" (e.g. {found[-1]})" if found else ""
+        raise CheckpointError(f"{path}: is a folder; give the checkpoint file itself{hint}")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: checkpoint file not found")
+
+
+def _read_file(path: str) -> Any:
+    """torch.load(weights_only=True) on the CPU, every failure turned into one CheckpointError naming the file."""
+    require_checkpoint_file(path)
     with open(path, "rb") as handle:
         head = handle.read(4)
     if not head:
