@@ -232,8 +232,13 @@ _C.MVIT.USE_MEAN_POOLING = False
 _C.MVIT.USE_FIXED_SINCOS_POS = False
 # LayerScale init value of the residual branches (0: no LayerScale).
 _C.MVIT.LAYER_SCALE_INIT_VALUE = 0.0
-# Attention implementation: "sdpa" (torch scaled_dot_product_attention, rel-pos as bias) or "explicit" (matmuls).
-_C.MVIT.ATTN_IMPL = "sdpa"
+# Attention implementation (all give the same numbers up to rounding; models/attention.py):
+#   "auto"     the fastest measured on the input's device (attention.AUTO_ATTN_IMPL; benchmarks/results/speed.md);
+#   "folded"   scaled_dot_product_attention without a mask, the relative-position terms folded into the dot product
+#              as extra q/k channels (flash-kernel eligible);
+#   "sdpa"     scaled_dot_product_attention with the relative-position terms as an additive mask;
+#   "explicit" upstream's matmul + softmax formulation (the reference the others are tested against).
+_C.MVIT.ATTN_IMPL = "auto"
 # Block indices whose query pooling is removed (BMViT removes it at block 14 to keep a 16x16 output at 256 px).
 _C.MVIT.REMOVE_Q_POOL_BLOCKS = []
 
