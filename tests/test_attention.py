@@ -143,3 +143,15 @@ def test_folded_bf16_autocast_stays_close_to_float32():
     assert torch.isfinite(low).all()
     assert (low.float() - reference).norm() / reference.norm() < 2e-2
     assert F.cosine_similarity(low.float().flatten(), reference.flatten(), dim=0) > 0.999
+
+
+@pytest.mark.parametrize("impl", ["folded", "sdpa"])
+def test_training_after_an_inference_mode_forward(impl):
+    """The cached index and position-code tensors made during an inference_mode forward must serve training."""
+    module = _folded_module(impl=impl)
+    x = torch.randn(1, 1 + 4 * 16 * 16, 16)
+    with torch.inference_mode():
+        module(x, (4, 16, 16))
+    out, _ = module(x, (4, 16, 16))
+    out.sum().backward()
+    assert module.rel_pos_t.grad is not None and module.rel_pos_t.grad.abs().sum() > 0

@@ -75,7 +75,26 @@ def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
     return resized[0].t()
 
 
-@functools.lru_cache(maxsize=512)
+def _cached_constant(fn):
+    """lru_cache for a function that builds a constant tensor from hashable arguments.
+
+    The tensor is made outside inference mode: one cached during a `torch.inference_mode` forward could not take part
+    in a later training step. Under torch.compile the plain function is traced (the graph holds the constant).
+    """
+    cached = functools.lru_cache(maxsize=512)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        if torch.compiler.is_compiling():
+            return fn(*args)
+        with torch.inference_mode(False):
+            return cached(*args)
+
+    wrapper.cache_clear = cached.cache_clear
+    return wrapper
+
+
+@_cached_constant
 def _rel_pos_index(q_size: int, k_size: int, device: torch.device) -> torch.Tensor:
     """Row of the (2*max(q,k)-1)-long table for every (query, key) pair: [q_size, k_size] int64.
 
@@ -222,7 +241,7 @@ def sdpa_bias_attention(
     return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, scale=scale)
 
 
-@functools.lru_cache(maxsize=256)
+@_cached_constant
 def position_codes(k_thw: Grid, axes: tuple[bool, bool, bool], s: int, width: int, device: torch.device,
                    dtype: torch.dtype) -> torch.Tensor:
     """[s + kt*kh*kw, width] one-hot codes of each key's (t, h, w) coordinates along the present `axes`.
