@@ -3,6 +3,7 @@
 
     python benchmarks/bench_speed.py --device cpu --models ava --impls folded sdpa explicit --train-batch 1
     python benchmarks/bench_speed.py --device cuda --models ava two_stage demo --dtypes bf16 --train-batch auto
+    python benchmarks/bench_speed.py --rows ava:folded,sdpa,explicit:bf16:off:off ava:folded:bf16:on:off ...
 
 Models: "ava" (configs/AVA/BMViT_MViTv2_S.yaml, 16x256), "two_stage" (configs/AVA/MViTv2_S_two_stage.yaml, MViTv2-S +
 RoI head at 16x224 on 2 given boxes a clip) and "demo" (configs/SYNTH/BMViT_demo.yaml). For every (model, dtype,
@@ -18,7 +19,8 @@ measured side by side even on a loaded machine. Per row:
 - MFU = 3 x 2 x multiply-adds per clip x training clips/s / the measured matrix rate (CUDA: a bf16 8192^3 matmul on
   random data; CPU: a float32 2048^3 matmul at the same thread count);
 - the SDPA kernel that ran (utils/profiling.sdpa_kernels) and how far the backbone's output tokens of a batch-1
-  clip are from those of "explicit" (largest absolute difference, and ||difference|| / ||explicit||).
+  clip are from those of "explicit" (largest absolute difference, and ||difference|| / ||explicit||);
+- warm-up seconds: the untimed first calls of the group (with torch.compile, its compilation), shared by its rows.
 On the CPU the table also gives CPU seconds per batch-1 clip (process time): with one thread it is the throughput
 measure that other jobs on the machine disturb least. --loss-share B times the bipartite matching and the loss
 (forward and backward) against a whole training step at batch B on the first model; --profile K lists the K kernels
@@ -223,9 +225,9 @@ def largest_batch(trainer: Trainer, cfg, device: torch.device, start: int, limit
     return fits
 
 
-def run_group(args, name: str, dtype_name: str, compiled: bool, checkpointing: bool, device: torch.device,
-              gflops: dict[str, float], peak_rate: float) -> list[dict[str, Any]]:
-    """Rows of every --impls for one (model, dtype, compile, checkpointing); timed iterations interleaved."""
+def run_group(args, name: str, impls: list[str], dtype_name: str, compiled: bool, checkpointing: bool,
+              device: torch.device, gflops: dict[str, float], peak_rate: float) -> list[dict[str, Any]]:
+    """Rows of `impls` for one (model, dtype, compile, checkpointing); their timed iterations interleaved."""
     dtype = DTYPES[dtype_name]
     cfg = model_cfg(name, device, checkpointing)
     torch.manual_seed(0)
@@ -239,11 +241,11 @@ def run_group(args, name: str, dtype_name: str, compiled: bool, checkpointing: b
     model.to(device)
     if compiled:
         model.compile()
-    impls = args.impls if name != "two_stage" or args.two_stage_impls is None else args.two_stage_impls
     rows = {impl: {"model": name, "device": device.type, "attention": impl, "dtype": dtype_name,
                    "compile": compiled, "act_checkpoint": checkpointing, "gflops": gflops[name]} for impl in impls}
 
     one = synthetic_batch(cfg, 1, device, seed=1)
+    started = time.perf_counter()
     if not checkpointing:  # checkpointing changes training only
         model.eval()
         many = synthetic_batch(cfg, args.infer_batch, device, seed=2) if args.infer_batch > 1 else None
@@ -257,6 +259,7 @@ def run_group(args, name: str, dtype_name: str, compiled: bool, checkpointing: b
                     rows[impl]["sdpa_kernel"] = "+".join(sdpa_kernels(lambda: forward(model, one))) or "-"
                     if many is not None:
                         forward(model, many)
+            warmed = time.perf_counter()
             latency = {impl: [] for impl in impls}
             throughput = {impl: [] for impl in impls}
             for _ in range(args.iters):
@@ -277,10 +280,13 @@ def run_group(args, name: str, dtype_name: str, compiled: bool, checkpointing: b
                 rows[impl]["max_abs_diff"] = difference.abs().max().item()
                 rows[impl]["rel_error"] = (difference.norm() / outputs["explicit"].norm()).item()
 
+        for impl in impls:
+            rows[impl]["warmup_s"] = warmed - started
     if args.train_batch != "0":
         model.train()
         trainer = Trainer(cfg, model, device, dtype)
         batches = {}
+        started = time.perf_counter()
         for impl in impls:
             with attention_impl(model, impl):
                 if args.train_batch == "auto":
@@ -291,6 +297,8 @@ def run_group(args, name: str, dtype_name: str, compiled: bool, checkpointing: b
                 for _ in range(args.warmup):
                     trainer.step(data)
                 rows[impl]["peak_mem_gib"] = peak_memory_gib(lambda: trainer.step(data), device)
+        for impl in impls:
+            rows[impl]["warmup_s"] = rows[impl].get("warmup_s", 0.0) + time.perf_counter() - started
         steps = {impl: [] for impl in impls}
         data = {impl: synthetic_batch(cfg, batches[impl], device, seed=3) for impl in impls}
         for _ in range(args.iters):
@@ -392,8 +400,8 @@ def report(args, device: torch.device, rows: list[dict], peak_rate: float, share
         "",
         "| model | attention | SDPA kernel | dtype | compile | act. ckpt | GFLOPs/clip | batch-1 latency ms "
         "| CPU s/clip | infer batch | infer clips/s | train batch | train clips/s | peak mem GiB | MFU "
-        "| tokens vs explicit: max abs diff, rel. error |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tokens vs explicit: max abs diff, rel. error | warm-up s |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
@@ -404,7 +412,8 @@ def report(args, device: torch.device, rows: list[dict], peak_rate: float, share
             f"{fmt(row.get('infer_batch'), 'd')} | {fmt(row.get('infer_clips_s'), '.3g')} | "
             f"{fmt(row.get('train_batch'), 'd')} | {fmt(row.get('train_clips_s'), '.3g')} | "
             f"{fmt(row.get('peak_mem_gib'), '.2f')} | {fmt(row.get('mfu'), '.1%')} | "
-            f"{fmt(row.get('max_abs_diff'), '.1e')}, {fmt(row.get('rel_error'), '.1e')} |")
+            f"{fmt(row.get('max_abs_diff'), '.1e')}, {fmt(row.get('rel_error'), '.1e')} | "
+            f"{fmt(row.get('warmup_s'), '.0f')} |")
     by_key = {(r["model"], r["dtype"], r["compile"], r["act_checkpoint"], r["attention"]): r for r in rows}
     ratios = []
     for row in rows:
@@ -437,11 +446,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["ava"])
     parser.add_argument("--impls", nargs="+", default=["folded", "sdpa", "explicit"],
                         choices=["folded", "sdpa", "explicit", "auto"])
-    parser.add_argument("--two-stage-impls", nargs="+", default=None, help="--impls for the two-stage model")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), default=None,
                         help="default: fp32 on the CPU, bf16 on CUDA")
     parser.add_argument("--compile", nargs="+", choices=["off", "on"], default=["off"])
     parser.add_argument("--act-checkpoint", nargs="+", choices=["off", "on"], default=["off"])
+    parser.add_argument("--rows", nargs="+", default=None, metavar="MODEL:IMPLS:DTYPE:COMPILE:CKPT",
+                        help="groups to run instead of the product of the flags above, in this order, e.g. "
+                             "ava:folded,sdpa,explicit:bf16:off:off ava:folded:bf16:on:off")
     parser.add_argument("--infer-batch", type=int, default=1)
     parser.add_argument("--train-batch", default="1", help='clips a training step, "auto" (CUDA) or 0 to skip')
     parser.add_argument("--auto-start", type=int, default=8)
@@ -468,20 +479,28 @@ def main() -> None:
     started = time.perf_counter()
     peak_rate = matrix_rate(device, torch.bfloat16)
     print(f"matrix rate {peak_rate / 1e12:.3f} TFLOP/s", flush=True)
+    groups = [(name, list(args.impls), dtype_name, compiled, checkpointing) for name in args.models
+              for dtype_name in args.dtypes for compiled in args.compile for checkpointing in args.act_checkpoint]
+    if args.rows:
+        groups = []
+        for spec in args.rows:
+            name, impls, dtype_name, compiled, checkpointing = spec.split(":")
+            if name not in MODELS or dtype_name not in DTYPES or {compiled, checkpointing} - {"on", "off"}:
+                parser.error(f"--rows {spec}: expected MODEL:IMPLS:DTYPE:on|off:on|off")
+            groups.append((name, impls.split(","), dtype_name, compiled, checkpointing))
+        args.models = list(dict.fromkeys(group[0] for group in groups))
+        args.dtypes = list(dict.fromkeys(group[2] for group in groups))
     rows, gflops = [], {}
-    for name in args.models:
-        for dtype_name in args.dtypes:
-            for compiled in args.compile:
-                for checkpointing in args.act_checkpoint:
-                    if args.time_budget and time.perf_counter() - started > args.time_budget:
-                        print(f"time budget spent: skipping {name} {dtype_name} compile {compiled} ckpt "
-                              f"{checkpointing}", flush=True)
-                        continue
-                    group = run_group(args, name, dtype_name, compiled == "on", checkpointing == "on", device,
-                                      gflops, peak_rate)
-                    for row in group:
-                        print(json.dumps(row), flush=True)
-                    rows += group
+    for name, impls, dtype_name, compiled, checkpointing in groups:
+        if args.time_budget and time.perf_counter() - started > args.time_budget:
+            print(f"time budget spent: skipping {name} {impls} {dtype_name} compile {compiled} ckpt {checkpointing}",
+                  flush=True)
+            continue
+        group = run_group(args, name, impls, dtype_name, compiled == "on", checkpointing == "on", device, gflops,
+                          peak_rate)
+        for row in group:
+            print(json.dumps(row), flush=True)
+        rows += group
     dtype = DTYPES[args.dtypes[0]]
     share = loss_share(args, device, dtype) if args.loss_share else None
     kernels = profile_top_kernels(args, device, dtype, args.profile) if args.profile and device.type == "cuda" else None
