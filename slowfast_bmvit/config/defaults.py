@@ -147,6 +147,10 @@ _C.MODEL.DROPCONNECT_RATE = 0.0
 _C.MODEL.HEAD_ACT = "softmax"
 # Recompute block activations in the backward pass to save memory (torch.utils.checkpoint).
 _C.MODEL.ACT_CHECKPOINT = False
+# Compile the model with torch.compile (TorchInductor), in place: parameter names and checkpoints stay the same. The
+# first iterations, and each new clip shape (multigrid, a different test crop), wait for the compiler. Off by
+# default: on the CPU compiling costs minutes for a small gain (benchmarks/results/speed.md); on a GPU, measure first.
+_C.MODEL.COMPILE = False
 # Single-pathway architectures (PySlowFast's list of them).
 _C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "vit"]
 # Multi-pathway architectures.
