@@ -212,7 +212,9 @@ def attention_impl(model: nn.Module, impl: str) -> Iterator[None]:
             module.attn_impl = value
 
 
-def attention_weights(q: torch.Tensor, k: torch.Tensor, scale: float, bias: torch.Tensor | None, s: int) -> torch.Tensor:
+def attention_weights(
+    q: torch.Tensor, k: torch.Tensor, scale: float, bias: torch.Tensor | None, s: int
+) -> torch.Tensor:
     """softmax(q k^T * scale + bias) [B, heads, Nq, Nk], upstream's way: logits by matmul, the [B, heads, qt, qh,
     qw, kt, kh, kw] `bias` added on the grid block, softmax in float32; returned in q's dtype."""
     attn = (q * scale) @ k.transpose(-2, -1)
@@ -291,12 +293,15 @@ def folded_attention(
     v is zero-padded to D as well: the flash kernels (CUDA and CPU alike) want one head dim for q, k and v, and fall
     back to the unfused math kernel otherwise. The output keeps v's own dim.
     """
-    dtype = q.dtype
+    # Build the extended operands in the dtype the kernel will run in (under autocast q arrives in float32 from the
+    # pooling LayerNorm; concatenating in float32 and letting autocast cast would cost an extra pass).
+    device_type = q.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else q.dtype
     batch, heads, _, head_dim = q.shape
     value_dim = v.shape[-1]
     rel = torch.cat(terms, dim=-1).to(dtype) if terms else q.new_zeros(batch, heads, q.shape[2] - s, 0)
     extra = _round_up(head_dim + rel.shape[-1], 8) - head_dim
-    q_ext = torch.cat((q * scale, F.pad(rel, (0, extra - rel.shape[-1], s, 0))), dim=-1)
+    q_ext = torch.cat(((q * scale).to(dtype), F.pad(rel, (0, extra - rel.shape[-1], s, 0))), dim=-1)
     codes = position_codes(tuple(k_thw), axes, s, extra, k.device, dtype)
     k_ext = torch.cat((k.to(dtype), codes.expand(batch, heads, -1, -1)), dim=-1)
     v = v.to(dtype)
