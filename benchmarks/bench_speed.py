@@ -25,7 +25,8 @@ On the CPU the table also gives CPU seconds per batch-1 clip (process time): wit
 measure that other jobs on the machine disturb least. --loss-share B times the bipartite matching and the loss
 (forward and backward) against a whole training step at batch B on the first model; --profile K lists the K kernels
 that take the most device time in a CUDA training step. The results are appended to --out with the command,
-machine, versions and date (--json also writes them machine-readable).
+machine, versions and date; --json also writes them machine-readable after every group, so that a run cut short keeps what it measured
+(--from-json renders such a file into --out).
 """
 
 from __future__ import annotations
@@ -290,7 +291,12 @@ def run_group(args, name: str, impls: list[str], dtype_name: str, compiled: bool
         for impl in impls:
             with attention_impl(model, impl):
                 if args.train_batch == "auto":
-                    batches[impl] = largest_batch(trainer, cfg, device, args.auto_start, args.auto_limit)
+                    # A compiled group reuses the batch its eager twin found (each new batch size recompiles).
+                    key = (name, impl, dtype_name, checkpointing)
+                    if key not in args.found_batches:
+                        args.found_batches[key] = largest_batch(trainer, cfg, device, args.auto_start,
+                                                                args.auto_limit)
+                    batches[impl] = args.found_batches[key]
                 else:
                     batches[impl] = int(args.train_batch)
                 data = synthetic_batch(cfg, batches[impl], device, seed=3)
@@ -387,14 +393,14 @@ def fmt(value: Any, spec: str) -> str:
 
 
 def report(args, device: torch.device, rows: list[dict], peak_rate: float, share: dict | None,
-           kernels: list | None) -> str:
+           kernels: list | None, machine: str, command: str, versions: str) -> str:
     rate_kind = "bf16 8192^3" if device.type == "cuda" else f"float32 2048^3, {torch.get_num_threads()} thread(s)"
     lines = [
-        f"## {datetime.date.today().isoformat()}, {device.type.upper()}: {machine_line(device)}",
+        f"## {datetime.date.today().isoformat()}, {device.type.upper()}: {machine}",
         "",
-        "Command: `python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:]) + "`",
+        f"Command: `{command}`",
         "",
-        f"Versions: python {platform.python_version()}, torch {torch.__version__}. Matrix rate for MFU "
+        f"Versions: {versions}. Matrix rate for MFU "
         f"(measured, {rate_kind} matmul): {peak_rate / 1e12:.3f} TFLOP/s. Medians of {args.iters} interleaved "
         f"iterations after {args.warmup} warm-up(s).",
         "",
@@ -466,10 +472,21 @@ def main() -> None:
     parser.add_argument("--profile-batch", type=int, default=16)
     parser.add_argument("--time-budget", type=float, default=0, help="seconds; skip groups that would start later")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "speed.md"))
-    parser.add_argument("--json", default="", help="also write the rows here as JSON")
+    parser.add_argument("--json", default="", help="also write the rows here as JSON (rewritten after each group)")
+    parser.add_argument("--from-json", default="", help="only render a --json file of an earlier run into --out")
     args = parser.parse_args()
+    args.found_batches = {}
+    if args.from_json:
+        with open(args.from_json) as handle:
+            saved = json.load(handle)
+        args.__dict__.update(saved["args"])
+        write_report(args, torch.device(saved["device"]), saved["rows"], saved["matrix_rate"], saved["loss_share"],
+                     saved["top_kernels"], saved["machine"], saved["command"], saved["versions"])
+        return
 
     device = torch.device(args.device)
+    if args.train_batch == "auto" and device.type != "cuda":
+        parser.error("--train-batch auto searches the largest batch that fits in GPU memory: give a number on the CPU")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -490,7 +507,19 @@ def main() -> None:
             groups.append((name, impls.split(","), dtype_name, compiled, checkpointing))
         args.models = list(dict.fromkeys(group[0] for group in groups))
         args.dtypes = list(dict.fromkeys(group[2] for group in groups))
+    machine, command = machine_line(device), "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
+    versions = f"python {platform.python_version()}, torch {torch.__version__}"
     rows, gflops = [], {}
+    share = kernels = None
+
+    def save_json() -> None:
+        if args.json:
+            kept = {key: getattr(args, key) for key in ("iters", "warmup", "models", "dtypes", "profile_batch")}
+            with open(args.json, "w") as handle:
+                json.dump({"args": kept, "device": device.type, "machine": machine, "command": command,
+                           "versions": versions, "rows": rows,
+                           "loss_share": share, "top_kernels": kernels, "matrix_rate": peak_rate}, handle, indent=1)
+
     for name, impls, dtype_name, compiled, checkpointing in groups:
         if args.time_budget and time.perf_counter() - started > args.time_budget:
             print(f"time budget spent: skipping {name} {impls} {dtype_name} compile {compiled} ckpt {checkpointing}",
@@ -501,10 +530,19 @@ def main() -> None:
         for row in group:
             print(json.dumps(row), flush=True)
         rows += group
+        save_json()
     dtype = DTYPES[args.dtypes[0]]
     share = loss_share(args, device, dtype) if args.loss_share else None
+    save_json()
     kernels = profile_top_kernels(args, device, dtype, args.profile) if args.profile and device.type == "cuda" else None
-    text = report(args, device, rows, peak_rate, share, kernels)
+    save_json()
+    write_report(args, device, rows, peak_rate, share, kernels, machine, command, versions)
+
+
+def write_report(args, device: torch.device, rows: list[dict], peak_rate: float, share: dict | None,
+                 kernels: list | None, machine: str, command: str, versions: str) -> None:
+    """Print the section and append it to --out."""
+    text = report(args, device, rows, peak_rate, share, kernels, machine, command, versions)
     print(text)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -514,10 +552,6 @@ def main() -> None:
                 handle.write("# Speed, memory and compute (benchmarks/bench_speed.py)\n\n"
                              "Each section is one run of the script; compare rows within a section.\n\n")
             handle.write(text + "\n")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"rows": rows, "loss_share": share, "top_kernels": kernels, "matrix_rate": peak_rate}, handle,
-                      indent=1)
 
 
 if __name__ == "__main__":
