@@ -510,7 +510,6 @@ def main() -> None:
     machine, command = machine_line(device), "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
     versions = f"python {platform.python_version()}, torch {torch.__version__}"
     rows, gflops = [], {}
-    share = kernels = None
 
     def save_json() -> None:
         if args.json:
@@ -520,6 +519,11 @@ def main() -> None:
                            "versions": versions, "rows": rows,
                            "loss_share": share, "top_kernels": kernels, "matrix_rate": peak_rate}, handle, indent=1)
 
+    # The short extra sections first, so that a run stopped at its time limit still has them.
+    dtype = DTYPES[args.dtypes[0]]
+    share = loss_share(args, device, dtype) if args.loss_share else None
+    kernels = profile_top_kernels(args, device, dtype, args.profile) if args.profile and device.type == "cuda" else None
+    save_json()
     for name, impls, dtype_name, compiled, checkpointing in groups:
         if args.time_budget and time.perf_counter() - started > args.time_budget:
             print(f"time budget spent: skipping {name} {impls} {dtype_name} compile {compiled} ckpt {checkpointing}",
@@ -531,11 +535,6 @@ def main() -> None:
             print(json.dumps(row), flush=True)
         rows += group
         save_json()
-    dtype = DTYPES[args.dtypes[0]]
-    share = loss_share(args, device, dtype) if args.loss_share else None
-    save_json()
-    kernels = profile_top_kernels(args, device, dtype, args.profile) if args.profile and device.type == "cuda" else None
-    save_json()
     write_report(args, device, rows, peak_rate, share, kernels, machine, command, versions)
 
 
