@@ -438,11 +438,11 @@ class MultiScaleAttention(nn.Module):
         v, _ = pool_tokens(v, self.pool_v, thw, self.has_cls_embed, self.norm_v)
         return q, k, v, q_thw, k_thw
 
-    def resolved_impl(self, device: torch.device) -> str:
-        """The attention implementation used for inputs on `device` ("auto" resolved by device type)."""
-        if self.attn_impl != "auto":
-            return self.attn_impl
-        return AUTO_ATTN_IMPL.get(device.type, "sdpa")
+    def resolved_impl(self, device: torch.device, impl: str | None = None) -> str:
+        """The implementation `impl` (default: this module's) stands for on `device`: "auto" resolved by device
+        type, to "sdpa" where nothing was measured."""
+        impl = self.attn_impl if impl is None else impl
+        return AUTO_ATTN_IMPL.get(device.type, "sdpa") if impl == "auto" else impl
 
     def _rel_pos_tables(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         return (
@@ -455,7 +455,7 @@ class MultiScaleAttention(nn.Module):
                impl: str | None = None) -> torch.Tensor:
         """Attention of pooled q [B, heads, Nq, d] over k, v [B, heads, Nk, d] with the relative-position terms:
         [B, heads, Nq, d], by `impl` (default: this module's, "auto" resolved for q's device)."""
-        impl = self.resolved_impl(q.device) if impl is None or impl == "auto" else impl
+        impl = self.resolved_impl(q.device, impl)
         s = 1 if self.has_cls_embed else 0
         tables = self._rel_pos_tables()
         if impl == "folded":
