@@ -102,7 +102,9 @@ def test_the_sdpa_backend_in_use_is_logged_and_folded_attention_is_fused(repo_ro
     assert used["explicit"] == []
     assert used["folded"] and "math" not in used["folded"], used
     if dtype != torch.float32:
-        assert used["folded"] == ["flash"], used  # no mask, equal head dims of 8k: the flash kernel
+        # No mask, one head dim (a multiple of 8) for q, k and v: a flash kernel (PyTorch's own or cuDNN's), not the
+        # memory-efficient one that the additive-mask path gets.
+        assert set(used["folded"]) <= {"flash", "cudnn"}, used
 
 
 def test_bf16_training_is_finite_and_the_loss_falls_over_50_steps(repo_root):
