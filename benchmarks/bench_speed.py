@@ -25,8 +25,8 @@ On the CPU the table also gives CPU seconds per batch-1 clip (process time): wit
 measure that other jobs on the machine disturb least. --loss-share B times the bipartite matching and the loss
 (forward and backward) against a whole training step at batch B on the first model; --profile K lists the K kernels
 that take the most device time in a CUDA training step. The results are appended to --out with the command,
-machine, versions and date; --json also writes them machine-readable after every group, so that a run cut short keeps what it measured
-(--from-json renders such a file into --out).
+machine, versions and date; --json also writes them machine-readable after every group, so that a run cut short
+keeps what it measured (--from-json renders such a file into --out).
 """
 
 from __future__ import annotations
@@ -426,8 +426,9 @@ def report(args, device: torch.device, rows: list[dict], peak_rate: float, share
         base = by_key.get((row["model"], row["dtype"], row["compile"], row["act_checkpoint"], "explicit"))
         if base is None or row is base or "latency_ms" not in row:
             continue
-        text = (f"{row['model']} {row['dtype']} {row['attention']}: batch-1 forward {base['latency_ms'] / row['latency_ms']:.2f}x "
-                f"the explicit path's throughput (wall)")
+        speedup = base["latency_ms"] / row["latency_ms"]
+        text = (f"{row['model']} {row['dtype']} {row['attention']}: batch-1 forward {speedup:.2f}x the explicit path's "
+                f"throughput (wall)")
         if device.type == "cpu":
             text += f", {base['cpu_s_per_clip'] / row['cpu_s_per_clip']:.2f}x (CPU time)"
         if "train_clips_s" in row and "train_clips_s" in base:
