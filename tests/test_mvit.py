@@ -1,4 +1,4 @@
-"""MViTv2 backbone / classifier: PySlowFast's architecture, keys and numbers; SDPA == explicit attention."""
+"""MViTv2 backbone / classifier: PySlowFast's architecture, keys and numbers; fused == explicit attention."""
 
 from __future__ import annotations
 
@@ -228,25 +228,27 @@ def _compare_impls(cfg_sdpa, cfg_explicit, shape):
         torch.testing.assert_close(p_s.grad, p_e.grad, rtol=1e-3, atol=1e-5 * scale, msg=name)
 
 
+@pytest.mark.parametrize("impl", ["sdpa", "folded"])
 @pytest.mark.parametrize(
     "crop, shape", [(224, (1, 3, 4, 224, 224)), (256, (1, 3, 4, 256, 256)), (224, (2, 3, 8, 96, 160))]
 )
-def test_sdpa_equals_explicit_attention_with_gradients(crop, shape):
-    _compare_impls(small_cfg(crop=crop, impl="sdpa"), small_cfg(crop=crop, impl="explicit"), shape)
+def test_fused_attention_equals_explicit_with_gradients(impl, crop, shape):
+    _compare_impls(small_cfg(crop=crop, impl=impl), small_cfg(crop=crop, impl="explicit"), shape)
 
 
 @pytest.mark.slow
-def test_sdpa_equals_explicit_on_full_mvitv2_s_at_224():
+@pytest.mark.parametrize("impl", ["sdpa", "folded"])
+def test_fused_attention_equals_explicit_on_full_mvitv2_s_at_224(impl):
     torch.manual_seed(0)
-    sdpa = MViT(mvitv2_s_cfg(224, "MVIT.ATTN_IMPL", "sdpa")).eval()
+    fused = MViT(mvitv2_s_cfg(224, "MVIT.ATTN_IMPL", impl)).eval()
     explicit = MViT(mvitv2_s_cfg(224, "MVIT.ATTN_IMPL", "explicit")).eval()
-    explicit.load_state_dict(sdpa.state_dict())
+    explicit.load_state_dict(fused.state_dict())
     x = torch.randn(1, 3, 16, 224, 224)
     with torch.no_grad():
-        assert (sdpa.forward_features(x)[0] - explicit.forward_features(x)[0]).abs().max().item() < 1e-4
+        assert (fused.forward_features(x)[0] - explicit.forward_features(x)[0]).abs().max().item() < 1e-4
 
 
-@pytest.mark.parametrize("impl", ["sdpa", "explicit"])
+@pytest.mark.parametrize("impl", ["folded", "sdpa", "explicit"])
 def test_bf16_autocast_is_finite_and_close(impl):
     torch.manual_seed(0)
     model = MViT(small_cfg(impl=impl)).eval()

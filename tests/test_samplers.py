@@ -76,3 +76,17 @@ def test_main_process_generators_are_left_untouched():
     torch.manual_seed(123)
     PerSampleSeeded(RandomCrops(), seed=5)[0]
     assert torch.equal(torch.rand(3), expected)  # model randomness (dropout) is not perturbed by data loading
+
+
+def test_persistent_workers_follow_the_epoch_set_in_the_main_process():
+    dataset = PerSampleSeeded(RandomCrops(), seed=5)
+    expected = {}
+    for epoch in (0, 1, 2):
+        dataset.epoch = epoch
+        expected[epoch] = [tuple(float(x) for x in dataset[i]) for i in range(12)]
+    dataset.epoch = 0
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+    for epoch in (0, 1, 2):
+        dataset.epoch = epoch
+        assert [tuple(float(x) for x in s) for s in loader] == expected[epoch], epoch
+    assert expected[0] != expected[1]

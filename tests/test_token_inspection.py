@@ -11,6 +11,7 @@ from matplotlib import colormaps
 from slowfast_bmvit.config import assert_and_infer_cfg, load_config
 from slowfast_bmvit.engine.token_inspection import inspect_tokens
 from slowfast_bmvit.models import build_model
+from slowfast_bmvit.models import attention
 from slowfast_bmvit.models.attention import MultiScaleAttention
 from slowfast_bmvit.models.attention_capture import capture_attention, last_attention_module
 from slowfast_bmvit.models.token_selection import box_token_times
@@ -44,7 +45,7 @@ def test_capture_keeps_the_outputs_and_rows_sum_to_one():
     assert weights.shape == (2, module.num_heads, 1 + qt * qh * qw, 1 + kt * kh * kw)  # class token first
     assert weights.min() >= 0
     torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
-    assert not module.capture_weights and module.attention_weights is None  # released after the block
+    assert not module.capture_weights and module.captured_weights is None  # released after the block
 
 
 def test_without_capture_every_block_stays_on_the_fused_path(monkeypatch):
@@ -53,10 +54,11 @@ def test_without_capture_every_block_stays_on_the_fused_path(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the explicit attention ran outside a capture")
 
-    monkeypatch.setattr(MultiScaleAttention, "_attend_explicit", refuse)
+    # attention_weights is where the explicit formulation forms the weights (a capture goes through it too).
+    monkeypatch.setattr(attention, "attention_weights", refuse)
     with torch.no_grad():
         model(torch.randn(1, 3, 8, 32, 32))
-    assert all(m.attention_weights is None for m in model.modules() if isinstance(m, MultiScaleAttention))
+    assert all(m.captured_weights is None for m in model.modules() if isinstance(m, MultiScaleAttention))
 
 
 @pytest.mark.parametrize("arrangement", ["center_tpool", "two_halves"])

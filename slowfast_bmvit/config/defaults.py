@@ -153,6 +153,10 @@ _C.MODEL.DROPCONNECT_RATE = 0.0
 _C.MODEL.HEAD_ACT = "softmax"
 # Recompute block activations in the backward pass to save memory (torch.utils.checkpoint).
 _C.MODEL.ACT_CHECKPOINT = False
+# Compile the model with torch.compile (TorchInductor), in place: parameter names and checkpoints stay the same. The
+# first iterations, and each new clip shape (multigrid, a different test crop), wait for the compiler. Off by
+# default: on the CPU compiling costs minutes for a small gain (benchmarks/results/speed.md); on a GPU, measure first.
+_C.MODEL.COMPILE = False
 # Single-pathway architectures (PySlowFast's list; refused unless the default).
 _C.MODEL.SINGLE_PATHWAY_ARCH = ["2d", "c2d", "i3d", "slow", "x3d", "mvit", "vit"]
 # Multi-pathway architectures (PySlowFast's list; refused unless the default).
@@ -238,8 +242,13 @@ _C.MVIT.USE_MEAN_POOLING = False
 _C.MVIT.USE_FIXED_SINCOS_POS = False
 # LayerScale init value of the residual branches (0: no LayerScale).
 _C.MVIT.LAYER_SCALE_INIT_VALUE = 0.0
-# Attention implementation: "sdpa" (torch scaled_dot_product_attention, rel-pos as bias) or "explicit" (matmuls).
-_C.MVIT.ATTN_IMPL = "sdpa"
+# Attention implementation (all give the same numbers up to rounding; models/attention.py):
+#   "auto"     the fastest measured on the input's device (attention.AUTO_ATTN_IMPL; benchmarks/results/speed.md);
+#   "folded"   scaled_dot_product_attention without a mask, the relative-position terms folded into the dot product
+#              as extra q/k channels (flash-kernel eligible);
+#   "sdpa"     scaled_dot_product_attention with the relative-position terms as an additive mask;
+#   "explicit" upstream's matmul + softmax formulation (the reference the others are tested against).
+_C.MVIT.ATTN_IMPL = "auto"
 # Block indices whose query pooling is removed (BMViT removes it at block 14 to keep a 16x16 output at 256 px).
 _C.MVIT.REMOVE_Q_POOL_BLOCKS = []
 

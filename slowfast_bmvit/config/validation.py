@@ -13,7 +13,7 @@ from .errors import ConfigError
 # Allowed values of the string-valued keys that select behaviour.
 CHOICES: dict[str, tuple[str, ...]] = {
     "MVIT.MODE": ("conv", "max", "avg"),
-    "MVIT.ATTN_IMPL": ("sdpa", "explicit"),
+    "MVIT.ATTN_IMPL": ("auto", "folded", "sdpa", "explicit"),
     "MVIT.NORM": ("layernorm",),
     "BMVIT.TOKEN_ARRANGEMENT": ("all", "center", "center_tpool", "two_halves", "all_tpool"),
     "BMVIT.BOX_REFERENCE": ("token_grid", "none"),

@@ -81,7 +81,8 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
         "num_workers": cfg.DATA_LOADER.NUM_WORKERS,
         "pin_memory": cfg.DATA_LOADER.PIN_MEMORY and cfg.NUM_GPUS > 0,
         "collate_fn": getattr(dataset, "collate_fn", None),
-        "persistent_workers": False,
+        # Workers live across epochs: the epoch reaches them through PerSampleSeeded's shared-memory counter.
+        "persistent_workers": cfg.DATA_LOADER.NUM_WORKERS > 0,
     }
     if is_train and cfg.MULTIGRID.SHORT_CYCLE:
         batch_sampler = ShortCycleBatchSampler(sampler, batch_size, drop_last=True, cfg=cfg)

@@ -81,19 +81,28 @@ class PerSampleSeeded(Dataset):
     """`dataset[index]` with its random augmentation seeded by (seed, epoch, index).
 
     Attribute access falls through to the wrapped dataset, so `collate_fn` and dataset-specific helpers stay
-    reachable. `epoch` must be set before a loader iterator (and its worker processes) is created.
+    reachable. `epoch` lives in shared memory: loader workers, persistent ones included, read the value the main
+    process last set (set it before the epoch's iterator is created).
     """
 
     def __init__(self, dataset: Dataset, seed: int):
         self.dataset = dataset
         self.seed = seed
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch.fill_(value)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getattr__(self, name: str):
-        if name == "dataset":  # not yet set (during unpickling): avoid recursion
+        if name in ("dataset", "_epoch"):  # not yet set (during unpickling): avoid recursion
             raise AttributeError(name)
         return getattr(self.dataset, name)
 

@@ -43,27 +43,36 @@ class NonFiniteLossError(FloatingPointError):
     the step."""
 
 
-def _check_finite(losses: dict[str, torch.Tensor], epoch: int, iteration: int) -> None:
-    """Raise on every process when any process's loss is not finite (before backward, so no process hangs)."""
-    finite = torch.isfinite(losses["loss"].detach()).float()
-    if du.get_world_size() > 1:
-        finite = du.all_reduce_mean(finite)
-    if finite.item() == 1.0:
+def _check_finite(scalars: dict[str, float], epoch: int, iteration: int) -> None:
+    """Raise when the (process-averaged) loss is not finite: every process sees the same average, so all raise."""
+    if math.isfinite(scalars["loss"]):
         return
-    terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
+    terms = ", ".join(f"{name}={value:.4g}" for name, value in scalars.items() if name != "grad_norm")
     raise NonFiniteLossError(
         f"non-finite loss at epoch {epoch + 1}, iteration {iteration + 1}: {terms}. Lower SOLVER.BASE_LR, enable "
         f"SOLVER.CLIP_GRAD_L2NORM, or check the inputs; the last checkpoint is intact"
     )
 
 
-def _clip_gradients(cfg, model: torch.nn.Module) -> float | None:
+def _clip_gradients(cfg, model: torch.nn.Module) -> torch.Tensor | None:
+    """Clip by value and/or by global L2 norm (SOLVER.CLIP_GRAD_*); the norm before clipping, on the device, or None."""
     parameters = [p for p in model.parameters() if p.grad is not None]
     if cfg.SOLVER.CLIP_GRAD_VAL:
         torch.nn.utils.clip_grad_value_(parameters, cfg.SOLVER.CLIP_GRAD_VAL)
     if cfg.SOLVER.CLIP_GRAD_L2NORM:
-        return float(torch.nn.utils.clip_grad_norm_(parameters, cfg.SOLVER.CLIP_GRAD_L2NORM))
+        return torch.nn.utils.clip_grad_norm_(parameters, cfg.SOLVER.CLIP_GRAD_L2NORM)
     return None
+
+
+def _step_scalars(losses: dict[str, torch.Tensor], grad_norm: torch.Tensor | None) -> dict[str, float]:
+    """The loss terms (and the gradient norm) averaged over processes: one collective and one device-to-host read
+    for all of them, the step's only wait on the device besides the matching's copy (and GradScaler's own check)."""
+    values = [value.detach().float() for value in losses.values()]
+    names = list(losses)
+    if grad_norm is not None:
+        values.append(grad_norm.detach().float())
+        names.append("grad_norm")
+    return dict(zip(names, du.all_reduce_mean(torch.stack(values)).tolist()))
 
 
 def _short_cycle_note(cfg, multigrid: MultigridSchedule | None) -> str:
@@ -92,7 +101,6 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
         set_lr(optimizer, lr)
         with autocast_context(cfg, device):
             losses = task.losses(model, batch)
-        _check_finite(losses, epoch, iteration)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(losses["loss"]).backward()
@@ -109,9 +117,11 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
                     f"non-finite gradient norm ({grad_norm}) at epoch {epoch + 1}, iteration {iteration + 1} with "
                     f"a finite loss; lower SOLVER.BASE_LR or check the inputs; the last checkpoint is intact")
             optimizer.step()
-        # One collective and one host sync for all loss terms.
-        reduced = du.all_reduce_mean(torch.stack([value.detach().float() for value in losses.values()])).tolist()
-        scalars = dict(zip(losses, reduced))
+        # Checked after the step so that the host does not wait for the forward before queueing the backward; a
+        # non-finite loss stops the run before anything is saved.
+        scalars = _step_scalars(losses, grad_norm)
+        _check_finite(scalars, epoch, iteration)
+        grad_norm = scalars.pop("grad_norm", None)
         meter.iter_toc()
         meter.update_stats(scalars, lr, batch["inputs"].shape[0] * du.get_world_size(), grad_norm=grad_norm)
         meter.log_iter_stats(epoch, iteration)

@@ -4,8 +4,15 @@ Numerically this is PySlowFast's `MultiScaleAttention` / `MultiScaleBlock` (same
 same relative-position semantics), with two differences that do not change any number:
 - the relative-position tables are interpolated to whatever token grid arrives (upstream fixes the input size), and
   their gather indices are cached per (q size, k size, device);
-- attention runs through `torch.nn.functional.scaled_dot_product_attention` with the decomposed relative-position
-  terms as an additive bias ("sdpa"); the matmul formulation of upstream stays available ("explicit") for checking.
+- the attention itself has four interchangeable implementations (MVIT.ATTN_IMPL), equal up to rounding:
+  "explicit"  upstream's matmul formulation (`explicit_attention`), the checking reference;
+  "sdpa"      `scaled_dot_product_attention` with the decomposed relative-position terms as an additive mask
+              (`sdpa_bias_attention`); a mask rules out the flash kernels;
+  "folded"    the relative-position terms folded into the dot product (`folded_attention`): each query carries its
+              [T'+H'+W'] relative-position logits as extra channels and each key the matching one-hot position
+              codes, so a mask-free (flash-eligible) kernel computes q.k + rel terms exactly;
+  "auto"      the fastest of these on the device the input lives on (`AUTO_ATTN_IMPL`, measured in
+              benchmarks/results/speed.md).
 
 Token layout everywhere: [B, N, C] with N = (1 if a class token else 0) + T*H*W, the class token first and the
 grid in (t, h, w) raster order.
@@ -13,9 +20,10 @@ grid in (t, h, w) raster order.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -72,7 +80,26 @@ def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
     return resized[0].t()
 
 
-@functools.lru_cache(maxsize=512)
+def _cached_constant(fn):
+    """lru_cache for a function that builds a constant tensor from hashable arguments.
+
+    The tensor is made outside inference mode: one cached during a `torch.inference_mode` forward could not take part
+    in a later training step. Under torch.compile the plain function is traced (the graph holds the constant).
+    """
+    cached = functools.lru_cache(maxsize=512)(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args):
+        if torch.compiler.is_compiling():
+            return fn(*args)
+        with torch.inference_mode(False):
+            return cached(*args)
+
+    wrapper.cache_clear = cached.cache_clear
+    return wrapper
+
+
+@_cached_constant
 def _rel_pos_index(q_size: int, k_size: int, device: torch.device) -> torch.Tensor:
     """Row of the (2*max(q,k)-1)-long table for every (query, key) pair: [q_size, k_size] int64.
 
@@ -93,6 +120,38 @@ def _axis_table(table: torch.Tensor, q_size: int, k_size: int) -> torch.Tensor:
     return table[_rel_pos_index(q_size, k_size, table.device)]
 
 
+def rel_pos_terms(
+    q: torch.Tensor,
+    q_thw: Grid,
+    k_thw: Grid,
+    rel_pos_t: torch.Tensor | None,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+) -> list[torch.Tensor]:
+    """Each query's decomposed relative-position logits, one tensor per axis present (t, then h, then w).
+
+    Args:
+        q: [B, heads, qt*qh*qw, C] pooled queries WITHOUT the class token and WITHOUT the 1/sqrt(C) scale.
+        q_thw, k_thw: query and key grids.
+        rel_pos_*: [L, C] tables (None to leave that axis out), interpolated to 2*max(q, k)-1 rows when needed.
+    Returns:
+        [B, heads, qt*qh*qw, kt], [..., kh], [..., kw]: entry [.., i, j] is q_i . R(axis distance of query i to key
+        coordinate j along that axis). The logit of (query i, key (a, b, c)) is term_t[i, a] + term_h[i, b] +
+        term_w[i, c].
+    """
+    (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
+    batch, heads, _, channels = q.shape
+    r_q = q.reshape(batch, heads, qt, qh, qw, channels)
+    terms = []
+    if rel_pos_t is not None:
+        terms.append(torch.einsum("bythwc,tkc->bythwk", r_q, _axis_table(rel_pos_t, qt, kt)).flatten(2, 4))
+    if rel_pos_h is not None:
+        terms.append(torch.einsum("bythwc,hkc->bythwk", r_q, _axis_table(rel_pos_h, qh, kh)).flatten(2, 4))
+    if rel_pos_w is not None:
+        terms.append(torch.einsum("bythwc,wkc->bythwk", r_q, _axis_table(rel_pos_w, qw, kw)).flatten(2, 4))
+    return terms
+
+
 def rel_pos_bias(
     q: torch.Tensor,
     q_thw: Grid,
@@ -103,31 +162,159 @@ def rel_pos_bias(
 ) -> torch.Tensor | None:
     """Decomposed relative-position logits: term_t + term_h + term_w, broadcast over the key grid.
 
-    Args:
-        q: [B, heads, qt*qh*qw, C] pooled queries WITHOUT the class token and WITHOUT the 1/sqrt(C) scale.
-        q_thw, k_thw: query and key grids.
-        rel_pos_*: [L, C] tables (None to leave that axis out), interpolated to 2*max(q, k)-1 rows when needed.
+    Args: as `rel_pos_terms`.
     Returns:
         [B, heads, qt, qh, qw, kt, kh, kw] bias to add to the grid-to-grid attention logits, or None.
     """
     (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
-    batch, heads, _, channels = q.shape
-    r_q = q.reshape(batch, heads, qt, qh, qw, channels)
+    batch, heads = q.shape[:2]
+    terms = iter(rel_pos_terms(q, q_thw, k_thw, rel_pos_t, rel_pos_h, rel_pos_w))
     bias = None
-    if rel_pos_t is not None:
-        term = torch.einsum("bythwc,tkc->bythwk", r_q, _axis_table(rel_pos_t, qt, kt))
-        bias = term[..., :, None, None]
-    if rel_pos_h is not None:
-        term = torch.einsum("bythwc,hkc->bythwk", r_q, _axis_table(rel_pos_h, qh, kh))
-        term = term[..., None, :, None]
-        bias = term if bias is None else bias + term
-    if rel_pos_w is not None:
-        term = torch.einsum("bythwc,wkc->bythwk", r_q, _axis_table(rel_pos_w, qw, kw))
-        term = term[..., None, None, :]
+    # Which of t / h / w is present decides where each term broadcasts.
+    for present, view in (
+        (rel_pos_t is not None, (kt, 1, 1)),
+        (rel_pos_h is not None, (1, kh, 1)),
+        (rel_pos_w is not None, (1, 1, kw)),
+    ):
+        if not present:
+            continue
+        term = next(terms).reshape(batch, heads, qt, qh, qw, *view)
         bias = term if bias is None else bias + term
     if bias is None:
         return None
     return bias.expand(batch, heads, qt, qh, qw, kt, kh, kw)
+
+
+# ---------------------------------------------------------------------------------------------- attention kernels
+#
+# All four take q [B, heads, Nq, d], k [B, heads, Nk, d], v [B, heads, Nk, dv] (Nq = s + query grid, Nk = s + key
+# grid, the class token first when s = 1) and return [B, heads, Nq, dv]; the relative-position terms act on the
+# grid-to-grid block only, the class token's row and column get none.
+
+# MVIT.ATTN_IMPL "auto": the implementation used on each device type. CPU: "folded" gave the BMViT MViTv2-S
+# forward at 16x256 1.30-1.34x the throughput of "explicit" and 1.07x that of "sdpa", and trains 1.19x faster with
+# 22% less peak memory (benchmarks/results/speed.md). CUDA: "folded" is the only one of the three that the flash
+# kernel accepts (no mask; q, k and v of one head dim, a multiple of 8); benchmarks/gpu_check.sh times it against
+# "sdpa" (the memory-efficient kernel, which takes the mask).
+AUTO_ATTN_IMPL = {"cpu": "folded", "cuda": "folded"}
+ATTN_IMPLS = ("auto", "folded", "sdpa", "explicit")
+
+
+@contextlib.contextmanager
+def attention_impl(model: nn.Module, impl: str) -> Iterator[None]:
+    """Run every MultiScaleAttention inside `model` with `impl` for the duration of the block (same weights), then
+    restore each module's own setting. Used to count FLOPs on the unpadded formulation and to compare
+    implementations side by side."""
+    if impl not in ATTN_IMPLS:
+        raise ValueError(f"attention implementation must be one of {', '.join(ATTN_IMPLS)}, got {impl!r}")
+    modules = [m for m in model.modules() if isinstance(m, MultiScaleAttention)]
+    saved = [m.attn_impl for m in modules]
+    for module in modules:
+        module.attn_impl = impl
+    try:
+        yield
+    finally:
+        for module, value in zip(modules, saved):
+            module.attn_impl = value
+
+
+def attention_weights(
+    q: torch.Tensor, k: torch.Tensor, scale: float, bias: torch.Tensor | None, s: int
+) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) [B, heads, Nq, Nk], upstream's way: logits by matmul, the [B, heads, qt, qh,
+    qw, kt, kh, kw] `bias` added on the grid block, softmax in float32; returned in q's dtype."""
+    attn = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        grid_block = attn[:, :, s:, s:]
+        attn[:, :, s:, s:] = (grid_block.reshape(bias.shape) + bias.to(attn.dtype)).reshape(grid_block.shape)
+    return attn.float().softmax(dim=-1).to(q.dtype)
+
+
+def explicit_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: torch.Tensor | None, s: int
+) -> torch.Tensor:
+    """The checking reference: `attention_weights(q, k, scale, bias, s) @ v`."""
+    return attention_weights(q, k, scale, bias, s).to(v.dtype) @ v
+
+
+def sdpa_bias_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: torch.Tensor | None, s: int
+) -> torch.Tensor:
+    """scaled_dot_product_attention with the grid-to-grid `bias` (zero-padded for the class token) as its mask."""
+    mask = None
+    if bias is not None:
+        batch, heads = bias.shape[:2]
+        mask = bias.reshape(batch, heads, q.shape[2] - s, k.shape[2] - s)
+        mask = F.pad(mask, (s, 0, s, 0)).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, scale=scale)
+
+
+@_cached_constant
+def position_codes(k_thw: Grid, axes: tuple[bool, bool, bool], s: int, width: int, device: torch.device,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """[s + kt*kh*kw, width] one-hot codes of each key's (t, h, w) coordinates along the present `axes`.
+
+    Columns: kt for t (if present), then kh for h, then kw for w, then zeros up to `width`; the class-token row
+    (s = 1) is all zeros. Dotted with a query's `rel_pos_terms` laid out the same way, a key's code picks that key's
+    three relative-position logits.
+    """
+    kt, kh, kw = k_thw
+    coords = torch.stack(torch.meshgrid(torch.arange(kt), torch.arange(kh), torch.arange(kw), indexing="ij"), -1)
+    coords = coords.reshape(-1, 3)
+    codes, offset = [], 0
+    for axis, size in enumerate(k_thw):
+        if axes[axis]:
+            codes.append(F.one_hot(coords[:, axis], size))
+            offset += size
+    grid_codes = torch.cat(codes, dim=1) if codes else torch.zeros(coords.shape[0], 0, dtype=torch.int64)
+    grid_codes = F.pad(grid_codes, (0, width - offset, s, 0))
+    return grid_codes.to(device=device, dtype=dtype)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def folded_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    terms: list[torch.Tensor],
+    k_thw: Grid,
+    axes: tuple[bool, bool, bool],
+    s: int,
+) -> torch.Tensor:
+    """softmax(q k^T * scale + rel terms) v by one mask-free scaled_dot_product_attention call.
+
+    With R = sum of the present key-grid sizes (kt + kh + kw) and the head dim d padded to D = d + R rounded up to
+    a multiple of 8: queries become [q * scale, term_t, term_h, term_w, 0...] (the class token's row zero beyond q)
+    and keys [k, one-hot t, one-hot h, one-hot w, 0...] (`position_codes`), so that q'.k' = scale q.k + term_t[a] +
+    term_h[b] + term_w[c] for the key at (a, b, c), the same logits as the explicit path; the kernel then runs with
+    scale 1.
+
+    Args:
+        terms: `rel_pos_terms` of the grid queries (each [B, heads, Nq - s, k_axis]); empty for no relative positions.
+        axes: which of (t, h, w) the terms cover, in that order.
+    v is zero-padded to D as well: the flash kernels (CUDA and CPU alike) want one head dim for q, k and v, and fall
+    back to the unfused math kernel otherwise. The output keeps v's own dim.
+    """
+    # Build the extended operands in the dtype the kernel will run in (under autocast q arrives in float32 from the
+    # pooling LayerNorm; concatenating in float32 and letting autocast cast would cost an extra pass).
+    device_type = q.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else q.dtype
+    batch, heads, _, head_dim = q.shape
+    value_dim = v.shape[-1]
+    rel = torch.cat(terms, dim=-1).to(dtype) if terms else q.new_zeros(batch, heads, q.shape[2] - s, 0)
+    extra = _round_up(head_dim + rel.shape[-1], 8) - head_dim
+    q_ext = torch.cat(((q * scale).to(dtype), F.pad(rel, (0, extra - rel.shape[-1], s, 0))), dim=-1)
+    codes = position_codes(tuple(k_thw), axes, s, extra, k.device, dtype)
+    k_ext = torch.cat((k.to(dtype), codes.expand(batch, heads, -1, -1)), dim=-1)
+    v = v.to(dtype)
+    if value_dim != head_dim + extra:
+        v = F.pad(v, (0, head_dim + extra - value_dim))
+    out = F.scaled_dot_product_attention(q_ext, k_ext, v, scale=1.0)
+    return out[..., :value_dim] if out.shape[-1] != value_dim else out
 
 
 def _make_pool(
@@ -170,7 +357,7 @@ class MultiScaleAttention(nn.Module):
         rel_pos_zero_init: bool = False,
         residual_pooling: bool = False,
         separate_qkv: bool = False,
-        attn_impl: str = "sdpa",
+        attn_impl: str = "auto",
     ):
         """
         Args:
@@ -180,11 +367,11 @@ class MultiScaleAttention(nn.Module):
             mode: "conv" (depthwise Conv3d per head + LayerNorm), "max" or "avg".
             pool_first: pool the input tokens, then project (MViTv1); otherwise project, then pool.
             residual_pooling: add the pooled query to the output of the grid tokens (MViTv2).
-            attn_impl: "sdpa" or "explicit" (same numbers, see module docstring).
+            attn_impl: "auto", "folded", "sdpa" or "explicit" (same numbers, see module docstring).
         """
         super().__init__()
-        if attn_impl not in ("sdpa", "explicit"):
-            raise ValueError(f"attn_impl must be 'sdpa' or 'explicit', got {attn_impl!r}")
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {', '.join(ATTN_IMPLS)}, got {attn_impl!r}")
         self.num_heads = num_heads
         self.dim_out = dim_out
         head_dim = dim_out // num_heads
@@ -195,10 +382,10 @@ class MultiScaleAttention(nn.Module):
         self.residual_pooling = residual_pooling
         self.attn_impl = attn_impl
         # When True (models/attention_capture.py sets it), forward takes the explicit path and keeps its softmax
-        # weights [B, heads, Nq, Nk] in `attention_weights` and the (query, key) grids in `attention_grids`; the
+        # weights [B, heads, Nq, Nk] in `captured_weights` and the (query, key) grids in `attention_grids`; the
         # default path stays fused.
         self.capture_weights = False
-        self.attention_weights: torch.Tensor | None = None
+        self.captured_weights: torch.Tensor | None = None
         self.attention_grids: tuple[Grid, Grid] | None = None
 
         if pool_first or separate_qkv:
@@ -262,24 +449,45 @@ class MultiScaleAttention(nn.Module):
         v, _ = pool_tokens(v, self.pool_v, thw, self.has_cls_embed, self.norm_v)
         return q, k, v, q_thw, k_thw
 
-    def forward(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, Grid]:
-        batch = x.shape[0]
-        q, k, v, q_thw, k_thw = self._qkv(x, thw)
-        s = 1 if self.has_cls_embed else 0
-        if self.capture_weights:
-            self.attention_grids = (q_thw, k_thw)
-        bias = rel_pos_bias(
-            q[:, :, s:],
-            q_thw,
-            k_thw,
+    def resolved_impl(self, device: torch.device, impl: str | None = None) -> str:
+        """The implementation `impl` (default: this module's) stands for on `device`: "auto" resolved by device
+        type, to "sdpa" where nothing was measured."""
+        impl = self.attn_impl if impl is None else impl
+        return AUTO_ATTN_IMPL.get(device.type, "sdpa") if impl == "auto" else impl
+
+    def _rel_pos_tables(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        return (
             self.rel_pos_t if self.rel_pos_temporal else None,
             self.rel_pos_h if self.rel_pos_spatial else None,
             self.rel_pos_w if self.rel_pos_spatial else None,
         )
-        if self.attn_impl == "sdpa" and not self.capture_weights:
-            out = self._attend_sdpa(q, k, v, bias, s)
-        else:
-            out = self._attend_explicit(q, k, v, bias, s)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_thw: Grid, k_thw: Grid,
+               impl: str | None = None) -> torch.Tensor:
+        """Attention of pooled q [B, heads, Nq, d] over k, v [B, heads, Nk, d] with the relative-position terms:
+        [B, heads, Nq, d], by `impl` (default: this module's, "auto" resolved for q's device)."""
+        impl = self.resolved_impl(q.device, impl)
+        s = 1 if self.has_cls_embed else 0
+        tables = self._rel_pos_tables()
+        if self.capture_weights:
+            # Asked for the weights (models/attention_capture.py): the explicit formulation, which forms them.
+            weights = attention_weights(q, k, self.scale, rel_pos_bias(q[:, :, s:], q_thw, k_thw, *tables), s)
+            self.captured_weights, self.attention_grids = weights.detach(), (q_thw, k_thw)
+            return weights.to(v.dtype) @ v
+        if impl == "folded":
+            terms = rel_pos_terms(q[:, :, s:], q_thw, k_thw, *tables)
+            axes = (tables[0] is not None, tables[1] is not None, tables[2] is not None)
+            return folded_attention(q, k, v, self.scale, terms, k_thw, axes, s)
+        bias = rel_pos_bias(q[:, :, s:], q_thw, k_thw, *tables)
+        if impl == "sdpa":
+            return sdpa_bias_attention(q, k, v, self.scale, bias, s)
+        return explicit_attention(q, k, v, self.scale, bias, s)
+
+    def forward(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, Grid]:
+        batch = x.shape[0]
+        q, k, v, q_thw, k_thw = self._qkv(x, thw)
+        out = self.attend(q, k, v, q_thw, k_thw)
+        s = 1 if self.has_cls_embed else 0
         if self.residual_pooling:
             # The pooled (normalised, unscaled) query joins the output of every grid token, not the class token.
             out = out + (F.pad(q[:, :, s:], (0, 0, s, 0)) if s else q)
@@ -287,31 +495,6 @@ class MultiScaleAttention(nn.Module):
         # into ops whose output strides differ from the kernel's, where reshape's traced view would be invalid.
         out = out.transpose(1, 2).contiguous().view(batch, -1, self.dim_out)
         return self.proj_drop(self.proj(out)), q_thw
-
-    @staticmethod
-    def _attend_sdpa(
-        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, s: int
-    ) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d) + bias) v with the grid-to-grid bias zero-padded for the class token."""
-        mask = None
-        if bias is not None:
-            batch, heads = bias.shape[:2]
-            mask = bias.reshape(batch, heads, q.shape[2] - s, k.shape[2] - s)
-            mask = F.pad(mask, (s, 0, s, 0)).to(q.dtype)
-        return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
-
-    def _attend_explicit(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, s: int
-    ) -> torch.Tensor:
-        """Upstream's formulation: logits by matmul, bias added in place on the grid block, float32 softmax."""
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        if bias is not None:
-            grid_block = attn[:, :, s:, s:]
-            attn[:, :, s:, s:] = (grid_block.reshape(bias.shape) + bias.to(attn.dtype)).reshape(grid_block.shape)
-        attn = attn.float().softmax(dim=-1).to(v.dtype)
-        if self.capture_weights:
-            self.attention_weights = attn.detach()
-        return attn @ v
 
 
 class MultiScaleBlock(nn.Module):
@@ -346,7 +529,7 @@ class MultiScaleBlock(nn.Module):
         residual_pooling: bool = False,
         dim_mul_in_att: bool = False,
         separate_qkv: bool = False,
-        attn_impl: str = "sdpa",
+        attn_impl: str = "auto",
     ):
         super().__init__()
         self.dim = dim

@@ -32,14 +32,14 @@ class CapturedAttention:
 
     @property
     def weights(self) -> torch.Tensor | None:
-        return self._module.attention_weights if self._module is not None else self._kept[0]
+        return self._module.captured_weights if self._module is not None else self._kept[0]
 
     @property
     def grids(self):
         return self._module.attention_grids if self._module is not None else self._kept[1]
 
     def _release(self) -> None:
-        self._kept = (self._module.attention_weights, self._module.attention_grids)
+        self._kept = (self._module.captured_weights, self._module.attention_grids)
         self._module = None
 
 
@@ -54,10 +54,10 @@ def last_attention_module(model: nn.Module) -> MultiScaleAttention:
 @contextmanager
 def capture_attention(module: MultiScaleAttention) -> Iterator[CapturedAttention]:
     """Keep `module`'s attention weights of the forward passes run inside the block (the last one wins)."""
-    module.capture_weights, module.attention_weights, module.attention_grids = True, None, None
+    module.capture_weights, module.captured_weights, module.attention_grids = True, None, None
     captured = CapturedAttention(module)
     try:
         yield captured
     finally:
         captured._release()
-        module.capture_weights, module.attention_weights, module.attention_grids = False, None, None
+        module.capture_weights, module.captured_weights, module.attention_grids = False, None, None

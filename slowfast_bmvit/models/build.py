@@ -41,8 +41,8 @@ def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:
     """Construct `cfg.MODEL.MODEL_NAME` and place it on its device.
 
     TRAIN.FREEZE_BACKBONE stops gradients to `model.backbone`. NUM_GPUS = 0 keeps the model on the CPU. With NUM_GPUS > 0 it moves to `cuda:<gpu_id>` (default: the current
-    device), and when torch.distributed is initialised with more than one process it is wrapped in
-    DistributedDataParallel, as in PySlowFast.
+    device). MODEL.COMPILE compiles it with torch.compile, in place. When torch.distributed is initialised with more
+    than one process it is then wrapped in DistributedDataParallel, as in PySlowFast.
     """
     model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
     if cfg.TRAIN.FREEZE_BACKBONE:
@@ -56,6 +56,10 @@ def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:
             raise ConfigError(f"NUM_GPUS: {cfg.NUM_GPUS} requested but CUDA is not available (use NUM_GPUS 0)")
         device = torch.cuda.current_device() if gpu_id is None else gpu_id
         model = model.cuda(device=device)
+    if cfg.MODEL.COMPILE:
+        # In place (nn.Module.compile): parameter names, checkpoints and attributes such as `model.backbone` stay.
+        model.compile()
+    if cfg.NUM_GPUS > 0:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             if torch.distributed.get_world_size() > 1:
                 model = torch.nn.parallel.DistributedDataParallel(

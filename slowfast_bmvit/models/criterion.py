@@ -59,13 +59,21 @@ def _box_loss_sums(predicted: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return F.l1_loss(predicted, target, reduction="sum"), (1 - giou).sum()
 
 
-def _average_count_over_workers(count: float, device: torch.device) -> float:
-    """The count averaged over distributed workers (as DETR does for num_boxes), at least 1."""
-    total = torch.tensor([float(count)], device=device)
+def _average_count_over_workers(count: Tensor) -> Tensor:
+    """A 0-dim count averaged over distributed workers (as DETR does for num_boxes), at least 1. Stays on the
+    device: dividing by it needs no host round trip."""
+    total = count.detach().float()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(total)
         total = total / torch.distributed.get_world_size()
-    return max(total.item(), 1.0)
+    return total.clamp(min=1.0)
+
+
+def _to_device(indices: Tensor, device: torch.device) -> Tensor:
+    """Host indices on `device`; to a GPU asynchronously, through pinned memory."""
+    if device.type == "cuda":
+        return indices.pin_memory().to(device, non_blocking=True)
+    return indices.to(device)
 
 
 class BipartiteMatchingLoss(nn.Module):
@@ -146,7 +154,7 @@ class BipartiteMatchingLoss(nn.Module):
             boxes.append(actor_boxes[person_index])
             labels.append(target["labels"][actor].float().to(centres.device)[person_index])
         clip_index, token_index = torch.cat(clips), torch.cat(tokens)
-        num_pairs = _average_count_over_workers(len(token_index), pred_boxes.device)
+        num_pairs = _average_count_over_workers(torch.full((), float(len(token_index)), device=pred_boxes.device))
         predicted = pred_boxes[clip_index, token_index].float()
         target_boxes = torch.cat(boxes).to(predicted.device)
         l1, one_minus_giou = _box_loss_sums(predicted, target_boxes)
@@ -163,34 +171,36 @@ class BipartiteMatchingLoss(nn.Module):
         pred_boxes, actor_logits, class_logits = outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
         device = pred_boxes.device
 
-        # Flat (clip, token) positions of the matched persons, and the matched persons' targets.
-        clip_index = torch.cat([torch.full_like(tokens, b) for b, (tokens, _) in enumerate(matches)]).to(device)
-        token_index = torch.cat([tokens for tokens, _ in matches]).to(device)
-        matched = {
-            key: torch.cat([t[key][persons.to(t[key].device)] for t, (_, persons) in zip(targets, matches)]).to(device)
-            for key in ("boxes", "labels", "actor")
-        }
+        # Flat (clip, token) positions of the matched persons and the persons' rows in the batch's concatenated
+        # targets: built on the host from the matching, sent to the device in one asynchronous copy.
+        person_offsets = torch.tensor([0] + [len(t["boxes"]) for t in targets]).cumsum(0)
+        index = torch.cat([torch.stack([torch.full_like(tokens, b), tokens, persons + person_offsets[b]])
+                           for b, (tokens, persons) in enumerate(matches)], dim=1)
+        clip_index, token_index, person_index = _to_device(index, device)
+        matched = {key: torch.cat([t[key] for t in targets]).to(device)[person_index]
+                   for key in ("boxes", "labels", "actor")}
+        # Masks rather than boolean indexing, which would make the host wait for the device.
         is_actor = matched["actor"].bool()
 
         actor_target = torch.zeros(actor_logits.shape[:2], dtype=torch.int64, device=device)
-        actor_target[clip_index[is_actor], token_index[is_actor]] = 1
+        actor_target[clip_index, token_index] = is_actor.long()
         loss_actor = F.cross_entropy(
             actor_logits.float().flatten(0, 1), actor_target.flatten(), weight=self.actor_class_weight
         )
 
-        num_actors = _average_count_over_workers(int(is_actor.sum()), device)
+        num_actors = _average_count_over_workers(is_actor.sum())
         num_boxes = num_actors
         if self.box_loss_on_non_actors:
-            num_boxes = _average_count_over_workers(len(is_actor), device)
+            num_boxes = _average_count_over_workers(torch.full((), float(len(person_index)), device=device))
 
         boxes = pred_boxes[clip_index, token_index].float()
         target_boxes = matched["boxes"].float()
         l1, one_minus_giou = _box_loss_sums(boxes, target_boxes)
         loss_bbox, loss_giou = l1 / num_boxes, one_minus_giou / num_boxes
 
-        actor_class_logits = class_logits[clip_index[is_actor], token_index[is_actor]].float()
-        labels = matched["labels"][is_actor].float()
-        loss_class = self._class_loss_per_actor(actor_class_logits, labels).sum() / num_actors
+        matched_class_logits = class_logits[clip_index, token_index].float()
+        per_person = self._class_loss_per_actor(matched_class_logits, matched["labels"].float())
+        loss_class = (per_person * is_actor.float()).sum() / num_actors
 
         losses = {
             "loss_actor": self.weights["actor"] * loss_actor,

@@ -12,11 +12,13 @@ term is 0 for non-actors (they have no labels). Boxes are (cx, cy, w, h) fractio
 numbers, GIoU on the corresponding corners. The optional centre term (not in the paper) measures the L1 distance
 from token i's cell centre r_i (BMViT's "token_centres" output) to person j's box centre c_j: it keeps the
 assignment on the tokens around each person from the first step, where the learned terms are still noise, so the
-actor head learns a local, stable target. One `scipy.optimize.linear_sum_assignment` per clip with persons.
+actor head learns a local, stable target. One `scipy.optimize.linear_sum_assignment` per clip with persons, after one
+device-to-host copy for the whole batch.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
@@ -56,12 +58,6 @@ class HungarianMatcher(nn.Module):
         self.class_activation = class_activation
         self.match_non_actors = match_non_actors
 
-    def matchable(self, target: dict[str, Tensor]) -> Tensor:
-        """Indices [m] (into the target's persons) of the persons this matcher assigns tokens to."""
-        if self.match_non_actors:
-            return torch.arange(len(target["boxes"]), device=target["boxes"].device)
-        return torch.nonzero(target["actor"], as_tuple=False).flatten()
-
     def cost_matrix(
         self, boxes: Tensor, actor_logits: Tensor, class_logits: Tensor, target: dict[str, Tensor],
         token_centres: Tensor | None = None,
@@ -99,33 +95,41 @@ class HungarianMatcher(nn.Module):
             person person_index[k] (an index into the clip's n_b persons); m_b = number of matchable persons.
         Raises:
             ValueError: a clip has more matchable persons than tokens, or the predictions are not finite.
+
+        The device is read once: the costs of every clip against all its persons and the persons' actor flags go to
+        the host in one copy; choosing the matchable persons and the assignment itself happen there (numpy, scipy).
         """
         num_tokens = outputs["pred_boxes"].shape[1]
-        persons_per_clip, costs = [], []
-        for b, target in enumerate(targets):
-            persons = self.matchable(target)
+        sizes = [len(target["boxes"]) for target in targets]
+        costs = [
+            self.cost_matrix(outputs["pred_boxes"][b], outputs["pred_actor"][b], outputs["pred_classes"][b], target,
+                             outputs.get("token_centres"))
+            for b, target in enumerate(targets) if sizes[b]
+        ]
+        if costs:
+            flags = torch.cat([target["actor"] for target in targets]).to(costs[0].dtype)
+            host = torch.cat([torch.cat(costs, dim=1), flags[None]]).cpu().numpy()  # [N + 1, total persons]
+        else:
+            host = np.zeros((num_tokens + 1, 0), dtype=np.float32)
+        all_costs, all_actor = host[:-1], host[-1] > 0.5
+        matches, offset = [], 0
+        for b, size in enumerate(sizes):
+            cost, actor = all_costs[:, offset:offset + size], all_actor[offset:offset + size]
+            offset += size
+            persons = np.arange(size) if self.match_non_actors else np.flatnonzero(actor)
             if len(persons) > num_tokens:
                 raise ValueError(
                     f"clip {b} has {len(persons)} ground-truth persons to match but the model has only {num_tokens} "
                     "tokens; use a token arrangement with more tokens (BMVIT.TOKEN_ARRANGEMENT) or a larger input"
                 )
-            persons_per_clip.append(persons.cpu())
-            if len(persons):
-                subset = {key: target[key][persons] for key in ("boxes", "labels", "actor")}
-                costs.append(self.cost_matrix(
-                    outputs["pred_boxes"][b], outputs["pred_actor"][b], outputs["pred_classes"][b], subset,
-                    outputs.get("token_centres"),
-                ))
-        # One device-to-host copy for the whole batch: [N, total persons], split back per clip.
-        all_costs = torch.cat(costs, dim=1).cpu() if costs else torch.empty(num_tokens, 0)
-        if not torch.isfinite(all_costs).all():
-            raise ValueError("the matching cost has NaN or inf entries: the model's predictions are not finite")
-        matches = []
-        for persons, cost in zip(persons_per_clip, all_costs.split([len(p) for p in persons_per_clip], dim=1)):
             if len(persons) == 0:
                 empty = torch.empty(0, dtype=torch.int64)
                 matches.append((empty, empty))
                 continue
-            token_index, subset_index = linear_sum_assignment(cost.numpy())
-            matches.append((torch.as_tensor(token_index, dtype=torch.int64), persons[torch.as_tensor(subset_index)]))
+            cost = cost[:, persons]
+            if not np.isfinite(cost).all():
+                raise ValueError("the matching cost has NaN or inf entries: the model's predictions are not finite")
+            token_index, subset_index = linear_sum_assignment(cost)
+            matches.append((torch.as_tensor(token_index, dtype=torch.int64),
+                            torch.as_tensor(persons[subset_index], dtype=torch.int64)))
         return matches

@@ -11,7 +11,8 @@ through `forward_features`. Differences from upstream (none changes a number at 
   their size, the 3x3x3 q conv stays (so checkpoints load), and with POOL_KV_STRIDE_ADAPTIVE the k/v strides of
   the following blocks stay as they were before that block (MViTv2-S at 256 px: blocks 14-15 attend from a
   8x16x16 query grid to a 8x8x8 key grid);
-- attention through scaled_dot_product_attention (MVIT.ATTN_IMPL "sdpa") and activation checkpointing
+- attention through scaled_dot_product_attention, by default with the relative-position terms folded into the dot
+  product so that flash kernels apply (MVIT.ATTN_IMPL, models/attention.py), and activation checkpointing
   (MODEL.ACT_CHECKPOINT).
 Not supported (ConfigError): MVIT.PATCH_2D (image input), MVIT.USE_FIXED_SINCOS_POS, upstream's reversible MViT.
 """
