@@ -43,15 +43,23 @@ class NonFiniteLossError(FloatingPointError):
     the step."""
 
 
-def _check_finite(scalars: dict[str, float], epoch: int, iteration: int) -> None:
-    """Raise when the (process-averaged) loss is not finite: every process sees the same average, so all raise."""
-    if math.isfinite(scalars["loss"]):
-        return
-    terms = ", ".join(f"{name}={value:.4g}" for name, value in scalars.items() if name != "grad_norm")
-    raise NonFiniteLossError(
-        f"non-finite loss at epoch {epoch + 1}, iteration {iteration + 1}: {terms}. Lower SOLVER.BASE_LR, enable "
-        f"SOLVER.CLIP_GRAD_L2NORM, or check the inputs; the last checkpoint is intact"
-    )
+def _check_finite(scalars: dict[str, float], epoch: int, iteration: int, check_grad_norm: bool) -> None:
+    """Raise when the (process-averaged) loss, or with `check_grad_norm` the gradient norm SOLVER.CLIP_GRAD_L2NORM
+    measured, is not finite: every process sees the same averages, so all raise. Checked after the optimizer step
+    (one read of the device per step); nothing has been saved since the last checkpoint, which stays intact. Under
+    a GradScaler an infinite gradient is routine (the scaler skips that step), so only the loss is checked there."""
+    if not math.isfinite(scalars["loss"]):
+        terms = ", ".join(f"{name}={value:.4g}" for name, value in scalars.items() if name != "grad_norm")
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch + 1}, iteration {iteration + 1}: {terms}. Lower SOLVER.BASE_LR, enable "
+            f"SOLVER.CLIP_GRAD_L2NORM, or check the inputs; the last checkpoint is intact"
+        )
+    grad_norm = scalars.get("grad_norm")
+    if check_grad_norm and grad_norm is not None and not math.isfinite(grad_norm):
+        # Clipping by an infinite norm zeroes the step, by a NaN one fills the weights with NaN: stop here.
+        raise NonFiniteLossError(
+            f"non-finite gradient norm ({grad_norm}) at epoch {epoch + 1}, iteration {iteration + 1} with a finite "
+            f"loss; lower SOLVER.BASE_LR or check the inputs; the last checkpoint is intact")
 
 
 def _clip_gradients(cfg, model: torch.nn.Module) -> torch.Tensor | None:
@@ -111,16 +119,11 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
         else:
             losses["loss"].backward()
             grad_norm = _clip_gradients(cfg, model)
-            if grad_norm is not None and not math.isfinite(grad_norm):
-                # Clipping by an infinite norm would zero the step (or fill the weights with NaN) without a word.
-                raise NonFiniteLossError(
-                    f"non-finite gradient norm ({grad_norm}) at epoch {epoch + 1}, iteration {iteration + 1} with "
-                    f"a finite loss; lower SOLVER.BASE_LR or check the inputs; the last checkpoint is intact")
             optimizer.step()
         # Checked after the step so that the host does not wait for the forward before queueing the backward; a
         # non-finite loss stops the run before anything is saved.
         scalars = _step_scalars(losses, grad_norm)
-        _check_finite(scalars, epoch, iteration)
+        _check_finite(scalars, epoch, iteration, check_grad_norm=scaler is None)
         grad_norm = scalars.pop("grad_norm", None)
         meter.iter_toc()
         meter.update_stats(scalars, lr, batch["inputs"].shape[0] * du.get_world_size(), grad_norm=grad_norm)
