@@ -148,6 +148,26 @@ def test_a_model_that_finds_persons_itself_is_tested_on_every_annotated_keyframe
     assert [(k.video_idx, k.sec) for k in loader.dataset.keyframes] == [(0, 902), (0, 904), (1, 902)]
 
 
+def test_a_keyframe_annotated_without_persons_is_tested_by_a_single_stage_model_only(ava_root):
+    """A 2-column ground-truth row (`video,sec`, as the ActivityNet challenge files list a keyframe without persons)
+    was a malformed row. It is a test keyframe for BMViT (any detection on it is a false positive), and nothing to
+    train on or to read boxes from."""
+    (ava_root / "ann" / "gt_no_person.csv").write_text(GT_ROWS + "vidB,0903\n")
+    cfg = make_cfg(ava_root, TRAIN_GT_BOX_LISTS=["gt_no_person.csv"], GROUNDTRUTH_FILE="gt_no_person.csv",
+                   TEST_USE_GT_BOXES=True, FULL_TEST_ON_VAL=True, EXCLUSION_FILE="")
+    single_stage = build_dataset("ava", cfg, "val", model_reads_boxes=False)
+    assert [(k.video_idx, k.sec, len(k.boxes)) for k in single_stage.keyframes] == [
+        (0, 902, 2), (0, 904, 1), (1, 902, 1), (1, 903, 0)]
+    sample = single_stage[3]
+    assert sample["boxes"].shape == (0, 4) and sample["labels"].shape == (0, 80)
+    cfg.TEST.BATCH_SIZE = 4
+    batch = next(iter(construct_loader(cfg, "test", model_reads_boxes=False)))
+    assert [len(target["boxes"]) for target in batch["targets"]] == [2, 1, 1, 0]
+    two_stage = build_dataset("ava", cfg, "val", model_reads_boxes=True)
+    train = build_dataset("ava", cfg, "train")
+    assert (1, 903) not in {(k.video_idx, k.sec) for k in two_stage.keyframes + train.keyframes}
+
+
 def test_keyframes_outside_their_video_are_skipped_with_a_counted_warning(ava_root, caplog):
     """The videos have 150 frames (seconds 900..904): second 905 is frame 150 and second 899 frame -30."""
     (ava_root / "ann" / "gt_outside.csv").write_text(

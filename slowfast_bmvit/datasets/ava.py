@@ -9,7 +9,9 @@ Which keyframes and boxes each split reads
   AVA.TEST_USE_GT_BOXES says: its test set must not depend on a person detector (the boxes only give the labels of
   a validation loss).
   The val split keeps seconds with sec % 4 == 0 unless AVA.FULL_TEST_ON_VAL; val/test skip AVA.EXCLUSION_FILE keys.
-A keyframe exists when its (video, sec) has at least one box and the video is in the frame lists; a keyframe whose
+A keyframe exists when its (video, sec) has at least one box and the video is in the frame lists (a ground-truth
+`video,sec` row without a box, as in the ActivityNet challenge files, makes a test keyframe without persons for a
+model that finds the persons itself; training and box-reading models leave it out); a keyframe whose
 frame (sec - 900) * 30 lies outside its video's frames is skipped and counted in a warning (on val/test its
 ground truth still counts as missed by the evaluator).
 
@@ -107,7 +109,7 @@ class Ava(KeyframeClipDataset):
         keyframes: list[Keyframe] = []
         unlisted_videos: set[str] = set()
         outside: list[tuple[str, int, int, int]] = []  # (video, sec, frame, video length)
-        num_excluded = num_unevaluated_actions = 0
+        num_excluded = num_unevaluated_actions = num_without_persons = 0
         for (video, sec), persons in sorted(boxes.items()):
             if video not in video_index:
                 unlisted_videos.add(video)
@@ -119,6 +121,11 @@ class Ava(KeyframeClipDataset):
             if not 0 <= ava_helper.sec_to_frame(sec) < length:
                 # Clamping would train and test on the video's edge frame with this keyframe's boxes.
                 outside.append((video, sec, ava_helper.sec_to_frame(sec), length))
+                continue
+            if not persons and (self.is_train or self.model_reads_boxes):
+                # A keyframe annotated without persons (a `video,sec` row) is a test keyframe of a model that finds
+                # the persons itself; it has nothing to train on, nor boxes for a model that reads them.
+                num_without_persons += 1
                 continue
             actions = []
             for person in persons.values():
@@ -136,6 +143,9 @@ class Ava(KeyframeClipDataset):
             logger.warning("%s: %d keyframe(s) outside their video's frames skipped (e.g. %s sec %d: frame %d, the "
                            "frame list has frames 0..%d)%s", self.split, len(outside), video, sec, frame, length - 1,
                            "" if self.is_train else "; their ground truth still counts as missed")
+        if num_without_persons:
+            logger.info("%s: %d keyframe(s) annotated without persons left out (nothing to %s)", self.split,
+                        num_without_persons, "train on" if self.is_train else "read boxes from")
         self.num_outside_keyframes = len(outside)
         if not keyframes:
             raise ValueError(f"{self.split}: no keyframe with boxes in {', '.join(p for p, _ in files)} matches a "

@@ -178,6 +178,7 @@ class _FileCounts:
     first_bad_person_line: int = 0
     empty: int = 0
     first_empty_line: int = 0
+    no_person: int = 0  # ground-truth `video,sec` rows: an annotated keyframe without persons
 
 
 def _parse_float(text: str, what: str, where: str) -> float:
@@ -200,7 +201,8 @@ def _parse_int(text: str, what: str, where: str) -> int:
 def load_box_csvs(files: Iterable[tuple[str, bool]], score_thresh: float,
                   keep_sec: Optional[Callable[[int], bool]] = None,
                   boxes: Optional[KeyframeBoxes] = None) -> KeyframeBoxes:
-    """Read box CSVs into {(video, sec): {coordinate string: PersonBoxes}}.
+    """Read box CSVs into {(video, sec): {coordinate string: PersonBoxes}}; a ground-truth `video,sec` row (the
+    challenge files' keyframe without persons) gives its key an empty mapping.
 
     Args:
         files: (path, is_ground_truth) pairs; predicted-box files (is_ground_truth False) carry a score in column 8.
@@ -226,9 +228,9 @@ def load_box_csvs(files: Iterable[tuple[str, bool]], score_thresh: float,
 def _parse_row(line: str, where: str, lineno: int, is_gt: bool, score_thresh: float, keep_sec, boxes: KeyframeBoxes,
                counts: _FileCounts) -> None:
     row = line.split(",")
-    expected = "7 or 8 (video,sec,x1,y1,x2,y2,action_id[,person_id])" if is_gt else \
+    expected = "7 or 8 (video,sec,x1,y1,x2,y2,action_id[,person_id]), or 2 (video,sec)" if is_gt else \
         "8 (video,sec,x1,y1,x2,y2,action_id,score)"
-    if len(row) not in ((7, 8) if is_gt else (8,)):
+    if len(row) not in ((2, 7, 8) if is_gt else (8,)):
         raise ValueError(f"{where}: expected {expected} columns, got {len(row)}")
     video = row[0].strip()
     if not video:
@@ -236,6 +238,12 @@ def _parse_row(line: str, where: str, lineno: int, is_gt: bool, score_thresh: fl
     sec = _parse_int(row[1], "timestamp", where)
     counts.rows += 1
     if keep_sec is not None and not keep_sec(sec):
+        return
+    if len(row) == 2:
+        # The ActivityNet challenge files list a keyframe without persons this way: it is annotated (a detection
+        # on it is a false positive), it has no box.
+        boxes.setdefault((video, sec), {})
+        counts.no_person += 1
         return
     if not is_gt and _parse_float(row[7], "score", where) < score_thresh:
         counts.below_threshold += 1
@@ -274,6 +282,8 @@ def _log_file_counts(path: str, is_gt: bool, counts: _FileCounts) -> None:
     if counts.empty:
         logger.warning("%s: %d row(s) with an empty box (x1 >= x2 or y1 >= y2 after clipping) dropped, first at "
                        "line %d", path, counts.empty, counts.first_empty_line)
+    if counts.no_person:
+        logger.info("%s: %d keyframe row(s) without persons (video,sec)", path, counts.no_person)
     if counts.bad_person:
         logger.warning("%s: %d row(s) with a malformed person_id (unused; row kept), first at line %d",
                        path, counts.bad_person, counts.first_bad_person_line)
