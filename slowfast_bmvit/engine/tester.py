@@ -20,6 +20,7 @@ import cv2
 import simplejson
 
 from slowfast_bmvit.datasets import construct_loader
+from slowfast_bmvit.evaluation.result_json import json_ready
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
@@ -42,24 +43,12 @@ logger = logging.getLogger(__name__)
 VISUALISATION_ACTOR_THRESH = 0.5
 
 
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
 def write_results(cfg, result: dict) -> str:
     """test_results.json and test_results.txt in OUTPUT_DIR; returns the json path."""
     keep = {key: value for key, value in result.items() if key not in ("curves", "report_lines")}
     json_path = os.path.join(cfg.OUTPUT_DIR, "test_results.json")
     with open(json_path, "w") as handle:
-        simplejson.dump(_json_ready(keep), handle, indent=2, ignore_nan=True)
+        simplejson.dump(json_ready(keep), handle, indent=2)
     with open(os.path.join(cfg.OUTPUT_DIR, "test_results.txt"), "w") as handle:
         handle.write("\n".join(result["report_lines"]) + "\n")
     return json_path

@@ -23,9 +23,7 @@ temporal extent comes from the ground truth and video-mAP is optimistic.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import pickle
 import sys
@@ -36,6 +34,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from slowfast_bmvit.evaluation.frame_map import frame_ap, split_videos
+from slowfast_bmvit.evaluation.result_json import json_folder_error, write_result_json
 from slowfast_bmvit.evaluation.tubes import LinkConfig, link_all
 from slowfast_bmvit.evaluation.video_map import DEFAULT_THRESHOLDS, video_ap_thresholds
 
@@ -186,16 +185,6 @@ def evaluate_act(gt: Mapping, detections: np.ndarray, videos: Sequence[str],
 
 
 # -------------------------------------------------------------------------------------------------------------- CLI
-def _to_json(value):
-    if isinstance(value, dict):
-        return {str(key): _to_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_to_json(item) for item in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slowfast_bmvit.evaluation.act",
                                      description="UCF101-24 / JHMDB frame-mAP@0.5 (and video-mAP) of saved frame "
@@ -209,9 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="OUT", help="write the full result as JSON to OUT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    json_folder = os.path.dirname(os.path.abspath(args.json)) if args.json else None
-    if json_folder and not os.path.isdir(json_folder):
-        print(f"error: --json: folder {json_folder} does not exist", file=sys.stderr)
+    folder_error = json_folder_error(args.json)
+    if folder_error:
+        print(f"error: --json: {folder_error}", file=sys.stderr)
         return 2
     try:
         gt = read_act_groundtruth(args.groundtruth)
@@ -224,8 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(result["report_lines"]), flush=True)
     if args.json:
         try:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                json.dump(_to_json({k: v for k, v in result.items() if k != "report_lines"}), handle, indent=2)
+            write_result_json(args.json, {k: v for k, v in result.items() if k != "report_lines"})
         except OSError as error:
             print(f"error: --json: cannot write {args.json}: {error}", file=sys.stderr)
             return 2

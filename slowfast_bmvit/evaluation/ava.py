@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import json
 import logging
-import math
-import os
 import sys
 from typing import Iterable, Mapping, Sequence
 
@@ -49,6 +46,7 @@ from slowfast_bmvit.evaluation.ava_io import (
     read_labelmap,
 )
 from slowfast_bmvit.evaluation.matching import first_claims, max_iou_match
+from slowfast_bmvit.evaluation.result_json import json_folder_error, write_result_json
 
 logger = logging.getLogger(__name__)
 
@@ -445,19 +443,6 @@ def format_result(result: Mapping, categories: Sequence[Mapping]) -> list[str]:
     return lines
 
 
-def _to_json(result: Mapping) -> dict:
-    def clean(v):
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple, np.ndarray)):
-            return [clean(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-
-    return clean(result)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slowfast_bmvit.evaluation.ava",
                                      description="AVA v2.2 frame-mAP@0.5IOU (official protocol).")
@@ -472,9 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, metavar="OUT", help="write the full result as JSON to OUT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    json_folder = os.path.dirname(os.path.abspath(args.json)) if args.json else None
-    if json_folder and not os.path.isdir(json_folder):
-        print(f"error: --json: folder {json_folder} does not exist", file=sys.stderr)
+    folder_error = json_folder_error(args.json)
+    if folder_error:
+        print(f"error: --json: {folder_error}", file=sys.stderr)
         return 2
     try:
         categories, _ = read_labelmap(args.labelmap)
@@ -491,8 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(format_result(result, categories)), flush=True)
     if args.json:
         try:
-            with open(args.json, "w", encoding="utf-8") as f:
-                json.dump(_to_json(result), f, indent=2)
+            write_result_json(args.json, result)
         except OSError as err:
             print(f"error: --json: cannot write {args.json}: {err}", file=sys.stderr)
             return 2
