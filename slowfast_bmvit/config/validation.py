@@ -133,7 +133,8 @@ def _check_lengths(cfg: CfgNode, keys: Iterable[str], length: int, what: str) ->
 
 def _check_mvit(cfg: CfgNode) -> None:
     """The MVIT keys (their choices and refusals are in CHOICES and the REFUSED lists)."""
-    for key, width in (("MVIT.DIM_MUL", 2), ("MVIT.HEAD_MUL", 2), ("MVIT.POOL_Q_STRIDE", 4), ("MVIT.POOL_KV_STRIDE", 4)):
+    for key, width in (("MVIT.DIM_MUL", 2), ("MVIT.HEAD_MUL", 2), ("MVIT.POOL_Q_STRIDE", 4),
+                       ("MVIT.POOL_KV_STRIDE", 4)):
         _check_block_lists(cfg, key, width)
     for block in cfg.MVIT.REMOVE_Q_POOL_BLOCKS:
         _require(0 <= block < cfg.MVIT.DEPTH, "MVIT.REMOVE_Q_POOL_BLOCKS",

@@ -2,7 +2,8 @@
 
 Numerically this is PySlowFast's `MultiScaleAttention` / `MultiScaleBlock` in their MViTv2 form (one qkv linear,
 then q/k/v pooled by depthwise Conv3d + LayerNorm; same parameters, same state_dict keys, same relative-position
-semantics; upstream's other variants are refused by config/validation.py), with two differences that do not change any number:
+semantics; upstream's other variants are refused by config/validation.py), with two differences that do not change
+any number:
 - the relative-position tables are interpolated to whatever token grid arrives (upstream fixes the input size), and
   their gather indices are cached per (q size, k size, device);
 - the attention itself has four interchangeable implementations (MVIT.ATTN_IMPL), equal up to rounding:
