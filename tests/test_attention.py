@@ -11,6 +11,7 @@ from torch.profiler import profile
 
 from slowfast_bmvit.models.attention import (
     AUTO_ATTN_IMPL,
+    BlockSpec,
     MultiScaleAttention,
     attention_impl,
     attention_weights,
@@ -102,10 +103,10 @@ def test_position_codes_pick_each_keys_coordinates():
 
 
 def _folded_module(head_dim: int = 16, impl: str = "folded") -> MultiScaleAttention:
-    return MultiScaleAttention(
-        head_dim, head_dim, input_size=(4, 16, 16), num_heads=1, kernel_q=(3, 3, 3), kernel_kv=(3, 3, 3),
+    return MultiScaleAttention(BlockSpec(
+        head_dim, head_dim, num_heads=1, input_size=(4, 16, 16), kernel_q=(3, 3, 3), kernel_kv=(3, 3, 3),
         stride_q=(1, 1, 1), stride_kv=(1, 4, 4), rel_pos_spatial=True, rel_pos_temporal=True, attn_impl=impl,
-    )
+    ))
 
 
 def test_folded_path_runs_the_cpu_flash_kernel_not_the_math_fallback():

@@ -367,6 +367,6 @@ def test_proj_dim_zero_feeds_the_backbone_tokens_to_the_heads():
     with pytest.raises(ConfigError, match="BMVIT.CROSS_ATTENTION_HEADS"):
         BMViT(_cfg(PROJ_DIM=0, CLASS_HEAD="cross_attention", CROSS_ATTENTION_HEADS=4), backbone=FixedTokens(grid))
     with pytest.raises(ConfigError, match="BMVIT.CLASS_HEAD"):
-        BMViT(_cfg(CLASS_HEAD="transformer"), backbone=FixedTokens(grid))
+        BMViT(assert_and_infer_cfg(_cfg(CLASS_HEAD="transformer")), backbone=FixedTokens(grid))
     with pytest.raises(ConfigError, match="BMVIT.BACKBONE: 'ResNet'"):
         BMViT(_cfg(BACKBONE="ResNet"))

@@ -181,8 +181,7 @@ GUARD_RUNS: list[GuardRun] = [
                              "TEST.BATCH_SIZE", "8"), action=plan_two_machines, data=(), tiny=False),
     GuardRun("kinetics_classifier", ("--cfg", "configs/Kinetics/MViTv2_S_16x4.yaml", "NUM_GPUS", "0",
                                      "DATA.NUM_FRAMES", "4", "MVIT.DEPTH", "2", "MVIT.DIM_MUL", "[[1, 2.0]]",
-                                     "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]",
-                                     "MVIT.USE_MEAN_POOLING", "True"),
+                                     "MVIT.HEAD_MUL", "[[1, 2.0]]", "MVIT.POOL_Q_STRIDE", "[[1, 1, 2, 2]]"),
              action=build_classifier, data=(), tiny=False),
 ]
 

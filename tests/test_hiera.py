@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from slowfast_bmvit.config import ConfigError, load_config
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint
 from slowfast_bmvit.models.hiera import Hiera, pool_leading, reroll, resize_position_grid, unroll
@@ -217,7 +217,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
 ])
 def test_bad_hiera_config_is_refused_naming_the_key(opts, key):
     with pytest.raises(ConfigError, match=f"^{key}"):
-        Hiera(load_config(None, tiny_opts() + opts))
+        Hiera(assert_and_infer_cfg(load_config(None, tiny_opts() + opts)))
 
 
 def test_clip_whose_grid_the_strides_do_not_divide_is_refused():

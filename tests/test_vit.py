@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from slowfast_bmvit.config import ConfigError, get_cfg
+from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, get_cfg
 from slowfast_bmvit.models.vit import ViT, resize_position_table, sinusoid_position_table
 
 
@@ -196,4 +196,4 @@ def test_conv_stem_and_activation_checkpointing_keep_the_numbers():
 )
 def test_bad_vit_keys_are_refused_by_name(opts, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        ViT(vit_cfg(1, 16, 224, *opts))
+        ViT(assert_and_infer_cfg(vit_cfg(1, 16, 224, *opts)))

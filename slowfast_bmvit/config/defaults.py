@@ -149,7 +149,7 @@ _C.MODEL.LOSS_FUNC = "cross_entropy"
 _C.MODEL.DROPOUT_RATE = 0.5
 # Drop-connect rate (refused: stochastic depth is MVIT.DROPPATH_RATE).
 _C.MODEL.DROPCONNECT_RATE = 0.0
-# Final activation of classifiers at test time: "softmax" or "sigmoid".
+# Final activation of classifiers at test time: "softmax", "sigmoid" or "none".
 _C.MODEL.HEAD_ACT = "softmax"
 # Recompute block activations in the backward pass to save memory (torch.utils.checkpoint).
 _C.MODEL.ACT_CHECKPOINT = False
@@ -166,9 +166,9 @@ _C.MODEL.MULTI_PATHWAY_ARCH = ["slowfast"]
 # MViT options (PySlowFast MViTv2 keys and value formats)
 # ---------------------------------------------------------------------------- #
 _C.MVIT = CfgNode()
-# Attention pooling mode: "conv" (depthwise Conv3d), "max" or "avg".
+# Attention pooling mode: "conv" (depthwise Conv3d + LayerNorm, MViTv2); upstream's "max" / "avg" are refused.
 _C.MVIT.MODE = "conv"
-# Pool q/k/v before the linear projection (MViTv1 style).
+# Pool q/k/v before the linear projection (MViTv1 style; refused unless False).
 _C.MVIT.POOL_FIRST = False
 # Prepend a class token.
 _C.MVIT.CLS_EMBED_ON = True
@@ -184,7 +184,7 @@ _C.MVIT.PATCH_PADDING = [2, 4, 4]
 # Empty: upstream's single-Conv3d patch embedding and state_dict (K400 checkpoints load only then). A plain patch
 # embedding learns SynthAVA's motion classes very slowly from scratch (benchmarks/results/demo.md).
 _C.MVIT.CONV_STEM_CHANNELS = []
-# Use a 2D patch embedding (images).
+# Use a 2D patch embedding (images; refused when the model is built unless False).
 _C.MVIT.PATCH_2D = False
 # Base embedding dimension.
 _C.MVIT.EMBED_DIM = 96
@@ -198,7 +198,7 @@ _C.MVIT.QKV_BIAS = True
 _C.MVIT.DROPPATH_RATE = 0.1
 # Number of transformer blocks.
 _C.MVIT.DEPTH = 16
-# Normalisation layer: "layernorm".
+# Normalisation layer (refused unless "layernorm").
 _C.MVIT.NORM = "layernorm"
 # [[block index, multiplier], ...]: the block at which the dimension is multiplied.
 _C.MVIT.DIM_MUL = []
@@ -214,9 +214,9 @@ _C.MVIT.POOL_Q_STRIDE = []
 _C.MVIT.POOL_KVQ_KERNEL = None
 # Exclude positional embeddings and the class token from weight decay.
 _C.MVIT.ZERO_DECAY_POS_CLS = True
-# Normalise the patch-embedding output (upstream MViTv1 key; MViTv2 configs leave it False).
+# Normalise the patch-embedding output (upstream MViTv1 key; refused unless False).
 _C.MVIT.NORM_STEM = False
-# Separate spatial and temporal absolute position embeddings.
+# Separate spatial and temporal absolute position embeddings (MViTv1; refused unless False).
 _C.MVIT.SEP_POS_EMBED = False
 # Dropout rate inside the transformer MLPs.
 _C.MVIT.DROPOUT_RATE = 0.0
@@ -232,15 +232,16 @@ _C.MVIT.REL_POS_ZERO_INIT = False
 _C.MVIT.RESIDUAL_POOLING = False
 # Change the dimension inside attention (qkv projects to dim_out) rather than in the MLP.
 _C.MVIT.DIM_MUL_IN_ATT = False
-# Separate q, k, v linear layers instead of one qkv layer.
+# Separate q, k, v linear layers instead of one qkv layer (refused unless False).
 _C.MVIT.SEPARATE_QKV = False
 # Head initialisation scale.
 _C.MVIT.HEAD_INIT_SCALE = 1.0
-# Use the mean of the tokens (not the class token) for classification.
+# Use the mean of the tokens (not the class token) for classification (refused unless False).
 _C.MVIT.USE_MEAN_POOLING = False
-# Fixed sine-cosine absolute position embedding instead of a learned one (needs USE_ABS_POS).
+# Fixed sine-cosine absolute position embedding instead of a learned one (refused when the model is built unless
+# False).
 _C.MVIT.USE_FIXED_SINCOS_POS = False
-# LayerScale init value of the residual branches (0: no LayerScale).
+# LayerScale init value of the residual branches (0: no LayerScale; refused unless 0).
 _C.MVIT.LAYER_SCALE_INIT_VALUE = 0.0
 # Attention implementation (all give the same numbers up to rounding; models/attention.py):
 #   "auto"     the fastest measured on the input's device (attention.AUTO_ATTN_IMPL; benchmarks/results/speed.md);

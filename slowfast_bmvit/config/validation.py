@@ -1,4 +1,15 @@
-"""Validation of a merged config: every check names the offending key in its message."""
+"""Validation of a merged config: every check names the offending key in its message.
+
+This module is the one owner of every check that the config alone decides: the allowed values of each key
+(CHOICES), value ranges and list shapes, the relations between keys, and the refusal of PySlowFast keys or values
+this package does not build (REFUSED_UNLESS_DEFAULT, REFUSED_VALUES), for every group, the model groups (MODEL, MVIT,
+VIT, HIERA, BMVIT) included. Every tool calls `assert_and_infer_cfg` before it builds anything, and the models trust
+a validated config. What needs a quantity a model derives stays with that model: the position grid left by ViT's
+patch stride and stem (models/vit.py), Hiera's token grid, mask units and head widths against its stage schedule
+(models/hiera.py), the BMViT cross-attention head count against the backbone's width (models/bmvit.py), model and
+backbone names against the registry (models/build.py); and models/mvit.py refuses the two MVIT keys that would
+change the kind of input it takes (PATCH_2D: images; USE_FIXED_SINCOS_POS) when it is built.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +23,9 @@ from .errors import ConfigError
 
 # Allowed values of the string-valued keys that select behaviour.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "MVIT.MODE": ("conv", "max", "avg"),
+    "MODEL.HEAD_ACT": ("softmax", "sigmoid", "none"),
+    "MVIT.MODE": ("conv",),
     "MVIT.ATTN_IMPL": ("auto", "folded", "sdpa", "explicit"),
-    "MVIT.NORM": ("layernorm",),
     "BMVIT.TOKEN_ARRANGEMENT": ("all", "center", "center_tpool", "two_halves", "all_tpool"),
     "BMVIT.BOX_REFERENCE": ("token_grid", "none"),
     "BMVIT.CLASS_HEAD": ("mlp", "cross_attention"),
@@ -38,6 +49,9 @@ def _each(group: str, names: str, reason: str) -> dict[str, str]:
 # PySlowFast keys that configs may carry for compatibility but whose other values this package does not offer: a
 # value other than the default stops with one line naming the key and what to use instead. Each entry says why.
 _CLASSIFICATION = "upstream's classification recipe; this package trains and tests detection"
+# Upstream MViT variants no shipped config uses: each would be a branch of the model without a reference to test it
+# against (the installed PySlowFast has no MViT); the MViTv2 configs leave them at their defaults.
+_MVIT_VARIANT = "an upstream MViT variant that no MViTv2 config uses and the model here does not build"
 REFUSED_UNLESS_DEFAULT: dict[str, str] = {
     **_each("AUG", "ENABLE NUM_SAMPLE COLOR_JITTER AA_TYPE INTERPOLATION RE_PROB RE_MODE RE_COUNT RE_SPLIT",
             f"RandAugment and random erasing are {_CLASSIFICATION}; detection augments with DATA.RANDOM_FLIP, "
@@ -70,11 +84,16 @@ REFUSED_UNLESS_DEFAULT: dict[str, str] = {
     "TRAIN.CHECKPOINT_INFLATE": "2-D to 3-D weight inflation is not offered; start from a video checkpoint",
     "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN": "the checkpoint loader finds the key prefix (e.g. module., backbone.) itself",
     "SOLVER.STEP_SIZE": "the LR policies are cosine, steps_with_relative_lrs and constant (SOLVER.STEPS sets them)",
+    "MVIT.NORM": "MViT's norms are LayerNorm",
+    **_each("MVIT", "LAYER_SCALE_INIT_VALUE USE_MEAN_POOLING", _MVIT_VARIANT),
 }
 
-# Keys refused only at some values: key -> (refused values, reason).
+# Keys refused only at some values: key -> (refused values, reason). (The MVIT keys here are compared with a
+# checkpoint's stored config by the inference tools, so they are read at their default.)
 REFUSED_VALUES: dict[str, tuple[tuple[Any, ...], str]] = {
     "MODEL.ARCH": (("slowfast",), "two-pathway (SlowFast) input is not offered; the model is MODEL.MODEL_NAME"),
+    "MVIT.MODE": (("max", "avg"), "MViTv2 pools q, k and v with depthwise convolutions (conv); " + _MVIT_VARIANT),
+    **{f"MVIT.{name}": ((True,), _MVIT_VARIANT) for name in "POOL_FIRST SEPARATE_QKV SEP_POS_EMBED NORM_STEM".split()},
 }
 
 
@@ -102,6 +121,61 @@ def _check_positive(cfg: CfgNode, keys: Iterable[str]) -> None:
         _require(_get(cfg, key) > 0, key, f"must be > 0, got {_get(cfg, key)}")
 
 
+def _check_stem_widths(cfg: CfgNode, key: str) -> None:
+    widths = list(_get(cfg, key))
+    _require(all(isinstance(w, int) and w > 0 for w in widths), key, f"needs positive integer widths, got {widths}")
+
+
+def _check_lengths(cfg: CfgNode, keys: Iterable[str], length: int, what: str) -> None:
+    for key in keys:
+        _require(len(_get(cfg, key)) == length, key, f"needs {length} values ({what}), got {list(_get(cfg, key))}")
+
+
+def _check_mvit(cfg: CfgNode) -> None:
+    """The MVIT keys (their choices and refusals are in CHOICES and the REFUSED lists)."""
+    for key, width in (("MVIT.DIM_MUL", 2), ("MVIT.HEAD_MUL", 2), ("MVIT.POOL_Q_STRIDE", 4),
+                       ("MVIT.POOL_KV_STRIDE", 4)):
+        _check_block_lists(cfg, key, width)
+    for block in cfg.MVIT.REMOVE_Q_POOL_BLOCKS:
+        _require(0 <= block < cfg.MVIT.DEPTH, "MVIT.REMOVE_Q_POOL_BLOCKS",
+                 f"block {block} outside 0..{cfg.MVIT.DEPTH - 1}")
+    _check_stem_widths(cfg, "MVIT.CONV_STEM_CHANNELS")
+    _check_lengths(cfg, ("MVIT.PATCH_KERNEL", "MVIT.PATCH_STRIDE", "MVIT.PATCH_PADDING"), 3, "T, H, W")
+    if cfg.MVIT.POOL_KV_STRIDE_ADAPTIVE is not None:
+        _check_lengths(cfg, ("MVIT.POOL_KV_STRIDE_ADAPTIVE",), 3, "T, H, W")
+
+
+def _check_vit(cfg: CfgNode) -> None:
+    """The VIT keys (models/vit.py checks that the patch stride leaves a position grid)."""
+    vit = cfg.VIT
+    _require(len(vit.PATCH_SIZE) == 3 and all(int(p) >= 1 for p in vit.PATCH_SIZE), "VIT.PATCH_SIZE",
+             f"needs 3 positive values (T, H, W), got {list(vit.PATCH_SIZE)}")
+    _check_positive(cfg, ("VIT.EMBED_DIM", "VIT.DEPTH", "VIT.NUM_HEADS", "VIT.MLP_RATIO"))
+    _require(vit.EMBED_DIM % vit.NUM_HEADS == 0, "VIT.NUM_HEADS",
+             f"{vit.NUM_HEADS} does not divide VIT.EMBED_DIM {vit.EMBED_DIM}")
+    _require(0.0 <= vit.DROPPATH_RATE < 1.0, "VIT.DROPPATH_RATE", f"must be in [0, 1), got {vit.DROPPATH_RATE}")
+    grid = list(vit.POS_EMBED_GRID)
+    _require(len(grid) in (0, 3) and all(int(n) >= 1 for n in grid), "VIT.POS_EMBED_GRID",
+             f"needs [] or 3 positive sizes (T', H', W'), got {grid}")
+    _check_stem_widths(cfg, "VIT.CONV_STEM_CHANNELS")
+
+
+def _check_hiera(cfg: CfgNode) -> None:
+    """The HIERA keys on their own (models/hiera.py checks them against the stage schedule and token grid)."""
+    hiera = cfg.HIERA
+    stages = list(hiera.STAGES)
+    _require(len(stages) > 0 and min(stages) >= 1, "HIERA.STAGES",
+             f"needs at least one stage of at least one block, got {stages}")
+    _require(0 <= hiera.Q_POOL < len(stages), "HIERA.Q_POOL",
+             f"{hiera.Q_POOL} is outside 0..{len(stages) - 1} (len(HIERA.STAGES) - 1)")
+    _require(len(hiera.MASK_UNIT_ATTN) == len(stages), "HIERA.MASK_UNIT_ATTN",
+             f"needs one entry per stage ({len(stages)}), got {list(hiera.MASK_UNIT_ATTN)}")
+    _require(hiera.Q_POOL == 0 or hiera.DIM_MUL != 1.0, "HIERA.DIM_MUL",
+             "query pooling (HIERA.Q_POOL > 0) needs a stage width change (DIM_MUL != 1)")
+    _check_lengths(cfg, [f"HIERA.{name}" for name in ("Q_STRIDE", "MASK_UNIT_SIZE", "PATCH_KERNEL", "PATCH_STRIDE",
+                                                      "PATCH_PADDING")], 3, "T, H, W")
+
+
 def _same(value: Any, default: Any) -> bool:
     if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
         return len(value) == len(default) and all(_same(a, b) for a, b in zip(value, default))
@@ -125,6 +199,7 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     Raises:
         ConfigError: one line naming the first offending key.
     """
+    _check_refused(cfg)  # first: a refused value gets its reason rather than the list of choices
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)
         _require(value in allowed, key, f"{value!r} is not one of {', '.join(allowed)}")
@@ -136,7 +211,6 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     if cfg.MULTIGRID.LONG_CYCLE:
         _require(cfg.SOLVER.LR_POLICY == "steps_with_relative_lrs", "SOLVER.LR_POLICY",
                  "multigrid's long cycle needs steps_with_relative_lrs (its LR stages come from SOLVER.STEPS)")
-    _check_refused(cfg)
     _require(cfg.NUM_GPUS >= 0, "NUM_GPUS", f"must be >= 0, got {cfg.NUM_GPUS}")
     _require(cfg.NUM_SHARDS >= 1, "NUM_SHARDS", f"must be >= 1, got {cfg.NUM_SHARDS}")
     _require(0 <= cfg.SHARD_ID < cfg.NUM_SHARDS, "SHARD_ID", f"must be in 0..NUM_SHARDS-1, got {cfg.SHARD_ID}")
@@ -198,17 +272,9 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
             "SOLVER.STEPS",
             "needs as many entries as SOLVER.LRS (at least one) for steps_with_relative_lrs",
         )
-    for key, width in (("MVIT.DIM_MUL", 2), ("MVIT.HEAD_MUL", 2), ("MVIT.POOL_Q_STRIDE", 4), ("MVIT.POOL_KV_STRIDE", 4)):
-        _check_block_lists(cfg, key, width)
-    for block in cfg.MVIT.REMOVE_Q_POOL_BLOCKS:
-        _require(0 <= block < cfg.MVIT.DEPTH, "MVIT.REMOVE_Q_POOL_BLOCKS", f"block {block} outside the depth")
-    for width in cfg.MVIT.CONV_STEM_CHANNELS:
-        _require(isinstance(width, int) and width > 0, "MVIT.CONV_STEM_CHANNELS",
-                 f"needs positive integer widths, got {list(cfg.MVIT.CONV_STEM_CHANNELS)}")
-    for key in ("MVIT.PATCH_KERNEL", "MVIT.PATCH_STRIDE", "MVIT.PATCH_PADDING"):
-        _require(len(_get(cfg, key)) == 3, key, f"needs 3 values (T, H, W), got {list(_get(cfg, key))}")
-    if cfg.MVIT.POOL_KV_STRIDE_ADAPTIVE is not None:
-        _require(len(cfg.MVIT.POOL_KV_STRIDE_ADAPTIVE) == 3, "MVIT.POOL_KV_STRIDE_ADAPTIVE", "needs 3 values")
+    _check_mvit(cfg)
+    _check_vit(cfg)
+    _check_hiera(cfg)
     _require(
         not (cfg.TRAIN.MIXED_PRECISION and cfg.NUM_GPUS == 0 and cfg.TRAIN.MIXED_PRECISION_DTYPE == "float16"),
         "TRAIN.MIXED_PRECISION_DTYPE",

@@ -1,7 +1,9 @@
 """Multiscale attention (MViTv2): pooled q/k/v, decomposed relative positions, residual pooling.
 
-Numerically this is PySlowFast's `MultiScaleAttention` / `MultiScaleBlock` (same parameters, same state_dict keys,
-same relative-position semantics), with two differences that do not change any number:
+Numerically this is PySlowFast's `MultiScaleAttention` / `MultiScaleBlock` in their MViTv2 form (one qkv linear,
+then q/k/v pooled by depthwise Conv3d + LayerNorm; same parameters, same state_dict keys, same relative-position
+semantics; upstream's other variants are refused by config/validation.py), with two differences that do not change
+any number:
 - the relative-position tables are interpolated to whatever token grid arrives (upstream fixes the input size), and
   their gather indices are cached per (q size, k size, device);
 - the attention itself has four interchangeable implementations (MVIT.ATTN_IMPL), equal up to rounding:
@@ -14,6 +16,10 @@ same relative-position semantics), with two differences that do not change any n
   "auto"      the fastest of these on the device the input lives on (`AUTO_ATTN_IMPL`, measured in
               benchmarks/results/speed.md).
 
+Modules: `MultiScaleBlock(spec)` and its `MultiScaleAttention(spec)` are built from one `BlockSpec` (the block's
+shape, from `mvit.block_specs`, and the MVIT options all blocks share), as torchvision's MViT builds its blocks from
+an MSBlockConfig. Optional parts are attributes that are None when absent (`pool_q`, `rel_pos_t`, `proj`, ...).
+
 Token layout everywhere: [B, N, C] with N = (1 if a class token else 0) + T*H*W, the class token first and the
 grid in (t, h, w) raster order.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import torch
@@ -41,8 +48,9 @@ def pool_tokens(
 
     Args:
         x: [B, heads, N, C] or [B, N, C] tokens over the grid `thw` (plus the class token first if `has_cls`).
-        pool: a module on [B*heads, C, T, H, W] (Conv3d / MaxPool3d / AvgPool3d), or None for the identity.
-        norm: applied to all tokens after pooling (LayerNorm(C) in "conv" mode).
+        pool: a module on [B*heads, C, T, H, W] (the attention's depthwise Conv3d, the skip path's MaxPool3d), or
+            None for the identity.
+        norm: applied to all tokens after pooling (the LayerNorm(C) after a pooling Conv3d).
     Returns:
         pooled tokens with the input's rank, and the pooled grid (T', H', W').
     """
@@ -73,11 +81,16 @@ def pool_tokens(
 
 
 def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
-    """Linearly interpolate a relative-position table [L, C] to [length, C] (align_corners=False, as upstream)."""
+    """A relative-position table [L, C] linearly interpolated to [length, C] (align_corners=False, as upstream),
+    computed in float32 and returned in the table's dtype; the table itself when L == length.
+
+    The one resize of these tables: at run time for a token grid other than the configured one (`rel_pos_terms`), and
+    when a checkpoint made for another grid loads (models/checkpoint_loading.py).
+    """
     if table.shape[0] == length:
         return table
-    resized = F.interpolate(table.t().unsqueeze(0), size=length, mode="linear", align_corners=False)
-    return resized[0].t()
+    resized = F.interpolate(table.float().t().unsqueeze(0), size=length, mode="linear", align_corners=False)
+    return resized[0].t().to(table.dtype)
 
 
 def _cached_constant(fn):
@@ -152,31 +165,20 @@ def rel_pos_terms(
     return terms
 
 
-def rel_pos_bias(
-    q: torch.Tensor,
-    q_thw: Grid,
-    k_thw: Grid,
-    rel_pos_t: torch.Tensor | None,
-    rel_pos_h: torch.Tensor | None,
-    rel_pos_w: torch.Tensor | None,
-) -> torch.Tensor | None:
+def rel_pos_bias(q: torch.Tensor, q_thw: Grid, k_thw: Grid, *tables: torch.Tensor | None) -> torch.Tensor | None:
     """Decomposed relative-position logits: term_t + term_h + term_w, broadcast over the key grid.
 
-    Args: as `rel_pos_terms`.
+    Args: as `rel_pos_terms`, `tables` being its (rel_pos_t, rel_pos_h, rel_pos_w).
     Returns:
         [B, heads, qt, qh, qw, kt, kh, kw] bias to add to the grid-to-grid attention logits, or None.
     """
     (qt, qh, qw), (kt, kh, kw) = q_thw, k_thw
     batch, heads = q.shape[:2]
-    terms = iter(rel_pos_terms(q, q_thw, k_thw, rel_pos_t, rel_pos_h, rel_pos_w))
+    terms = iter(rel_pos_terms(q, q_thw, k_thw, *tables))
     bias = None
     # Which of t / h / w is present decides where each term broadcasts.
-    for present, view in (
-        (rel_pos_t is not None, (kt, 1, 1)),
-        (rel_pos_h is not None, (1, kh, 1)),
-        (rel_pos_w is not None, (1, 1, kw)),
-    ):
-        if not present:
+    for table, view in zip(tables, ((kt, 1, 1), (1, kh, 1), (1, 1, kw))):
+        if table is None:
             continue
         term = next(terms).reshape(batch, heads, qt, qh, qw, *view)
         bias = term if bias is None else bias + term
@@ -317,70 +319,73 @@ def folded_attention(
     return out[..., :value_dim] if out.shape[-1] != value_dim else out
 
 
-def _make_pool(
-    mode: str, kernel: Sequence[int], stride: Sequence[int], channels: int
-) -> tuple[nn.Module | None, nn.Module | None]:
-    """The pooling op and its norm for one of q / k / v (None, None when the pooling is the identity)."""
+# ---------------------------------------------------------------------------------------------- modules
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Everything one MultiScaleBlock is built from: its own shape (derived per block by `mvit.block_specs`) and the
+    MVIT options all blocks share. Kernels and strides are (T, H, W); an empty one means no pooling."""
+
+    dim: int  # token channels in
+    dim_out: int  # token channels out
+    num_heads: int
+    input_size: Grid  # the configured token grid entering the block (sizes the relative-position tables)
+    kernel_q: tuple[int, ...] = ()
+    stride_q: tuple[int, ...] = ()
+    kernel_kv: tuple[int, ...] = ()
+    stride_kv: tuple[int, ...] = ()
+    drop_path: float = 0.0  # stochastic depth rate of both residual branches
+    # Shared by every block (MVIT.MLP_RATIO, QKV_BIAS, DROPOUT_RATE, CLS_EMBED_ON, REL_POS_*, RESIDUAL_POOLING,
+    # DIM_MUL_IN_ATT, ATTN_IMPL):
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    drop_rate: float = 0.0  # dropout after the attention projection and after each MLP linear
+    has_cls_embed: bool = True
+    rel_pos_spatial: bool = False
+    rel_pos_temporal: bool = False
+    rel_pos_zero_init: bool = False
+    residual_pooling: bool = False  # add the pooled query to the attention output (MViTv2)
+    dim_mul_in_att: bool = False  # the channel change happens in the attention (qkv projects to dim_out)
+    attn_impl: str = "auto"
+
+    @property
+    def attention_dim(self) -> int:
+        """Channels the attention runs at (and the MLP's input): dim_out with DIM_MUL_IN_ATT, else dim."""
+        return self.dim_out if self.dim_mul_in_att else self.dim
+
+
+def _pooling(
+    kernel: Sequence[int], stride: Sequence[int], channels: int
+) -> tuple[nn.Conv3d | None, nn.LayerNorm | None]:
+    """The depthwise Conv3d that pools one of q / k / v per head, and the LayerNorm after it; (None, None) when the
+    pooling is the identity (no kernel, or kernel and stride all ones)."""
     if len(kernel) == 0 or (math.prod(kernel) == 1 and math.prod(stride) == 1):
         return None, None
     padding = [k // 2 for k in kernel]
-    if mode == "conv":
-        conv = nn.Conv3d(channels, channels, kernel, stride=stride, padding=padding, groups=channels, bias=False)
-        return conv, nn.LayerNorm(channels, eps=1e-6)
-    pool_cls = nn.MaxPool3d if mode == "max" else nn.AvgPool3d
-    return pool_cls(kernel, stride, padding, ceil_mode=False), None
+    conv = nn.Conv3d(channels, channels, kernel, stride=stride, padding=padding, groups=channels, bias=False)
+    return conv, nn.LayerNorm(channels, eps=1e-6)
 
 
 class MultiScaleAttention(nn.Module):
     """Pooling attention: q, k, v projected per head, pooled over the token grid, then attended.
 
-    forward(x [B, N, dim], thw) -> (out [B, Nq, dim_out], q grid). Nq follows the q pooling stride.
+    Built from a BlockSpec: it runs at `spec.attention_dim` channels with `spec.num_heads` heads; the relative-position
+    tables are sized for `spec.input_size` (any grid works at run time).
+    forward(x [B, N, spec.dim], thw) -> (out [B, Nq, attention_dim], q grid). Nq follows the q pooling stride.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        input_size: Grid,
-        num_heads: int = 8,
-        qkv_bias: bool = False,
-        drop_rate: float = 0.0,
-        kernel_q: Sequence[int] = (),
-        kernel_kv: Sequence[int] = (),
-        stride_q: Sequence[int] = (),
-        stride_kv: Sequence[int] = (),
-        mode: str = "conv",
-        has_cls_embed: bool = True,
-        pool_first: bool = False,
-        rel_pos_spatial: bool = False,
-        rel_pos_temporal: bool = False,
-        rel_pos_zero_init: bool = False,
-        residual_pooling: bool = False,
-        separate_qkv: bool = False,
-        attn_impl: str = "auto",
-    ):
-        """
-        Args:
-            dim, dim_out: token channels in and out (attention runs at dim_out).
-            input_size: the grid (T, H, W) the relative-position tables are sized for (any grid works at run time).
-            kernel_*, stride_*: pooling kernels and strides of q and of k/v; empty for no pooling.
-            mode: "conv" (depthwise Conv3d per head + LayerNorm), "max" or "avg".
-            pool_first: pool the input tokens, then project (MViTv1); otherwise project, then pool.
-            residual_pooling: add the pooled query to the output of the grid tokens (MViTv2).
-            attn_impl: "auto", "folded", "sdpa" or "explicit" (same numbers, see module docstring).
-        """
+    def __init__(self, spec: BlockSpec):
         super().__init__()
-        if attn_impl not in ATTN_IMPLS:
-            raise ValueError(f"attn_impl must be one of {', '.join(ATTN_IMPLS)}, got {attn_impl!r}")
-        self.num_heads = num_heads
-        self.dim_out = dim_out
-        head_dim = dim_out // num_heads
+        if spec.attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {', '.join(ATTN_IMPLS)}, got {spec.attn_impl!r}")
+        self.num_heads = spec.num_heads
+        self.dim_out = spec.attention_dim
+        head_dim = self.dim_out // spec.num_heads
         self.scale = head_dim**-0.5
-        self.has_cls_embed = has_cls_embed
-        self.pool_first = pool_first
-        self.separate_qkv = separate_qkv
-        self.residual_pooling = residual_pooling
-        self.attn_impl = attn_impl
+        self.has_cls_embed = spec.has_cls_embed
+        self.residual_pooling = spec.residual_pooling
+        self.attn_impl = spec.attn_impl
         # When True (models/attention_capture.py sets it), forward takes the explicit path and keeps its softmax
         # weights [B, heads, Nq, Nk] in `captured_weights` and the (query, key) grids in `attention_grids`; the
         # default path stays fused.
@@ -388,65 +393,42 @@ class MultiScaleAttention(nn.Module):
         self.captured_weights: torch.Tensor | None = None
         self.attention_grids: tuple[Grid, Grid] | None = None
 
-        if pool_first or separate_qkv:
-            self.q = nn.Linear(dim, dim_out, bias=qkv_bias)
-            self.k = nn.Linear(dim, dim_out, bias=qkv_bias)
-            self.v = nn.Linear(dim, dim_out, bias=qkv_bias)
-        else:
-            self.qkv = nn.Linear(dim, dim_out * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim_out, dim_out)
-        self.proj_drop = nn.Dropout(drop_rate) if drop_rate > 0.0 else nn.Identity()
+        self.qkv = nn.Linear(spec.dim, self.dim_out * 3, bias=spec.qkv_bias)
+        self.proj = nn.Linear(self.dim_out, self.dim_out)
+        self.proj_drop = nn.Dropout(spec.drop_rate) if spec.drop_rate > 0.0 else nn.Identity()
+        self.pool_q, self.norm_q = _pooling(spec.kernel_q, spec.stride_q, head_dim)
+        self.pool_k, self.norm_k = _pooling(spec.kernel_kv, spec.stride_kv, head_dim)
+        self.pool_v, self.norm_v = _pooling(spec.kernel_kv, spec.stride_kv, head_dim)
 
-        pool_channels = (dim if pool_first else dim_out) // num_heads
-        self.pool_q, self.norm_q = _make_pool(mode, kernel_q, stride_q, pool_channels)
-        self.pool_k, self.norm_k = _make_pool(mode, kernel_kv, stride_kv, pool_channels)
-        self.pool_v, self.norm_v = _make_pool(mode, kernel_kv, stride_kv, pool_channels)
-
-        # Table lengths for the configured grid, as upstream (which uses the H stride for both H and W).
+        # Decomposed relative-position tables [rows, head_dim], None for an axis without them. Rows for the
+        # configured grid, as upstream (which uses the H stride for both H and W).
         def pooled(size: int, stride: Sequence[int], axis: int) -> int:
             return size // stride[axis] if len(stride) > 0 else size
 
-        self.rel_pos_spatial = rel_pos_spatial
-        self.rel_pos_temporal = rel_pos_temporal
-        if rel_pos_spatial:
-            _, height, width = input_size
-            rows_h = 2 * max(pooled(height, stride_q, 1), pooled(height, stride_kv, 1)) - 1
-            rows_w = 2 * max(pooled(width, stride_q, 1), pooled(width, stride_kv, 1)) - 1
+        self.rel_pos_h: nn.Parameter | None = None
+        self.rel_pos_w: nn.Parameter | None = None
+        self.rel_pos_t: nn.Parameter | None = None
+        if spec.rel_pos_spatial:
+            _, height, width = spec.input_size
+            rows_h = 2 * max(pooled(height, spec.stride_q, 1), pooled(height, spec.stride_kv, 1)) - 1
+            rows_w = 2 * max(pooled(width, spec.stride_q, 1), pooled(width, spec.stride_kv, 1)) - 1
             self.rel_pos_h = nn.Parameter(torch.zeros(rows_h, head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(rows_w, head_dim))
-            if not rel_pos_zero_init:
+            if not spec.rel_pos_zero_init:
                 nn.init.trunc_normal_(self.rel_pos_h, std=0.02)
                 nn.init.trunc_normal_(self.rel_pos_w, std=0.02)
-        if rel_pos_temporal:
-            self.rel_pos_t = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
-            if not rel_pos_zero_init:
+        if spec.rel_pos_temporal:
+            self.rel_pos_t = nn.Parameter(torch.zeros(2 * spec.input_size[0] - 1, head_dim))
+            if not spec.rel_pos_zero_init:
                 nn.init.trunc_normal_(self.rel_pos_t, std=0.02)
-
-    def _project(self, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-        """[B, N, C_in] -> [B, heads, N, head_dim]."""
-        batch, tokens, _ = x.shape
-        return linear(x).reshape(batch, tokens, self.num_heads, -1).transpose(1, 2)
 
     def _qkv(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Grid, Grid]:
         """Projected and pooled q, k, v: each [B, heads, N_*, head_dim], with the q and k grids."""
         batch, tokens, _ = x.shape
-        if self.pool_first:
-            folded = x.reshape(batch, tokens, self.num_heads, -1).transpose(1, 2)
-            q, q_thw = pool_tokens(folded, self.pool_q, thw, self.has_cls_embed, self.norm_q)
-            k, k_thw = pool_tokens(folded, self.pool_k, thw, self.has_cls_embed, self.norm_k)
-            v, _ = pool_tokens(folded, self.pool_v, thw, self.has_cls_embed, self.norm_v)
-            q = self._project(q.transpose(1, 2).flatten(2), self.q)
-            k = self._project(k.transpose(1, 2).flatten(2), self.k)
-            v = self._project(v.transpose(1, 2).flatten(2), self.v)
-            return q, k, v, q_thw, k_thw
-        if self.separate_qkv:
-            q, k, v = self._project(x, self.q), self._project(x, self.k), self._project(x, self.v)
-        else:
-            qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv[0], qkv[1], qkv[2]
-        q, q_thw = pool_tokens(q, self.pool_q, thw, self.has_cls_embed, self.norm_q)
-        k, k_thw = pool_tokens(k, self.pool_k, thw, self.has_cls_embed, self.norm_k)
-        v, _ = pool_tokens(v, self.pool_v, thw, self.has_cls_embed, self.norm_v)
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, q_thw = pool_tokens(qkv[0], self.pool_q, thw, self.has_cls_embed, self.norm_q)
+        k, k_thw = pool_tokens(qkv[1], self.pool_k, thw, self.has_cls_embed, self.norm_k)
+        v, _ = pool_tokens(qkv[2], self.pool_v, thw, self.has_cls_embed, self.norm_v)
         return q, k, v, q_thw, k_thw
 
     def resolved_impl(self, device: torch.device, impl: str | None = None) -> str:
@@ -455,20 +437,13 @@ class MultiScaleAttention(nn.Module):
         impl = self.attn_impl if impl is None else impl
         return AUTO_ATTN_IMPL.get(device.type, "sdpa") if impl == "auto" else impl
 
-    def _rel_pos_tables(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-        return (
-            self.rel_pos_t if self.rel_pos_temporal else None,
-            self.rel_pos_h if self.rel_pos_spatial else None,
-            self.rel_pos_w if self.rel_pos_spatial else None,
-        )
-
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_thw: Grid, k_thw: Grid,
                impl: str | None = None) -> torch.Tensor:
         """Attention of pooled q [B, heads, Nq, d] over k, v [B, heads, Nk, d] with the relative-position terms:
         [B, heads, Nq, d], by `impl` (default: this module's, "auto" resolved for q's device)."""
         impl = self.resolved_impl(q.device, impl)
         s = 1 if self.has_cls_embed else 0
-        tables = self._rel_pos_tables()
+        tables = (self.rel_pos_t, self.rel_pos_h, self.rel_pos_w)
         if self.capture_weights:
             # Asked for the weights (models/attention_capture.py): the explicit formulation, which forms them.
             weights = attention_weights(q, k, self.scale, rel_pos_bias(q[:, :, s:], q_thw, k_thw, *tables), s)
@@ -500,95 +475,38 @@ class MultiScaleAttention(nn.Module):
 class MultiScaleBlock(nn.Module):
     """One MViTv2 block: pooling attention and an MLP, each residual, with the skip path pooled like the query.
 
-    forward(x [B, N, dim], thw) -> (x [B, Nq, dim_out], q grid).
-    With `dim_mul_in_att` the channel change happens in the attention (qkv projects to dim_out, the skip path is
+    forward(x [B, N, spec.dim], thw) -> (x [B, Nq, spec.dim_out], q grid).
+    With `spec.dim_mul_in_att` the channel change happens in the attention (qkv projects to dim_out, the skip path is
     `proj(norm1(x))`); otherwise in the MLP (skip path `proj(norm2(x))`), as upstream.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        dim_out: int,
-        num_heads: int,
-        input_size: Grid,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        drop_rate: float = 0.0,
-        drop_path: float = 0.0,
-        layer_scale_init_value: float = 0.0,
-        kernel_q: Sequence[int] = (),
-        kernel_kv: Sequence[int] = (),
-        stride_q: Sequence[int] = (),
-        stride_kv: Sequence[int] = (),
-        mode: str = "conv",
-        has_cls_embed: bool = True,
-        pool_first: bool = False,
-        rel_pos_spatial: bool = False,
-        rel_pos_temporal: bool = False,
-        rel_pos_zero_init: bool = False,
-        residual_pooling: bool = False,
-        dim_mul_in_att: bool = False,
-        separate_qkv: bool = False,
-        attn_impl: str = "auto",
-    ):
+    def __init__(self, spec: BlockSpec):
         super().__init__()
-        self.dim = dim
-        self.dim_out = dim_out
-        self.has_cls_embed = has_cls_embed
-        self.dim_mul_in_att = dim_mul_in_att
-        att_dim = dim_out if dim_mul_in_att else dim
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = MultiScaleAttention(
-            dim,
-            att_dim,
-            input_size=input_size,
-            num_heads=num_heads,
-            qkv_bias=qkv_bias,
-            drop_rate=drop_rate,
-            kernel_q=kernel_q,
-            kernel_kv=kernel_kv,
-            stride_q=stride_q,
-            stride_kv=stride_kv,
-            mode=mode,
-            has_cls_embed=has_cls_embed,
-            pool_first=pool_first,
-            rel_pos_spatial=rel_pos_spatial,
-            rel_pos_temporal=rel_pos_temporal,
-            rel_pos_zero_init=rel_pos_zero_init,
-            residual_pooling=residual_pooling,
-            separate_qkv=separate_qkv,
-            attn_impl=attn_impl,
-        )
-        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.dim_mul_in_att = spec.dim_mul_in_att
+        self.has_cls_embed = spec.has_cls_embed
+        att_dim = spec.attention_dim
+        self.norm1 = nn.LayerNorm(spec.dim, eps=1e-6)
+        self.attn = MultiScaleAttention(spec)
+        self.drop_path = DropPath(spec.drop_path) if spec.drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(att_dim, eps=1e-6)
-        self.mlp = Mlp(att_dim, int(att_dim * mlp_ratio), dim_out, drop_rate=drop_rate)
-        if layer_scale_init_value > 0:
-            self.gamma_1 = nn.Parameter(layer_scale_init_value * torch.ones(att_dim))
-            self.gamma_2 = nn.Parameter(layer_scale_init_value * torch.ones(dim_out))
-        else:
-            self.gamma_1 = self.gamma_2 = None
-        if dim != dim_out:
-            self.proj = nn.Linear(dim, dim_out)
-        # The skip path follows the query's stride with a max-pool of kernel stride+1 (1 where the stride is 1).
-        if len(stride_q) > 0 and math.prod(stride_q) > 1:
-            kernel_skip = [s + 1 if s > 1 else s for s in stride_q]
-            self.pool_skip = nn.MaxPool3d(kernel_skip, stride_q, [k // 2 for k in kernel_skip], ceil_mode=False)
-        else:
-            self.pool_skip = None
+        self.mlp = Mlp(att_dim, int(att_dim * spec.mlp_ratio), spec.dim_out, drop_rate=spec.drop_rate)
+        # The skip path's channel change (None when the width stays).
+        self.proj = nn.Linear(spec.dim, spec.dim_out) if spec.dim != spec.dim_out else None
+        # The skip path follows the query's stride with a max-pool of kernel stride+1 (None where the stride is 1).
+        self.pool_skip: nn.MaxPool3d | None = None
+        if len(spec.stride_q) > 0 and math.prod(spec.stride_q) > 1:
+            kernel_skip = [s + 1 if s > 1 else s for s in spec.stride_q]
+            self.pool_skip = nn.MaxPool3d(kernel_skip, spec.stride_q, [k // 2 for k in kernel_skip], ceil_mode=False)
 
     def forward(self, x: torch.Tensor, thw: Grid) -> tuple[torch.Tensor, Grid]:
         x_norm = self.norm1(x)
         x_block, thw_new = self.attn(x_norm, thw)
-        if self.dim_mul_in_att and self.dim != self.dim_out:
+        if self.proj is not None and self.dim_mul_in_att:
             x = self.proj(x_norm)
         x_res, _ = pool_tokens(x, self.pool_skip, thw, self.has_cls_embed)
-        if self.gamma_1 is not None:
-            x_block = self.gamma_1 * x_block
         x = x_res + self.drop_path(x_block)
         x_norm = self.norm2(x)
         x_mlp = self.mlp(x_norm)
-        if not self.dim_mul_in_att and self.dim != self.dim_out:
+        if self.proj is not None and not self.dim_mul_in_att:
             x = self.proj(x_norm)
-        if self.gamma_2 is not None:
-            x_mlp = self.gamma_2 * x_mlp
         return x + self.drop_path(x_mlp), thw_new

@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .attention import resize_rel_pos
 
 logger = logging.getLogger(__name__)
 
@@ -264,12 +265,6 @@ def _detect_prefix(checkpoint_keys: Sequence[str], model_keys: Sequence[str]) ->
     return "" if votes[""] == best else max(votes, key=lambda p: (votes[p], -len(p)))
 
 
-def resize_rel_pos_table(table: torch.Tensor, rows: int) -> torch.Tensor:
-    """[L, C] -> [rows, C] by linear interpolation along L (align_corners=False)."""
-    resized = F.interpolate(table.float().t().unsqueeze(0), size=rows, mode="linear", align_corners=False)
-    return resized[0].t().to(table.dtype)
-
-
 def load_checkpoint(
     path_or_state_dict: str | os.PathLike | Mapping[str, Any],
     model: nn.Module,
@@ -317,7 +312,7 @@ def load_checkpoint(
         if value.shape == expected.shape:
             to_load[name] = value
         elif _REL_POS_KEY.search(name) and value.ndim == 2 and value.shape[1] == expected.shape[1]:
-            to_load[name] = resize_rel_pos_table(value, expected.shape[0])
+            to_load[name] = resize_rel_pos(value, expected.shape[0])
             report.resized.append((name, tuple(value.shape), tuple(expected.shape)))
         elif (resized := _resize_by_owner(target, name, value, expected.shape)) is not None:
             to_load[name] = resized

@@ -1,9 +1,12 @@
-"""Small building blocks shared by the transformer backbones: stochastic depth, the MLP, the patch embedding.
+"""Small building blocks shared by the transformer backbones: stochastic depth, the MLP, the patch embedding, the
+input check (`single_clip`) and PySlowFast's initialisation (`init_truncated_normal`).
 
 Parameter names (`fc1`, `fc2`, `proj`) follow PySlowFast so that its checkpoints load key for key.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -113,3 +116,45 @@ def round_width(width: float, multiplier: float, divisor: int = 1, min_width: in
     if rounded < 0.9 * width:
         rounded += divisor
     return int(rounded)
+
+
+def single_clip(x: torch.Tensor | Sequence[torch.Tensor], model_name: str) -> torch.Tensor:
+    """The clip [B, C, T, H, W] of a single-pathway backbone's input, which may also come as PySlowFast's
+    one-element pathway list; a ValueError naming `model_name` otherwise."""
+    if isinstance(x, (list, tuple)):
+        if len(x) != 1:
+            raise ValueError(f"{model_name} takes one pathway; got a list of {len(x)} tensors")
+        x = x[0]
+    if x.ndim != 5:
+        raise ValueError(f"{model_name} expects a clip [B, C, T, H, W]; got shape {tuple(x.shape)}")
+    return x
+
+
+def init_truncated_normal(
+    model: nn.Module,
+    embeddings: Sequence[nn.Parameter | None],
+    head: nn.Module | None = None,
+    head_init_scale: float = 1.0,
+) -> None:
+    """PySlowFast's MViT initialisation (which the official Hiera shares), in place.
+
+    trunc_normal(std .02) for `embeddings` (in the given order; None entries are skipped), then for every Linear and
+    Conv3d weight in `model.modules()` order; Linear biases and LayerNorm biases 0.02 (not zero), LayerNorm weights 1;
+    finally `head.projection` (weight and bias) scaled by `head_init_scale`. The order is part of the result: each
+    draw consumes the global RNG.
+    """
+    for embedding in embeddings:
+        if embedding is not None:
+            nn.init.trunc_normal_(embedding, std=0.02)
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv3d)):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.constant_(module.bias, 0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.constant_(module.bias, 0.02)
+            nn.init.constant_(module.weight, 1.0)
+    if head is not None:
+        with torch.no_grad():
+            head.projection.weight.mul_(head_init_scale)
+            head.projection.bias.mul_(head_init_scale)

@@ -98,6 +98,7 @@ class TripletHeads(nn.Module):
             raise ValueError(f"class head {class_head!r} is not one of {', '.join(CLASS_HEADS)}")
         self.box = MLP(dim, dim, 4, num_layers)
         self.actor = MLP(dim, dim, 2, num_layers)
+        self.class_attention: CrossAttentionBlock | None = None
         if class_head == "cross_attention":
             self.class_attention = CrossAttentionBlock(dim, cross_attention_heads)
         self.classes = MLP(dim, dim, num_classes, num_layers, dropout=class_dropout)
@@ -107,7 +108,7 @@ class TripletHeads(nn.Module):
     @property
     def needs_context(self) -> bool:
         """True when `forward` needs the whole token grid (`context`) for the class head."""
-        return hasattr(self, "class_attention")
+        return self.class_attention is not None
 
     def forward(
         self, box_tokens: Tensor, class_tokens: Tensor, references: Tensor | None, context: Tensor | None = None

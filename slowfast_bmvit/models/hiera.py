@@ -26,6 +26,10 @@ Differences from the official package (none changes a number at its input size):
   returns unrolled tokens;
 - activation checkpointing per block (MODEL.ACT_CHECKPOINT).
 Not included: the MAE masking path (mask tokens, multi-scale fusion heads and decoder are pre-training only).
+
+The HIERA keys are checked on their own where the config is validated (config/validation.py); this module checks
+them against what it derives: HIERA.MASK_UNIT_SIZE against the unroll schedule, the training clip's token grid
+against the strides, mask-unit attention against the pooled unit size, and the head count against each stage width.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from torch.utils.checkpoint import checkpoint
 from slowfast_bmvit.config import ConfigError
 
 from .build import MODEL_REGISTRY
-from .common import DropPath, Mlp, PatchEmbed
+from .common import DropPath, Mlp, PatchEmbed, init_truncated_normal, single_clip
 from .mvit import TransformerBasicHead
 
 Grid = tuple[int, ...]
@@ -207,11 +211,8 @@ def _square_side(count: int) -> int | None:
 # ---------------------------------------------------------------------------------------------- model
 
 
-def _ints(cfg_node, key: str, length: int | None = None) -> list[int]:
-    values = [int(v) for v in getattr(cfg_node, key)]
-    if length is not None and len(values) != length:
-        raise ConfigError(f"HIERA.{key}: needs {length} values, got {values}")
-    return values
+def _ints(values) -> list[int]:
+    return [int(v) for v in values]
 
 
 @MODEL_REGISTRY.register()
@@ -232,20 +233,12 @@ class Hiera(nn.Module):
     def __init__(self, cfg, with_head: bool = True):
         super().__init__()
         hiera = cfg.HIERA
-        stages = _ints(hiera, "STAGES")
-        if not stages or min(stages) < 1:
-            raise ConfigError(f"HIERA.STAGES: needs at least one stage of at least one block, got {stages}")
+        stages = _ints(hiera.STAGES)
         self.q_pool = int(hiera.Q_POOL)
-        if not 0 <= self.q_pool < len(stages):
-            raise ConfigError(f"HIERA.Q_POOL: {self.q_pool} is outside 0..{len(stages) - 1} (len(HIERA.STAGES) - 1)")
-        self.q_stride = tuple(_ints(hiera, "Q_STRIDE", 3))
-        mask_unit_size = _ints(hiera, "MASK_UNIT_SIZE", 3)
+        self.q_stride = tuple(_ints(hiera.Q_STRIDE))
+        mask_unit_size = _ints(hiera.MASK_UNIT_SIZE)
         mask_unit_attn = [bool(v) for v in hiera.MASK_UNIT_ATTN]
-        if len(mask_unit_attn) != len(stages):
-            raise ConfigError(f"HIERA.MASK_UNIT_ATTN: needs one entry per stage ({len(stages)}), got {mask_unit_attn}")
         dim_mul, head_mul = float(hiera.DIM_MUL), float(hiera.HEAD_MUL)
-        if self.q_pool > 0 and dim_mul == 1.0:
-            raise ConfigError("HIERA.DIM_MUL: query pooling (HIERA.Q_POOL > 0) needs a stage width change (DIM_MUL != 1)")
         embed_dim, num_heads = int(hiera.EMBED_DIM), int(hiera.NUM_HEADS)
         self.sep_pos_embed = bool(hiera.SEP_POS_EMBED)
         self.act_checkpoint = cfg.MODEL.ACT_CHECKPOINT
@@ -263,8 +256,8 @@ class Hiera(nn.Module):
                 f"(one of {', '.join(str(list(u)) for u in valid_units)})"
             )
 
-        self.patch_embed = PatchEmbed(cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, tuple(_ints(hiera, "PATCH_KERNEL", 3)),
-                                      tuple(_ints(hiera, "PATCH_STRIDE", 3)), tuple(_ints(hiera, "PATCH_PADDING", 3)))
+        self.patch_embed = PatchEmbed(cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, tuple(_ints(hiera.PATCH_KERNEL)),
+                                      tuple(_ints(hiera.PATCH_STRIDE)), tuple(_ints(hiera.PATCH_PADDING)))
         crop = cfg.DATA.TRAIN_CROP_SIZE
         self.token_grid = self.patch_embed.output_grid((cfg.DATA.NUM_FRAMES, crop, crop))
         problem = self._grid_problem(self.token_grid)
@@ -305,28 +298,12 @@ class Hiera(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.out_dim = dim
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        head_init_scale = float(hiera.HEAD_INIT_SCALE)
+        self.head: TransformerBasicHead | None = None
         if with_head:
             self.head = TransformerBasicHead(dim, cfg.MODEL.NUM_CLASSES, cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT)
-        self._init_parameters(head_init_scale)
-
-    def _init_parameters(self, head_init_scale: float) -> None:
-        """The official init: trunc_normal(.02) positions and weights, 0.02 Linear / LayerNorm biases."""
-        for name in ("pos_embed", "pos_embed_spatial", "pos_embed_temporal"):
-            if hasattr(self, name):
-                nn.init.trunc_normal_(getattr(self, name), std=0.02)
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv3d)):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if isinstance(module, nn.Linear) and module.bias is not None:
-                    nn.init.constant_(module.bias, 0.02)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.constant_(module.bias, 0.02)
-                nn.init.constant_(module.weight, 1.0)
-        if hasattr(self, "head"):
-            with torch.no_grad():
-                self.head.projection.weight.mul_(head_init_scale)
-                self.head.projection.bias.mul_(head_init_scale)
+        # The official init (PySlowFast's MViT init): trunc_normal(.02) positions and weights, 0.02 biases.
+        positions = (self.pos_embed_spatial, self.pos_embed_temporal) if self.sep_pos_embed else (self.pos_embed,)
+        init_truncated_normal(self, positions, self.head, float(hiera.HEAD_INIT_SCALE))
 
     # ------------------------------------------------------------------ geometry and optimiser helpers
 
@@ -407,12 +384,7 @@ class Hiera(nn.Module):
     def _tokens(self, x: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, Grid]:
         """Patch embedding, positions, unroll and all blocks: [B, N', out_dim] before the final norm, in the
         unrolled order of the strides that the query pooling left unused, and the patch grid."""
-        if isinstance(x, (list, tuple)):
-            if len(x) != 1:
-                raise ValueError(f"Hiera takes one pathway; got a list of {len(x)} tensors")
-            x = x[0]
-        if x.ndim != 5:
-            raise ValueError(f"Hiera expects a clip [B, C, T, H, W]; got shape {tuple(x.shape)}")
+        x = single_clip(x, "Hiera")
         clip_shape = tuple(x.shape)
         x, grid = self.patch_embed(x)
         problem = self._grid_problem(grid)
@@ -441,7 +413,7 @@ class Hiera(nn.Module):
 
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Clip classification: [B, NUM_CLASSES] logits (train) or MODEL.HEAD_ACT probabilities (eval)."""
-        if not hasattr(self, "head"):
+        if self.head is None:
             raise RuntimeError("Hiera was built with with_head=False; call forward_features")
         x, _ = self._tokens(x)
         return self.head(self.norm(x.mean(dim=1)))

@@ -13,15 +13,24 @@ through `forward_features`. Differences from upstream (none changes a number at 
   8x16x16 query grid to a 8x8x8 key grid);
 - attention through scaled_dot_product_attention, by default with the relative-position terms folded into the dot
   product so that flash kernels apply (MVIT.ATTN_IMPL, models/attention.py), and activation checkpointing
-  (MODEL.ACT_CHECKPOINT).
-Not supported (ConfigError): MVIT.PATCH_2D (image input), MVIT.USE_FIXED_SINCOS_POS, upstream's reversible MViT.
+  (MODEL.ACT_CHECKPOINT);
+- an optional convolutional stem (MVIT.CONV_STEM_CHANNELS, models/common.py's PatchEmbed).
+
+Construction follows torchvision's video MViT: `block_specs(cfg)` turns the MVIT keys into one `BlockSpec` per block
+and each `MultiScaleBlock(spec)` builds itself from it.
+
+Only MViTv2's form is built. Upstream's other variants (MViTv1's max/avg pooling, pooling before the projection,
+separate position embeddings and stem norm; separate q/k/v layers, LayerScale, mean-pooled classification) are
+refused when the config is validated: config/validation.py owns the checks of the MVIT keys, and this module trusts
+a validated config (tools validate before they build a model). Its own checks (`_check_input_form`): image input
+(MVIT.PATCH_2D) and fixed sin-cos positions (MVIT.USE_FIXED_SINCOS_POS) are refused here, where the input form is
+decided.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,42 +39,28 @@ from torch.utils.checkpoint import checkpoint
 
 from slowfast_bmvit.config import ConfigError
 
-from .attention import Grid, MultiScaleBlock
+from .attention import BlockSpec, Grid, MultiScaleBlock
 from .build import MODEL_REGISTRY
-from .common import STEM_STRIDE, PatchEmbed, round_width
+from .common import STEM_STRIDE, PatchEmbed, init_truncated_normal, round_width, single_clip
 
 logger = logging.getLogger(__name__)
 
-_HEAD_ACTIVATIONS = ("softmax", "sigmoid", "none")
+
+# ---------------------------------------------------------------------------------------------- block table
 
 
-@dataclass(frozen=True)
-class BlockSpec:
-    """Shape of one MultiScaleBlock, derived from the MVIT.* keys (see `block_specs`)."""
-
-    dim: int
-    dim_out: int
-    num_heads: int
-    input_size: Grid  # the configured token grid entering the block (sizes the relative-position tables)
-    kernel_q: tuple[int, ...]
-    stride_q: tuple[int, ...]
-    kernel_kv: tuple[int, ...]
-    stride_kv: tuple[int, ...]
-    drop_path: float
+def _per_block(depth: int, entries, value) -> list:
+    """[value(entry) at index entry[0] for each entry, None elsewhere]: a per-block list from [[block, ...], ...]."""
+    table = [None] * depth
+    for entry in entries:
+        table[int(entry[0])] = value(entry)
+    return table
 
 
-def _default_kernel(stride: list[int]) -> list[int]:
-    return [s + 1 if s > 1 else s for s in stride]
-
-
-def block_specs(cfg) -> list[BlockSpec]:
-    """Per-block dims, heads, pooling kernels and strides, following upstream's rules.
-
-    DIM_MUL / HEAD_MUL multiply the width / head count at the listed blocks; POOL_Q_STRIDE sets q strides
-    (kernel POOL_KVQ_KERNEL, else stride+1); POOL_KV_STRIDE_ADAPTIVE starts at the given k/v stride and divides it
-    by each q stride as blocks go (overriding POOL_KV_STRIDE); REMOVE_Q_POOL_BLOCKS sets the listed q strides to 1
-    before anything is derived from them.
-    """
+def _widths_and_heads(cfg) -> list[tuple[int, int, int]]:
+    """(dim, dim_out, num_heads) per block: DIM_MUL / HEAD_MUL multiply the width / head count at the listed blocks,
+    the width rounded to a multiple of the head count; the change happens at the listed block with DIM_MUL_IN_ATT,
+    else in the block before it (its MLP), as upstream."""
     mvit = cfg.MVIT
     depth = mvit.DEPTH
     dim_mul = [1.0] * (depth + 1)
@@ -74,61 +69,102 @@ def block_specs(cfg) -> list[BlockSpec]:
         dim_mul[int(index)] = float(mul)
     for index, mul in mvit.HEAD_MUL:
         head_mul[int(index)] = float(mul)
-
-    kvq_kernel = list(mvit.POOL_KVQ_KERNEL) if mvit.POOL_KVQ_KERNEL is not None else None
-    stride_q: list[list[int]] = [[] for _ in range(depth)]
-    kernel_q: list[list[int]] = [[] for _ in range(depth)]
-    for entry in mvit.POOL_Q_STRIDE:
-        index, stride = int(entry[0]), [int(s) for s in entry[1:]]
-        stride_q[index] = stride
-        kernel_q[index] = kvq_kernel if kvq_kernel is not None else _default_kernel(stride)
-    for index in mvit.REMOVE_Q_POOL_BLOCKS:
-        if stride_q[index]:
-            stride_q[index] = [1] * len(stride_q[index])
-
-    kv_entries = [list(entry) for entry in mvit.POOL_KV_STRIDE]
-    if mvit.POOL_KV_STRIDE_ADAPTIVE is not None:
-        current = [int(s) for s in mvit.POOL_KV_STRIDE_ADAPTIVE]
-        kv_entries = []
-        for index in range(depth):
-            if stride_q[index]:
-                current = [max(c // s, 1) for c, s in zip(current, stride_q[index])]
-            kv_entries.append([index] + current)
-    stride_kv: list[list[int]] = [[] for _ in range(depth)]
-    kernel_kv: list[list[int]] = [[] for _ in range(depth)]
-    for entry in kv_entries:
-        index, stride = int(entry[0]), [int(s) for s in entry[1:]]
-        stride_kv[index] = stride
-        kernel_kv[index] = kvq_kernel if kvq_kernel is not None else _default_kernel(stride)
-
-    drop_rates = torch.linspace(0, mvit.DROPPATH_RATE, depth).tolist()
-    size: list[int] = list(config_patch_grid(cfg))
-    embed_dim, num_heads = mvit.EMBED_DIM, mvit.NUM_HEADS
-    specs = []
+    widths = []
+    dim, num_heads = mvit.EMBED_DIM, mvit.NUM_HEADS
     for index in range(depth):
         num_heads = round_width(num_heads, head_mul[index])
         # Upstream's divisor multiplies the (already multiplied) head count once more; kept for identical widths.
-        if mvit.DIM_MUL_IN_ATT:
-            dim_out = round_width(embed_dim, dim_mul[index], divisor=round_width(num_heads, head_mul[index]))
-        else:
-            dim_out = round_width(embed_dim, dim_mul[index + 1], divisor=round_width(num_heads, head_mul[index + 1]))
-        specs.append(
-            BlockSpec(
-                dim=embed_dim,
-                dim_out=dim_out,
-                num_heads=num_heads,
-                input_size=(size[0], size[1], size[2]),
-                kernel_q=tuple(kernel_q[index]),
-                stride_q=tuple(stride_q[index]),
-                kernel_kv=tuple(kernel_kv[index]),
-                stride_kv=tuple(stride_kv[index]),
-                drop_path=drop_rates[index],
-            )
+        at = index if mvit.DIM_MUL_IN_ATT else index + 1
+        dim_out = round_width(dim, dim_mul[at], divisor=round_width(num_heads, head_mul[at]))
+        widths.append((dim, dim_out, num_heads))
+        dim = dim_out
+    return widths
+
+
+def _default_kernel(stride: list[int]) -> list[int]:
+    return [s + 1 if s > 1 else s for s in stride]
+
+
+def _pooling_kernel(cfg, stride: list[int]) -> list[int]:
+    """POOL_KVQ_KERNEL when set, else stride + 1 along each strided axis."""
+    kernel = cfg.MVIT.POOL_KVQ_KERNEL
+    return [int(k) for k in kernel] if kernel is not None else _default_kernel(stride)
+
+
+def _q_pooling(cfg) -> tuple[list[list[int]], list[list[int]]]:
+    """(kernel_q, stride_q) per block ([] for none): POOL_Q_STRIDE, with the strides of REMOVE_Q_POOL_BLOCKS set to
+    1 (their kernels, hence their convolutions, stay)."""
+    mvit = cfg.MVIT
+    strides = _per_block(mvit.DEPTH, mvit.POOL_Q_STRIDE, lambda entry: [int(s) for s in entry[1:]])
+    kernels = [_pooling_kernel(cfg, stride) if stride is not None else [] for stride in strides]
+    strides = [stride or [] for stride in strides]
+    for index in mvit.REMOVE_Q_POOL_BLOCKS:
+        if strides[index]:
+            strides[index] = [1] * len(strides[index])
+    return kernels, strides
+
+
+def _kv_pooling(cfg, stride_q: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
+    """(kernel_kv, stride_kv) per block ([] for none): POOL_KV_STRIDE, or with POOL_KV_STRIDE_ADAPTIVE a stride that
+    starts at the given one and is divided by each block's (effective) q stride as blocks go."""
+    mvit = cfg.MVIT
+    entries = [list(entry) for entry in mvit.POOL_KV_STRIDE]
+    if mvit.POOL_KV_STRIDE_ADAPTIVE is not None:
+        current = [int(s) for s in mvit.POOL_KV_STRIDE_ADAPTIVE]
+        entries = []
+        for index in range(mvit.DEPTH):
+            if stride_q[index]:
+                current = [max(c // s, 1) for c, s in zip(current, stride_q[index])]
+            entries.append([index] + current)
+    strides = _per_block(mvit.DEPTH, entries, lambda entry: [int(s) for s in entry[1:]])
+    kernels = [_pooling_kernel(cfg, stride) if stride is not None else [] for stride in strides]
+    return kernels, [stride or [] for stride in strides]
+
+
+def _input_grids(cfg, stride_q: list[list[int]]) -> list[Grid]:
+    """The configured token grid entering each block: the patch grid, divided by each q stride on the way."""
+    size = list(config_patch_grid(cfg))
+    grids = []
+    for stride in stride_q:
+        grids.append((size[0], size[1], size[2]))
+        if stride:
+            size = [n // s for n, s in zip(size, stride)]
+    return grids
+
+
+def block_specs(cfg) -> list[BlockSpec]:
+    """One BlockSpec per block, following upstream's rules: widths and heads (`_widths_and_heads`), q pooling
+    (`_q_pooling`), k/v pooling (`_kv_pooling`), the configured input grid (`_input_grids`) and stochastic depth
+    rising linearly to DROPPATH_RATE; the options all blocks share come from the other MVIT keys."""
+    mvit = cfg.MVIT
+    kernel_q, stride_q = _q_pooling(cfg)
+    kernel_kv, stride_kv = _kv_pooling(cfg, stride_q)
+    grids = _input_grids(cfg, stride_q)
+    drop_rates = torch.linspace(0, mvit.DROPPATH_RATE, mvit.DEPTH).tolist()
+    return [
+        BlockSpec(
+            dim=dim,
+            dim_out=dim_out,
+            num_heads=num_heads,
+            input_size=grids[index],
+            kernel_q=tuple(kernel_q[index]),
+            stride_q=tuple(stride_q[index]),
+            kernel_kv=tuple(kernel_kv[index]),
+            stride_kv=tuple(stride_kv[index]),
+            drop_path=drop_rates[index],
+            mlp_ratio=mvit.MLP_RATIO,
+            qkv_bias=mvit.QKV_BIAS,
+            drop_rate=mvit.DROPOUT_RATE,
+            has_cls_embed=mvit.CLS_EMBED_ON,
+            rel_pos_spatial=mvit.REL_POS_SPATIAL,
+            rel_pos_temporal=mvit.REL_POS_TEMPORAL,
+            rel_pos_zero_init=mvit.REL_POS_ZERO_INIT,
+            residual_pooling=mvit.RESIDUAL_POOLING,
+            dim_mul_in_att=mvit.DIM_MUL_IN_ATT,
+            attn_impl=mvit.ATTN_IMPL,
         )
-        if stride_q[index]:
-            size = [n // s for n, s in zip(size, stride_q[index])]
-        embed_dim = dim_out
-    return specs
+        for index, (dim, dim_out, num_heads) in enumerate(_widths_and_heads(cfg))
+    ]
 
 
 def config_patch_grid(cfg) -> Grid:
@@ -140,20 +176,14 @@ def config_patch_grid(cfg) -> Grid:
     return (cfg.DATA.NUM_FRAMES // stride[0], crop // stride[1], crop // stride[2])
 
 
-def _check_supported(cfg) -> None:
+def _check_input_form(cfg) -> None:
     if cfg.MVIT.PATCH_2D:
         raise ConfigError("MVIT.PATCH_2D: image (2-D patch) input is not supported by this video MViT")
     if cfg.MVIT.USE_FIXED_SINCOS_POS:
         raise ConfigError("MVIT.USE_FIXED_SINCOS_POS: fixed sin-cos position embeddings are not supported")
-    if cfg.MVIT.NORM != "layernorm":
-        raise ConfigError(f"MVIT.NORM: {cfg.MVIT.NORM!r} is not supported (only 'layernorm')")
-    if cfg.MVIT.MODE not in ("conv", "max", "avg"):
-        raise ConfigError(f"MVIT.MODE: {cfg.MVIT.MODE!r} is not one of conv, max, avg")
-    if cfg.MODEL.HEAD_ACT not in _HEAD_ACTIVATIONS:
-        raise ConfigError(f"MODEL.HEAD_ACT: {cfg.MODEL.HEAD_ACT!r} is not one of {', '.join(_HEAD_ACTIVATIONS)}")
-    for index in cfg.MVIT.REMOVE_Q_POOL_BLOCKS:
-        if not 0 <= index < cfg.MVIT.DEPTH:
-            raise ConfigError(f"MVIT.REMOVE_Q_POOL_BLOCKS: block {index} outside 0..{cfg.MVIT.DEPTH - 1}")
+
+
+# ---------------------------------------------------------------------------------------------- model
 
 
 class TransformerBasicHead(nn.Module):
@@ -161,13 +191,12 @@ class TransformerBasicHead(nn.Module):
 
     def __init__(self, dim_in: int, num_classes: int, dropout_rate: float = 0.0, act_func: str = "softmax"):
         super().__init__()
-        if dropout_rate > 0.0:
-            self.dropout = nn.Dropout(dropout_rate)
+        self.dropout = nn.Dropout(dropout_rate) if dropout_rate > 0.0 else None
         self.projection = nn.Linear(dim_in, num_classes)
         self.act = {"softmax": nn.Softmax(dim=1), "sigmoid": nn.Sigmoid(), "none": nn.Identity()}[act_func]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self, "dropout"):
+        if self.dropout is not None:
             x = self.dropout(x)
         x = self.projection(x)
         return x if self.training else self.act(x)
@@ -186,13 +215,9 @@ class MViT(nn.Module):
 
     def __init__(self, cfg, with_head: bool = True):
         super().__init__()
-        _check_supported(cfg)
+        _check_input_form(cfg)
         mvit = cfg.MVIT
         self.zero_decay_pos_cls = mvit.ZERO_DECAY_POS_CLS
-        self.cls_embed_on = mvit.CLS_EMBED_ON
-        self.use_abs_pos = mvit.USE_ABS_POS
-        self.sep_pos_embed = mvit.SEP_POS_EMBED
-        self.use_mean_pooling = mvit.USE_MEAN_POOLING
         self.act_checkpoint = cfg.MODEL.ACT_CHECKPOINT
         self.patch_dims = config_patch_grid(cfg)
         embed_dim = mvit.EMBED_DIM
@@ -201,76 +226,25 @@ class MViT(nn.Module):
             cfg.DATA.INPUT_CHANNEL_NUM[0], embed_dim, tuple(mvit.PATCH_KERNEL), tuple(mvit.PATCH_STRIDE),
             tuple(mvit.PATCH_PADDING), tuple(int(c) for c in mvit.CONV_STEM_CHANNELS),
         )
-        if self.cls_embed_on:
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        num_patches = self.patch_dims[0] * self.patch_dims[1] * self.patch_dims[2]
-        if self.use_abs_pos:
-            if self.sep_pos_embed:
-                spatial = self.patch_dims[1] * self.patch_dims[2]
-                self.pos_embed_spatial = nn.Parameter(torch.zeros(1, spatial, embed_dim))
-                self.pos_embed_temporal = nn.Parameter(torch.zeros(1, self.patch_dims[0], embed_dim))
-                if self.cls_embed_on:
-                    self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, embed_dim))
-            else:
-                tokens = num_patches + (1 if self.cls_embed_on else 0)
-                self.pos_embed = nn.Parameter(torch.zeros(1, tokens, embed_dim))
+        # The class token [1, 1, C] (MVIT.CLS_EMBED_ON) and the absolute position embedding [1, N, C] over the
+        # configured patch grid, the class token's first (MVIT.USE_ABS_POS); None when off.
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if mvit.CLS_EMBED_ON else None
+        self.pos_embed: nn.Parameter | None = None
+        if mvit.USE_ABS_POS:
+            tokens = self.patch_dims[0] * self.patch_dims[1] * self.patch_dims[2] + (1 if mvit.CLS_EMBED_ON else 0)
+            self.pos_embed = nn.Parameter(torch.zeros(1, tokens, embed_dim))
         self.pos_drop = nn.Dropout(mvit.DROPOUT_RATE) if mvit.DROPOUT_RATE > 0.0 else nn.Identity()
-        self.norm_stem = nn.LayerNorm(embed_dim, eps=1e-6) if mvit.NORM_STEM else None
 
         self.specs = block_specs(cfg)
-        self.blocks = nn.ModuleList(
-            MultiScaleBlock(
-                dim=spec.dim,
-                dim_out=spec.dim_out,
-                num_heads=spec.num_heads,
-                input_size=spec.input_size,
-                mlp_ratio=mvit.MLP_RATIO,
-                qkv_bias=mvit.QKV_BIAS,
-                drop_rate=mvit.DROPOUT_RATE,
-                drop_path=spec.drop_path,
-                layer_scale_init_value=mvit.LAYER_SCALE_INIT_VALUE,
-                kernel_q=spec.kernel_q,
-                kernel_kv=spec.kernel_kv,
-                stride_q=spec.stride_q,
-                stride_kv=spec.stride_kv,
-                mode=mvit.MODE,
-                has_cls_embed=self.cls_embed_on,
-                pool_first=mvit.POOL_FIRST,
-                rel_pos_spatial=mvit.REL_POS_SPATIAL,
-                rel_pos_temporal=mvit.REL_POS_TEMPORAL,
-                rel_pos_zero_init=mvit.REL_POS_ZERO_INIT,
-                residual_pooling=mvit.RESIDUAL_POOLING,
-                dim_mul_in_att=mvit.DIM_MUL_IN_ATT,
-                separate_qkv=mvit.SEPARATE_QKV,
-                attn_impl=mvit.ATTN_IMPL,
-            )
-            for spec in self.specs
-        )
+        self.blocks = nn.ModuleList(MultiScaleBlock(spec) for spec in self.specs)
         self.out_dim = self.specs[-1].dim_out
         self.norm = nn.LayerNorm(self.out_dim, eps=1e-6)
+        self.head: TransformerBasicHead | None = None
         if with_head:
             self.head = TransformerBasicHead(
                 self.out_dim, cfg.MODEL.NUM_CLASSES, cfg.MODEL.DROPOUT_RATE, cfg.MODEL.HEAD_ACT
             )
-        self._init_parameters(mvit.HEAD_INIT_SCALE)
-
-    def _init_parameters(self, head_init_scale: float) -> None:
-        """Upstream's init: trunc_normal(.02) weights, 0.02 (not zero) Linear and LayerNorm biases."""
-        for name in ("pos_embed", "pos_embed_spatial", "pos_embed_temporal", "pos_embed_class", "cls_token"):
-            if hasattr(self, name):
-                nn.init.trunc_normal_(getattr(self, name), std=0.02)
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d, nn.Conv3d)):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if isinstance(module, nn.Linear) and module.bias is not None:
-                    nn.init.constant_(module.bias, 0.02)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.constant_(module.bias, 0.02)
-                nn.init.constant_(module.weight, 1.0)
-        if hasattr(self, "head"):
-            with torch.no_grad():
-                self.head.projection.weight.mul_(head_init_scale)
-                self.head.projection.bias.mul_(head_init_scale)
+        init_truncated_normal(self, (self.pos_embed, self.cls_token), self.head, mvit.HEAD_INIT_SCALE)
 
     # ------------------------------------------------------------------ geometry and optimiser helpers
 
@@ -308,41 +282,23 @@ class MViT(nn.Module):
 
     def _abs_pos_embed(self, thw: Grid) -> torch.Tensor:
         """[1, N, C] absolute position embedding, trilinearly resized to `thw` when it differs (as upstream)."""
-        if self.sep_pos_embed:
-            t, h, w = self.patch_dims
-            pos = self.pos_embed_spatial.repeat(1, t, 1) + torch.repeat_interleave(
-                self.pos_embed_temporal, h * w, dim=1
-            )
-            if self.cls_embed_on:
-                pos = torch.cat((self.pos_embed_class, pos), dim=1)
-        else:
-            pos = self.pos_embed
-        if self.cls_embed_on:
-            cls_pos, pos = pos[:, :1], pos[:, 1:]
-        if tuple(thw) != tuple(self.patch_dims):
-            grid = pos.reshape(1, *self.patch_dims, -1).permute(0, 4, 1, 2, 3)
-            grid = F.interpolate(grid, size=tuple(thw), mode="trilinear")
-            pos = grid.flatten(2).transpose(1, 2)
-        if self.cls_embed_on:
-            pos = torch.cat((cls_pos, pos), dim=1)
-        return pos
+        pos = self.pos_embed
+        if tuple(thw) == tuple(self.patch_dims):
+            return pos
+        has_cls = self.cls_token is not None
+        cls_pos, grid_pos = (pos[:, :1], pos[:, 1:]) if has_cls else (None, pos)
+        grid = grid_pos.reshape(1, *self.patch_dims, -1).permute(0, 4, 1, 2, 3)
+        grid_pos = F.interpolate(grid, size=tuple(thw), mode="trilinear").flatten(2).transpose(1, 2)
+        return torch.cat((cls_pos, grid_pos), dim=1) if has_cls else grid_pos
 
     def _tokens(self, x: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, Grid]:
         """Patch embedding and all blocks: tokens [B, N, out_dim] before the final norm, and their grid."""
-        if isinstance(x, (list, tuple)):
-            if len(x) != 1:
-                raise ValueError(f"MViT takes one pathway; got a list of {len(x)} tensors")
-            x = x[0]
-        if x.ndim != 5:
-            raise ValueError(f"MViT expects a clip [B, C, T, H, W]; got shape {tuple(x.shape)}")
-        x, thw = self.patch_embed(x)
-        if self.cls_embed_on:
+        x, thw = self.patch_embed(single_clip(x, "MViT"))
+        if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
-        if self.use_abs_pos:
+        if self.pos_embed is not None:
             x = x + self._abs_pos_embed(thw)
         x = self.pos_drop(x)
-        if self.norm_stem is not None:
-            x = self.norm_stem(x)
         use_checkpoint = self.act_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             if use_checkpoint:
@@ -361,22 +317,15 @@ class MViT(nn.Module):
         x, (t, h, w) = self._tokens(x)
         x = self.norm(x)
         cls = None
-        if self.cls_embed_on:
+        if self.cls_token is not None:
             cls, x = x[:, 0], x[:, 1:]
         tokens = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], t, h, w)
         return tokens, cls
 
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        """Clip classification: [B, NUM_CLASSES] logits (train) or MODEL.HEAD_ACT probabilities (eval)."""
-        if not hasattr(self, "head"):
+        """Clip classification from the normalised class token (the mean of the normalised tokens without one):
+        [B, NUM_CLASSES] logits (train) or MODEL.HEAD_ACT probabilities (eval)."""
+        if self.head is None:
             raise RuntimeError("MViT was built with with_head=False; call forward_features")
-        x, _ = self._tokens(x)
-        if self.use_mean_pooling:
-            if self.cls_embed_on:
-                x = x[:, 1:]
-            x = self.norm(x.mean(1))
-        elif self.cls_embed_on:
-            x = self.norm(x)[:, 0]
-        else:
-            x = self.norm(x).mean(1)
-        return self.head(x)
+        x = self.norm(self._tokens(x)[0])
+        return self.head(x[:, 0] if self.cls_token is not None else x.mean(1))

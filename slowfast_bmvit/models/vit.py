@@ -17,6 +17,9 @@ position of row 1, column 4 of the 14-wide grid it was trained with.
 
 Attention runs through scaled_dot_product_attention; MODEL.ACT_CHECKPOINT recomputes block activations in the
 backward pass.
+
+The VIT keys are checked where the config is validated (config/validation.py); this module checks only that the
+patch stride leaves a position grid (`position_grid`), which needs the convolutional stem's stride.
 """
 
 from __future__ import annotations
@@ -31,12 +34,9 @@ from torch.utils.checkpoint import checkpoint
 from slowfast_bmvit.config import ConfigError
 
 from .build import MODEL_REGISTRY
-from .common import STEM_STRIDE, DropPath, Mlp, PatchEmbed
+from .common import STEM_STRIDE, DropPath, Mlp, PatchEmbed, single_clip
 
 Grid = tuple[int, int, int]
-
-POSITION_EMBEDDINGS = ("sincos", "learned")
-_HEAD_ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
 def sinusoid_position_table(num_positions: int, dim: int) -> torch.Tensor:
@@ -132,35 +132,6 @@ def position_grid(cfg) -> Grid:
     return (cfg.DATA.NUM_FRAMES // stride[0], crop // stride[1], crop // stride[2])
 
 
-def _check_supported(cfg) -> None:
-    vit = cfg.VIT
-    if len(vit.PATCH_SIZE) != 3 or any(int(p) < 1 for p in vit.PATCH_SIZE):
-        raise ConfigError(f"VIT.PATCH_SIZE: needs 3 positive values (T, H, W), got {list(vit.PATCH_SIZE)}")
-    for key in ("EMBED_DIM", "DEPTH", "NUM_HEADS"):
-        if vit[key] < 1:
-            raise ConfigError(f"VIT.{key}: must be >= 1, got {vit[key]}")
-    if vit.EMBED_DIM % vit.NUM_HEADS:
-        raise ConfigError(f"VIT.NUM_HEADS: {vit.NUM_HEADS} does not divide VIT.EMBED_DIM {vit.EMBED_DIM}")
-    if vit.MLP_RATIO <= 0:
-        raise ConfigError(f"VIT.MLP_RATIO: must be > 0, got {vit.MLP_RATIO}")
-    if not 0.0 <= vit.DROPPATH_RATE < 1.0:
-        raise ConfigError(f"VIT.DROPPATH_RATE: must be in [0, 1), got {vit.DROPPATH_RATE}")
-    if vit.POS_EMBED not in POSITION_EMBEDDINGS:
-        raise ConfigError(f"VIT.POS_EMBED: {vit.POS_EMBED!r} is not one of {', '.join(POSITION_EMBEDDINGS)}")
-    if len(vit.POS_EMBED_GRID) not in (0, 3) or any(int(n) < 1 for n in vit.POS_EMBED_GRID):
-        raise ConfigError(
-            f"VIT.POS_EMBED_GRID: needs [] or 3 positive sizes (T', H', W'), got {list(vit.POS_EMBED_GRID)}")
-    for width in vit.CONV_STEM_CHANNELS:
-        if not isinstance(width, int) or width < 1:
-            raise ConfigError(
-                f"VIT.CONV_STEM_CHANNELS: needs positive integer widths, got {list(vit.CONV_STEM_CHANNELS)}")
-    if min(position_grid(cfg)) < 1:
-        raise ConfigError(f"VIT.PATCH_SIZE: {list(vit.PATCH_SIZE)} is larger than the training clip "
-                          f"({cfg.DATA.NUM_FRAMES} x {cfg.DATA.TRAIN_CROP_SIZE}^2)")
-    if cfg.MODEL.HEAD_ACT not in _HEAD_ACTIVATIONS:
-        raise ConfigError(f"MODEL.HEAD_ACT: {cfg.MODEL.HEAD_ACT!r} is not one of {', '.join(_HEAD_ACTIVATIONS)}")
-
-
 @MODEL_REGISTRY.register()
 class ViT(nn.Module):
     """VideoMAE-style video ViT.
@@ -176,7 +147,6 @@ class ViT(nn.Module):
 
     def __init__(self, cfg, with_head: bool = True):
         super().__init__()
-        _check_supported(cfg)
         vit = cfg.VIT
         dim = vit.EMBED_DIM
         self.out_dim = dim
@@ -185,6 +155,9 @@ class ViT(nn.Module):
         self.patch_embed = PatchEmbed(cfg.DATA.INPUT_CHANNEL_NUM[0], dim, patch, patch, (0, 0, 0),
                                       tuple(int(c) for c in vit.CONV_STEM_CHANNELS))
         self.pos_grid = position_grid(cfg)
+        if min(self.pos_grid) < 1:  # the one check that needs the patch stride; config/validation.py owns the rest
+            raise ConfigError(f"VIT.PATCH_SIZE: {list(vit.PATCH_SIZE)} is larger than the training clip "
+                              f"({cfg.DATA.NUM_FRAMES} x {cfg.DATA.TRAIN_CROP_SIZE}^2)")
         num_positions = math.prod(self.pos_grid)
         self.learned_pos = vit.POS_EMBED == "learned"
         if self.learned_pos:
@@ -195,6 +168,7 @@ class ViT(nn.Module):
         drop_rates = torch.linspace(0, vit.DROPPATH_RATE, vit.DEPTH).tolist()
         self.blocks = nn.ModuleList(Block(dim, vit.NUM_HEADS, vit.MLP_RATIO, rate) for rate in drop_rates)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head: nn.Linear | None = None
         if with_head:
             self.head_dropout = nn.Dropout(cfg.MODEL.DROPOUT_RATE) if cfg.MODEL.DROPOUT_RATE > 0 else nn.Identity()
             self.head = nn.Linear(dim, cfg.MODEL.NUM_CLASSES)
@@ -238,13 +212,7 @@ class ViT(nn.Module):
 
     def _tokens(self, x: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, Grid]:
         """Patch embedding, positions and all blocks: tokens [B, N, C] before the final norm, and their grid."""
-        if isinstance(x, (list, tuple)):
-            if len(x) != 1:
-                raise ValueError(f"ViT takes one pathway; got a list of {len(x)} tensors")
-            x = x[0]
-        if x.ndim != 5:
-            raise ValueError(f"ViT expects a clip [B, C, T, H, W]; got shape {tuple(x.shape)}")
-        x, grid = self.patch_embed(x)
+        x, grid = self.patch_embed(single_clip(x, "ViT"))
         x = x + self.position_embedding(grid).to(x.dtype)
         use_checkpoint = self.act_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
@@ -261,7 +229,7 @@ class ViT(nn.Module):
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """Clip classification as VideoMAE: mean of the tokens -> norm -> dropout -> head; [B, NUM_CLASSES] logits
         (train) or MODEL.HEAD_ACT probabilities (eval)."""
-        if not hasattr(self, "head"):
+        if self.head is None:
             raise RuntimeError("ViT was built with with_head=False; call forward_features")
         x, _ = self._tokens(x)
         logits = self.head(self.head_dropout(self.norm(x.mean(1))))
