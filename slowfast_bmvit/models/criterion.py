@@ -199,8 +199,11 @@ class BipartiteMatchingLoss(nn.Module):
         device = outputs["pred_boxes"].device
         matched = self._matched_targets(self.matcher(outputs, targets), targets, device)
         dense = self._dense_targets(outputs, targets) if "loss_dense" in self.weight_dict else None
+        # The normalisers, in one collective: the actors (class loss), the matched persons (box losses: the actors,
+        # plus the non-actors when the matcher matches them) and the dense pairs. Only the first is on the device.
+        num_dense = len(dense.clip_index) if dense is not None else 0
         counts = [matched.actor.sum().float(), torch.full((), float(len(matched.clip_index)), device=device),
-                  torch.full((), float(len(dense.clip_index) if dense is not None else 0), device=device)]
+                  torch.full((), float(num_dense), device=device)]
         num_actors, num_boxes, num_pairs = _mean_over_workers(torch.stack(counts)).unbind()
         terms = {
             **self.loss_actor(outputs, matched),
