@@ -139,24 +139,20 @@ def test_non_actor_persons_get_box_losses_and_the_no_actor_target():
     assert extended["loss_actor"].item() == pytest.approx(plain["loss_actor"].item(), rel=1e-6)
 
 
-def test_matcher_and_loss_must_agree_on_non_actors():
-    with pytest.raises(ValueError, match="non-actors"):
-        BipartiteMatchingLoss(HungarianMatcher(match_non_actors=True), {"actor": 1, "bbox": 1, "giou": 1, "class": 1})
-
-
-def test_dense_assignment_takes_the_tokens_in_the_central_region_and_the_smallest_box():
-    from slowfast_bmvit.models.criterion import dense_assignment
-
-    # A 3 x 3 grid of token centres at 1/6, 1/2, 5/6.
-    centres = torch.tensor([[(j + 0.5) / 3, (i + 0.5) / 3] for i in range(3) for j in range(3)])
-    tall = [0.5, 0.5, 0.2, 0.9]  # covers the middle column (tokens 1, 4, 7)
-    small = [0.5, 0.8, 0.2, 0.2]  # around token 7 only
-    tokens, persons = dense_assignment(centres, torch.tensor([tall, small]), region=1.0)
-    assert dict(zip(tokens.tolist(), persons.tolist())) == {1: 0, 4: 0, 7: 1}  # token 7: the smaller box wins
-    tokens, persons = dense_assignment(centres, torch.tensor([tall]), region=0.5)
-    assert tokens.tolist() == [4]  # the central half (+-0.225 in y) holds only the middle token
-    empty = dense_assignment(centres, torch.zeros(0, 4), region=1.0)
-    assert empty[0].numel() == 0 and empty[1].numel() == 0
+def test_whom_the_box_losses_reach_is_the_matchers_choice():
+    """BOX_LOSS_ON_NON_ACTORS is one fact, held by the matcher: a criterion around a matcher that matches
+    non-actors gives them box losses, exactly as the config key does."""
+    outputs = _outputs(tokens=5, seed=3)
+    target = _target([[0.3, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.3]], [[1, 0, 0], [0, 0, 0]], [True, False])
+    weights = {"actor": 1.0, "bbox": 5.0, "giou": 2.0, "class": 1.0}
+    for match_non_actors in (False, True):
+        by_hand = BipartiteMatchingLoss(HungarianMatcher(match_non_actors=match_non_actors), weights)
+        from_cfg = build_criterion(_cfg(BOX_LOSS_ON_NON_ACTORS=match_non_actors))
+        assert from_cfg.matcher.match_non_actors == match_non_actors
+        expected = from_cfg(outputs, [target])
+        for key, value in by_hand(outputs, [target]).items():
+            assert torch.equal(value, expected[key]), key
+    assert expected["loss_bbox"] != build_criterion(_cfg())(outputs, [target])["loss_bbox"]
 
 
 def test_dense_term_equals_the_hand_computed_sum_and_reaches_unmatched_tokens():
@@ -184,3 +180,71 @@ def test_dense_term_equals_the_hand_computed_sum_and_reaches_unmatched_tokens():
     del outputs["token_centres"]
     with pytest.raises(ValueError, match="token_centres"):
         criterion(outputs, [target])
+
+
+def test_each_loss_has_its_method_and_the_forward_weighs_the_unweighted_terms():
+    outputs = _outputs(batch=2, tokens=6, seed=5)
+    outputs["token_centres"] = torch.rand(6, 2, generator=torch.Generator().manual_seed(1))
+    targets = [_target([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.2]], [[1, 0, 0], [0, 1, 1]], [True, False]),
+               _target([0.5, 0.5, 0.6, 0.6], [[0, 0, 1]], [True])]
+    criterion = build_criterion(_cfg(LOSS_BBOX=3.0, LOSS_CLASS=7.0, AUX_DENSE_WEIGHT=0.25, AUX_DENSE_REGION=1.0,
+                                     BOX_LOSS_ON_NON_ACTORS=True))
+    terms = criterion.terms(outputs, targets)
+    weighted = criterion(outputs, targets)
+    weights = {"loss_actor": 1.0, "loss_bbox": 3.0, "loss_giou": 2.0, "loss_class": 7.0, "loss_dense": 0.25}
+    assert set(weighted) == set(weights) | {"loss"}
+    for name, weight in weights.items():
+        assert torch.equal(weighted[name], weight * terms[name]), name
+    # The per-loss methods give the same unweighted terms on their own, from the matcher's pairs.
+    matches = criterion.matcher(outputs, targets)
+    matched = criterion._matched_targets(matches, targets, torch.device("cpu"))
+    assert sorted(matched.actor.tolist()) == [False, True, True]  # every person matched, the non-actor too
+    assert torch.equal(criterion.loss_actor(outputs, matched)["loss_actor"], terms["loss_actor"])
+    boxes = criterion.loss_boxes(outputs, matched, torch.tensor(3.0))  # 3 matched persons
+    assert torch.equal(boxes["loss_bbox"], terms["loss_bbox"]) and torch.equal(boxes["loss_giou"], terms["loss_giou"])
+    classes = criterion.loss_classes(outputs, matched, torch.tensor(2.0))  # 2 actors
+    assert torch.equal(classes["loss_class"], terms["loss_class"])
+    logged = criterion.logged_values(terms)
+    assert {name for name in logged if name.endswith("_unscaled")} == {f"{name}_unscaled" for name in weights}
+    assert all(not value.requires_grad for value in logged.values())
+
+
+def test_cardinality_counts_the_tokens_above_the_actor_threshold_against_the_actors():
+    outputs = _outputs(batch=2, tokens=5)
+    p_actor = torch.tensor([[0.9, 0.5, 0.31, 0.29, 0.0], [0.2, 0.1, 0.0, 0.0, 0.0]])
+    logit = torch.logit(p_actor.clamp(1e-4, 1 - 1e-4))
+    outputs["pred_actor"] = torch.stack([torch.zeros_like(logit), logit], dim=-1)  # softmax index 1 = p_actor
+    targets = [_target([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.2]], [[1, 0, 0], [0, 1, 1]], [True, True]),
+               _target([[0.5, 0.5, 0.6, 0.6], [0.2, 0.2, 0.1, 0.1]], [[0, 0, 1], [0, 0, 0]], [True, False])]
+    terms = build_criterion(_cfg(ACTOR_THRESH=0.3)).terms(outputs, targets)
+    # Clip 0: 3 tokens above 0.3 for 2 actors; clip 1: none for 1 actor (the non-actor person does not count).
+    assert terms["tokens_above_thresh"].item() == pytest.approx(1.5)
+    assert terms["actors_per_clip"].item() == pytest.approx(1.5)
+    assert terms["cardinality_error"].item() == pytest.approx((1 + 1) / 2)
+    loose = build_criterion(_cfg(ACTOR_THRESH=0.0, BOX_LOSS_ON_NON_ACTORS=True)).terms(outputs, targets)
+    assert loose["tokens_above_thresh"].item() == pytest.approx(5.0)  # every token whose p(actor) is above 0
+    assert loose["actors_per_clip"].item() == pytest.approx(1.5)  # matched non-actors are not actors
+
+
+def test_the_counts_are_averaged_over_workers_in_one_collective(monkeypatch):
+    outputs = _outputs(tokens=4)
+    outputs["token_centres"] = torch.tensor([[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]])
+    target = _target([[0.3, 0.3, 0.4, 0.4], [0.7, 0.7, 0.2, 0.2]], [[1, 0, 0], [0, 0, 0]], [True, False])
+    cfg = _cfg(BOX_LOSS_ON_NON_ACTORS=True, AUX_DENSE_WEIGHT=0.5, AUX_DENSE_REGION=1.0)
+    alone = build_criterion(cfg)(outputs, [target])
+    reduced = []
+
+    def all_reduce(tensor):
+        reduced.append(tensor.clone())
+        return tensor.add_(torch.tensor([1.0, 3.0, 5.0]))  # the other worker: 1 actor, 3 matched persons, 5 pairs
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    shared = build_criterion(cfg)(outputs, [target])
+    # One collective for (actors, matched persons, dense pairs): here 1 actor, 2 matched persons, 1 dense pair.
+    assert len(reduced) == 1 and reduced[0].tolist() == [1.0, 2.0, 1.0]
+    assert shared["loss_class"].item() == pytest.approx(alone["loss_class"].item() / ((1 + 1) / 2))
+    assert shared["loss_bbox"].item() == pytest.approx(alone["loss_bbox"].item() * 2 / ((2 + 3) / 2))
+    assert shared["loss_dense"].item() == pytest.approx(alone["loss_dense"].item() / ((1 + 5) / 2))
+    assert shared["loss_actor"].item() == pytest.approx(alone["loss_actor"].item())

@@ -8,6 +8,8 @@ stays on the device or is computed from what those two reads brought back.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -58,6 +60,23 @@ def _count_one_step(tmp_path, *opts: str) -> HostSyncCounter:
 def test_a_training_step_waits_for_the_device_twice(tmp_path):
     syncs = _count_one_step(tmp_path)
     assert dict(syncs.counts) == {"cpu": 1, "tolist": 1}, syncs.counts
+
+
+def test_the_training_log_shows_unweighted_terms_and_detection_health_from_the_same_read(tmp_path):
+    """The unweighted loss terms and the cardinality statistics ride on the step's one read of the device."""
+    syncs = _count_one_step(tmp_path, "BMVIT.LOSS_BBOX", "4.0", "BMVIT.ACTOR_THRESH", "0.0")
+    assert dict(syncs.counts) == {"cpu": 1, "tolist": 1}, syncs.counts
+    lines = [json.loads(line) for line in (tmp_path / "json_stats.log").read_text().splitlines()]
+    step = next(line for line in lines if line["_type"] == "train_iter")
+    for term, weight in (("loss_actor", 1.0), ("loss_bbox", 4.0), ("loss_giou", 2.0)):
+        assert step[term] == pytest.approx(weight * step[f"{term}_unscaled"], rel=1e-5), term
+    assert step["loss_class_unscaled"] > 0
+    # The batch has 2, 0 and 2 actors (the third clip's non-actor person does not count); at ACTOR_THRESH 0 every
+    # token of every clip is above the threshold.
+    tokens = step["tokens_above_thresh"]
+    assert step["actors_per_clip"] == pytest.approx(4 / 3, rel=1e-5)
+    assert tokens > 4 and tokens == int(tokens)
+    assert step["cardinality_error"] == pytest.approx(tokens - 4 / 3, rel=1e-5)
 
 
 @pytest.mark.parametrize("opts", [("BMVIT.BOX_LOSS_ON_NON_ACTORS", "True"), ("BMVIT.COST_CLASS", "1.0"),

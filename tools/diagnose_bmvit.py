@@ -31,9 +31,10 @@ from slowfast_bmvit.engine.evaluator import evaluate_detections  # noqa: E402
 from slowfast_bmvit.evaluation.ava_io import read_labelmap  # noqa: E402
 from slowfast_bmvit.evaluation.error_analysis import analyze_clip, class_agnostic_ap, summarize  # noqa: E402
 from slowfast_bmvit.models import build_model  # noqa: E402
-from slowfast_bmvit.models.criterion import build_criterion  # noqa: E402
 from slowfast_bmvit.models.flip_average import test_time_outputs  # noqa: E402
-from slowfast_bmvit.models.postprocess import class_activation, postprocess_from_cfg  # noqa: E402
+from slowfast_bmvit.models.heads import class_activation, class_probabilities  # noqa: E402
+from slowfast_bmvit.models.matcher import build_matcher  # noqa: E402
+from slowfast_bmvit.models.postprocess import postprocess_from_cfg  # noqa: E402
 from slowfast_bmvit.utils.cli import (  # noqa: E402
     exit_on_config_error,
     exit_on_package_error,
@@ -56,7 +57,7 @@ def diagnose(cfg) -> dict:
     device = torch.device("cuda" if cfg.NUM_GPUS > 0 and torch.cuda.is_available() else "cpu")
     model = build_model(cfg).to(device).eval()
     checkpoint = load_test_checkpoint(cfg, model)
-    matcher = build_criterion(cfg).matcher
+    matcher = build_matcher(cfg)
     categories, class_ids = read_labelmap(dataset.evaluation_files["labelmap"])
     class_ids = sorted(class_ids)
     names = {int(c["id"]): c["name"] for c in categories}
@@ -71,8 +72,7 @@ def diagnose(cfg) -> dict:
         kept = postprocess_from_cfg(outputs, batch["meta"], cfg)
         matches = matcher(outputs, batch["targets"])
         actor_prob = outputs["pred_actor"].float().softmax(-1)[..., 1]
-        class_prob = outputs["pred_classes"].float()
-        class_prob = class_prob.sigmoid() if class_activation(cfg) == "sigmoid" else class_prob.softmax(-1)
+        class_prob = class_probabilities(outputs["pred_classes"].float(), class_activation(cfg))
         for b, (target, clip, meta) in enumerate(zip(batch["targets"], kept, batch["meta"])):
             pairs = list(zip(matches[b][0].tolist(), matches[b][1].tolist()))
             records += analyze_clip(outputs["pred_boxes"][b].float().numpy(), actor_prob[b].numpy(),

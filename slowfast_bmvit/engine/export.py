@@ -27,7 +27,7 @@ from torch import nn
 
 from slowfast_bmvit.models import attention
 from slowfast_bmvit.models.flip_average import mirror_averaged_probabilities
-from slowfast_bmvit.models.postprocess import class_activation
+from slowfast_bmvit.models.heads import check_class_activation, class_activation, class_probabilities
 
 from .task import unwrap
 
@@ -47,10 +47,8 @@ class InferenceForm(nn.Module):
 
     def __init__(self, model: nn.Module, flip_average: bool = False, activation: str = "sigmoid"):
         super().__init__()
-        if activation not in ("sigmoid", "softmax"):
-            raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
         self.model = unwrap(model)
-        self.flip_average, self.activation = flip_average, activation
+        self.flip_average, self.activation = flip_average, check_class_activation(activation)
 
     @classmethod
     def from_cfg(cls, model: nn.Module, cfg) -> "InferenceForm":
@@ -60,8 +58,7 @@ class InferenceForm(nn.Module):
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.flip_average:
             outputs = self.model(clip)
-            classes = outputs["pred_classes"].float()
-            class_prob = classes.sigmoid() if self.activation == "sigmoid" else classes.softmax(-1)
+            class_prob = class_probabilities(outputs["pred_classes"].float(), self.activation)
             return outputs["pred_boxes"].float(), outputs["pred_actor"].float().softmax(-1)[..., 1], class_prob
         batch = clip.shape[0]
         both = self.model(torch.cat([clip, clip.flip(-1)]))

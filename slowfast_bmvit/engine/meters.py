@@ -4,7 +4,10 @@
 PySlowFast users grep and parse, and appends the same JSON to OUTPUT_DIR/json_stats.log on the main process.
 `TrainMeter` collects per-iteration losses, learning rate and timings and emits a "train_iter" line every
 LOG_PERIOD iterations and a "train_epoch" line per epoch; given a TensorBoard writer (TENSORBOARD.ENABLE), it writes
-the same numbers there.
+the same numbers there. The values are whatever the detection task returns for a step (engine/task.py): for BMViT
+the weighted loss terms and "loss", each term unweighted ("loss_bbox_unscaled", ...), and the criterion's detection
+health counts: "tokens_above_thresh" (tokens per clip with p(actor) above BMVIT.ACTOR_THRESH), "actors_per_clip"
+and "cardinality_error" (the mean absolute difference of the two per clip; DETR's name).
 
 Timings are wall-clock seconds: dt_data is the wait for the batch, dt_net the rest of the iteration (forward,
 backward, step), dt their sum. On the GPU, dt_net includes the device time only where the step synchronises
@@ -114,7 +117,8 @@ class TrainMeter:
         meter.data_toc()                 # batch in hand
         ... forward / backward / step ...
         meter.iter_toc()
-        meter.update_stats({"loss": total, "loss_bbox": ..., ...}, lr, batch_size, grad_norm=None)
+        meter.update_stats({"loss": total, "loss_bbox": ..., "cardinality_error": ...}, lr, batch_size,
+                           grad_norm=None)
         meter.log_iter_stats(cur_epoch, cur_iter)      # logs every LOG_PERIOD iterations
     and after the epoch `meter.log_epoch_stats(cur_epoch)` then `meter.reset()`.
     Losses are whatever the trainer passes (already averaged over processes if it wants global numbers);

@@ -1,7 +1,8 @@
 """What the loops ask of a detection model: a loss for a batch, and per-clip detections.
 
 Two model families share the loops:
-- set-prediction models (BMViT): `model(inputs)` returns triplets; the bipartite matching loss trains them and
+- set-prediction models (BMViT): `model(inputs)` returns triplets; the bipartite matching loss trains them (its
+  unweighted terms and how many tokens fire against how many actors there are go to the training log) and
   `postprocess_from_cfg` keeps the tokens with p(actor) above BMVIT.ACTOR_THRESH (TEST.FLIP_AVERAGE first
   averages each clip's triplets with those of its mirror image);
 - RoI models (the two-stage baseline, any model with `uses_input_boxes = True`): `model(inputs, boxes)` returns
@@ -61,13 +62,16 @@ class DetectionTask:
         return self
 
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Named loss terms and their weighted total under "loss"."""
+        """Named loss terms and their weighted total under "loss" (the one to minimise), 0-dim tensors on the
+        model's device. A set-prediction model's dict also holds values for the training log, detached: each loss
+        term unweighted ("<term>_unscaled") and the criterion's cardinality statistics ("tokens_above_thresh",
+        "actors_per_clip", "cardinality_error"); the trainer reads them with the losses, in the step's one read."""
         if self.roi_model:
             logits = model(batch["inputs"], batch["boxes"])
             loss = F.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
             return {"loss_class": loss, "loss": loss}
-        outputs = model(batch["inputs"])
-        return self.criterion(outputs, batch["targets"])
+        terms = self.criterion.terms(model(batch["inputs"]), batch["targets"])
+        return {**self.criterion.weigh(terms), **self.criterion.logged_values(terms)}
 
     @torch.no_grad()
     def detections(self, model: nn.Module, batch: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,72 +1,64 @@
-"""The bipartite matching (Hungarian) loss of BMViT.
+"""The bipartite matching (Hungarian) loss of BMViT, written as DETR's SetCriterion.
 
-After the matcher assigns ground-truth persons to tokens, with A = number of ground-truth actors in the batch
-(summed over distributed workers, divided by their number, at least 1):
+The matcher (`matcher.py`) assigns each ground-truth person to one token; then each loss has its method:
 
-- actor: 2-way cross-entropy over ALL tokens; target "actor" for tokens matched to an actor, "no actor" for every
-  other token; each "no actor" term weighted by BMVIT.NO_ACTOR_WEIGHT and the sum divided by the sum of the weights
-  (DETR's eos_coef weighted mean);
-- bbox (L1 on cx, cy, w, h) and giou (1 - GIoU): on the matched tokens, summed and divided by the number of boxes
-  with a box loss (A, plus the matched non-actor persons with BMVIT.BOX_LOSS_ON_NON_ACTORS);
-- class: on the tokens matched to actors, divided by A; "bce" = sigmoid binary cross-entropy averaged over the C
-  classes (multi-label AVA), "ce" = softmax cross-entropy against the argmax of the one-hot label row (UCF101-24,
-  JHMDB).
+- `loss_actor`: 2-way cross-entropy over ALL tokens; target "actor" for tokens matched to an actor, "no actor" for
+  every other token; each "no actor" term weighted by BMVIT.NO_ACTOR_WEIGHT and the sum divided by the sum of the
+  weights (DETR's eos_coef weighted mean);
+- `loss_boxes`: L1 on (cx, cy, w, h) ("loss_bbox") and 1 - GIoU ("loss_giou") on the matched tokens, summed and
+  divided by the number of matched persons;
+- `loss_classes`: on the tokens matched to actors, divided by the number of actors A; "bce" = sigmoid binary
+  cross-entropy averaged over the C classes (multi-label AVA), "ce" = softmax cross-entropy against the argmax of
+  the one-hot label row (UCF101-24, JHMDB);
+- `loss_dense` (BMVIT.AUX_DENSE_WEIGHT > 0, not in the paper): each token that `dense_assignment.py` places in an
+  actor's central region also gets that actor's box and class losses, with the main loss weights, averaged over
+  such (token, actor) pairs. The actor target is untouched, so inference still fires one token per person;
+- `cardinality` (logged, not a loss; DETR's cardinality error): per clip, the tokens with p(actor) above
+  BMVIT.ACTOR_THRESH against the ground-truth actors.
 
-Optional auxiliary dense term (BMVIT.AUX_DENSE_WEIGHT > 0, not in the paper): each token whose cell centre lies in
-the central region of an actor's box (`dense_assignment`) also gets that actor's box and class losses, averaged over
-such (token, actor) pairs and weighted like the main terms, times AUX_DENSE_WEIGHT. The actor target is untouched,
-so inference still fires one token per person.
-
-With BOX_LOSS_ON_NON_ACTORS, annotated non-actor persons are matched too: their tokens get the actor target "no
-actor" (weighted like every other "no actor" token) and the box losses, but no class loss.
+Counts (actors, matched persons, dense pairs) are summed over distributed workers in one collective, divided by
+their number and kept at least 1 (as DETR does for num_boxes). Whom the box losses reach is the matcher's choice:
+with BMVIT.BOX_LOSS_ON_NON_ACTORS it also matches annotated non-actor persons, whose tokens then get the box losses
+and keep the actor target "no actor" (weighted like every other "no actor" token) and no class loss.
 Every term stays connected to its head even when the batch has no actor (a zero with gradients), so distributed
 training without `find_unused_parameters` works on actor-free batches.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
-from .matcher import HungarianMatcher
-from .postprocess import class_activation
+from .dense_assignment import dense_targets
+from .matcher import HungarianMatcher, build_matcher
+
+CLASS_LOSSES = ("bce", "ce")
 
 
-def dense_assignment(token_centres: Tensor, boxes: Tensor, region: float) -> tuple[Tensor, Tensor]:
-    """(token_index [k], person_index [k]): tokens whose centre lies in a person's central region.
+class TokenTargets(NamedTuple):
+    """Ground truth given to k tokens: token `token_index[i]` of clip `clip_index[i]` learns `boxes[i]` [4]
+    (cx, cy, w, h) and `labels[i]` [C] (multi-hot); `actor[i]` is False for a matched non-actor person (box losses
+    only). All on the model's device."""
 
-    token_centres: [N, 2] (x, y); boxes: [n, 4] (cx, cy, w, h), fractions of the clip; region: the central region of
-    a box is its centre +- region x (w/2, h/2). A token inside several regions goes to the smallest box (FCOS's
-    rule), so each token has at most one person.
-    """
-    if len(boxes) == 0:
-        empty = torch.empty(0, dtype=torch.int64, device=token_centres.device)
-        return empty, empty
-    offset = (token_centres[:, None, :] - boxes[None, :, :2]).abs()  # [N, n, 2]
-    inside = (offset <= region * boxes[None, :, 2:] / 2).all(-1)  # [N, n]
-    area = (boxes[:, 2] * boxes[:, 3])[None].expand_as(inside)
-    area = torch.where(inside, area, torch.full_like(area, float("inf")))
-    smallest = area.argmin(dim=1)
-    token_index = torch.nonzero(inside.any(dim=1), as_tuple=False).flatten()
-    return token_index, smallest[token_index]
+    clip_index: Tensor
+    token_index: Tensor
+    boxes: Tensor
+    labels: Tensor
+    actor: Tensor
 
 
-def _box_loss_sums(predicted: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """(sum of L1 over the 4 coordinates, sum of 1 - GIoU) over paired boxes [k, 4] (cx, cy, w, h)."""
-    giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(predicted), box_cxcywh_to_xyxy(target))
-    return F.l1_loss(predicted, target, reduction="sum"), (1 - giou).sum()
-
-
-def _average_count_over_workers(count: Tensor) -> Tensor:
-    """A 0-dim count averaged over distributed workers (as DETR does for num_boxes), at least 1. Stays on the
-    device: dividing by it needs no host round trip."""
-    total = count.detach().float()
+def _mean_over_workers(counts: Tensor) -> Tensor:
+    """Counts [k] summed over distributed workers (one collective) and divided by their number, at least 1. Stays
+    on the device: dividing by it needs no host round trip."""
+    counts = counts.detach().float()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(total)
-        total = total / torch.distributed.get_world_size()
-    return total.clamp(min=1.0)
+        torch.distributed.all_reduce(counts)
+        counts = counts / torch.distributed.get_world_size()
+    return counts.clamp(min=1.0)
 
 
 def _to_device(indices: Tensor, device: torch.device) -> Tensor:
@@ -77,16 +69,17 @@ def _to_device(indices: Tensor, device: torch.device) -> Tensor:
 
 
 class BipartiteMatchingLoss(nn.Module):
-    """Matches, then returns {"loss_actor", "loss_bbox", "loss_giou", "loss_class", "loss"}: weighted terms and total.
+    """Matches, then computes the loss terms; `forward` returns {"loss_actor", "loss_bbox", "loss_giou",
+    "loss_class"[, "loss_dense"], "loss"}: the weighted terms and their sum.
 
     Args:
-        matcher: the HungarianMatcher (its `match_non_actors` must equal `box_loss_on_non_actors`).
+        matcher: the HungarianMatcher; its `match_non_actors` decides whether non-actor persons get box losses.
         weights: loss weights {"actor", "bbox", "giou", "class"} (BMVIT.LOSS_*).
         no_actor_weight: weight of "no actor" targets in the actor cross-entropy (BMVIT.NO_ACTOR_WEIGHT).
         class_loss: "bce" or "ce" (BMVIT.CLASS_LOSS).
-        box_loss_on_non_actors: match annotated non-actor persons and give their tokens the box losses.
         aux_dense_weight, aux_dense_region: the auxiliary dense term's weight (0: off) and central-region size
             (BMVIT.AUX_DENSE_*); it needs the model's "token_centres" output.
+        actor_thresh: p(actor) above which a token counts as a detection in `cardinality` (BMVIT.ACTOR_THRESH).
     """
 
     def __init__(
@@ -95,125 +88,153 @@ class BipartiteMatchingLoss(nn.Module):
         weights: dict[str, float],
         no_actor_weight: float = 0.1,
         class_loss: str = "bce",
-        box_loss_on_non_actors: bool = False,
         aux_dense_weight: float = 0.0,
         aux_dense_region: float = 0.5,
+        actor_thresh: float = 0.3,
     ):
         super().__init__()
-        if class_loss not in ("bce", "ce"):
+        if class_loss not in CLASS_LOSSES:
             raise ValueError(f"BMVIT.CLASS_LOSS must be bce or ce, got {class_loss!r}")
-        if matcher.match_non_actors != box_loss_on_non_actors:
-            raise ValueError("the matcher must match non-actors exactly when the loss puts box losses on them")
-        self.matcher = matcher
-        self.weights = {name: float(weights[name]) for name in ("actor", "bbox", "giou", "class")}
-        self.class_loss = class_loss
-        self.box_loss_on_non_actors = box_loss_on_non_actors
         if aux_dense_weight < 0 or not 0 < aux_dense_region <= 1:
             raise ValueError(f"BMVIT.AUX_DENSE_WEIGHT must be >= 0 and AUX_DENSE_REGION in (0, 1], got "
                              f"{aux_dense_weight} and {aux_dense_region}")
-        self.aux_dense_weight = float(aux_dense_weight)
+        self.matcher = matcher
+        self.class_loss = class_loss
         self.aux_dense_region = float(aux_dense_region)
+        self.actor_thresh = float(actor_thresh)
+        # The weight of each loss term by name (DETR's weight_dict); the dense term is left out when it is off.
+        self.weight_dict = {f"loss_{name}": float(weights[name]) for name in ("actor", "bbox", "giou", "class")}
+        if aux_dense_weight:
+            self.weight_dict["loss_dense"] = float(aux_dense_weight)
         self.register_buffer("actor_class_weight", torch.tensor([no_actor_weight, 1.0]), persistent=False)
 
-    @classmethod
-    def from_cfg(cls, cfg) -> "BipartiteMatchingLoss":
-        """Build the matcher and the loss from the BMVIT config group."""
-        bm = cfg.BMVIT
-        matcher = HungarianMatcher(
-            cost_actor=bm.COST_ACTOR,
-            cost_bbox=bm.COST_BBOX,
-            cost_giou=bm.COST_GIOU,
-            cost_class=bm.COST_CLASS,
-            class_activation=class_activation(cfg),
-            match_non_actors=bm.BOX_LOSS_ON_NON_ACTORS,
-            cost_centre=bm.COST_CENTRE,
-        )
-        weights = {"actor": bm.LOSS_ACTOR, "bbox": bm.LOSS_BBOX, "giou": bm.LOSS_GIOU, "class": bm.LOSS_CLASS}
-        return cls(matcher, weights, bm.NO_ACTOR_WEIGHT, bm.CLASS_LOSS, bm.BOX_LOSS_ON_NON_ACTORS,
-                   bm.AUX_DENSE_WEIGHT, bm.AUX_DENSE_REGION)
+    def loss_actor(self, outputs: dict[str, Tensor], matched: TokenTargets) -> dict[str, Tensor]:
+        """Actor / no-actor cross-entropy over every token of every clip ("pred_actor" [B, N, 2]): target 1 on the
+        tokens matched to actors, 0 elsewhere, the 0 targets weighted by NO_ACTOR_WEIGHT; the weighted mean."""
+        logits = outputs["pred_actor"]
+        target = torch.zeros(logits.shape[:2], dtype=torch.int64, device=logits.device)
+        target[matched.clip_index, matched.token_index] = matched.actor.long()
+        loss = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), weight=self.actor_class_weight)
+        return {"loss_actor": loss}
 
-    def _class_loss_per_actor(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """[k] class loss of k (token, actor) pairs: logits [k, C], labels [k, C] multi-hot."""
+    def loss_boxes(self, outputs: dict[str, Tensor], matched: TokenTargets, num_boxes: Tensor) -> dict[str, Tensor]:
+        """L1 over (cx, cy, w, h) and 1 - GIoU of each matched token's box ("pred_boxes" [B, N, 4]) against its
+        person's box, each summed over the matched persons and divided by `num_boxes`."""
+        l1, one_minus_giou = self._box_loss_sums(outputs, matched)
+        return {"loss_bbox": l1 / num_boxes, "loss_giou": one_minus_giou / num_boxes}
+
+    def loss_classes(self, outputs: dict[str, Tensor], matched: TokenTargets, num_actors: Tensor) -> dict[str, Tensor]:
+        """Class loss (CLASS_LOSS) of each token matched to an actor ("pred_classes" [B, N, C]) against the
+        actor's labels, summed over the actors and divided by `num_actors`; matched non-actors add nothing."""
+        return {"loss_class": self._class_loss_sum(outputs, matched) / num_actors}
+
+    def loss_dense(self, outputs: dict[str, Tensor], pairs: TokenTargets, num_pairs: Tensor) -> dict[str, Tensor]:
+        """The auxiliary dense term, before AUX_DENSE_WEIGHT: the box and class losses of every (token, actor)
+        pair of the dense assignment, weighted by LOSS_BBOX, LOSS_GIOU and LOSS_CLASS, summed and divided by
+        `num_pairs`."""
+        l1, one_minus_giou = self._box_loss_sums(outputs, pairs)
+        weight = self.weight_dict
+        total = (weight["loss_bbox"] * l1 + weight["loss_giou"] * one_minus_giou
+                 + weight["loss_class"] * self._class_loss_sum(outputs, pairs))
+        return {"loss_dense": total / num_pairs}
+
+    @torch.no_grad()
+    def cardinality(self, outputs: dict[str, Tensor], matched: TokenTargets) -> dict[str, Tensor]:
+        """Detection health, for the training log (no gradient): per clip, the tokens whose p(actor) is above
+        ACTOR_THRESH (what the test keeps before NMS and TOP_K) and the ground-truth actors (all of them are
+        matched); returns their means over the clips, "tokens_above_thresh" and "actors_per_clip", and the mean
+        absolute difference, "cardinality_error" (DETR's name)."""
+        actor_prob = outputs["pred_actor"].float().softmax(-1)[..., 1]  # [B, N]
+        detected = (actor_prob > self.actor_thresh).sum(1).float()
+        actors = torch.zeros_like(detected).index_add_(0, matched.clip_index, matched.actor.float())
+        return {"tokens_above_thresh": detected.mean(), "actors_per_clip": actors.mean(),
+                "cardinality_error": (detected - actors).abs().mean()}
+
+    def _box_loss_sums(self, outputs: dict[str, Tensor], pairs: TokenTargets) -> tuple[Tensor, Tensor]:
+        """(sum of L1 over the 4 coordinates, sum of 1 - GIoU) over the given (token, person) pairs."""
+        predicted = outputs["pred_boxes"][pairs.clip_index, pairs.token_index].float()
+        target = pairs.boxes.float()
+        giou = paired_generalized_box_iou(box_cxcywh_to_xyxy(predicted), box_cxcywh_to_xyxy(target))
+        return F.l1_loss(predicted, target, reduction="sum"), (1 - giou).sum()
+
+    def _class_loss_sum(self, outputs: dict[str, Tensor], pairs: TokenTargets) -> Tensor:
+        """Class loss summed over the pairs whose person is an actor (multiplied by the mask: boolean indexing
+        would make the host wait for the device)."""
+        logits = outputs["pred_classes"][pairs.clip_index, pairs.token_index].float()
+        labels = pairs.labels.float()
         if self.class_loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
-        return F.cross_entropy(logits, labels.argmax(-1), reduction="none")
+            per_pair = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(-1)
+        else:
+            per_pair = F.cross_entropy(logits, labels.argmax(-1), reduction="none")
+        return (per_pair * pairs.actor.float()).sum()
 
-    def _dense_loss(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> Tensor:
-        """The auxiliary dense term, unweighted by AUX_DENSE_WEIGHT (see the module docstring)."""
-        if "token_centres" not in outputs:
-            raise ValueError("BMVIT.AUX_DENSE_WEIGHT needs the model's 'token_centres' output (BMViT gives it)")
-        pred_boxes, class_logits = outputs["pred_boxes"], outputs["pred_classes"]
-        centres = outputs["token_centres"].float()
-        clips, tokens, boxes, labels = [], [], [], []
-        for b, target in enumerate(targets):
-            actor = target["actor"].bool()
-            actor_boxes = target["boxes"][actor].float().to(centres.device)
-            token_index, person_index = dense_assignment(centres, actor_boxes, self.aux_dense_region)
-            clips.append(torch.full_like(token_index, b))
-            tokens.append(token_index)
-            boxes.append(actor_boxes[person_index])
-            labels.append(target["labels"][actor].float().to(centres.device)[person_index])
-        clip_index, token_index = torch.cat(clips), torch.cat(tokens)
-        num_pairs = _average_count_over_workers(torch.full((), float(len(token_index)), device=pred_boxes.device))
-        predicted = pred_boxes[clip_index, token_index].float()
-        target_boxes = torch.cat(boxes).to(predicted.device)
-        l1, one_minus_giou = _box_loss_sums(predicted, target_boxes)
-        per_pair = self._class_loss_per_actor(class_logits[clip_index, token_index].float(),
-                                              torch.cat(labels).to(predicted.device))
-        total = (self.weights["bbox"] * l1 + self.weights["giou"] * one_minus_giou
-                 + self.weights["class"] * per_pair.sum())
-        return total / num_pairs
-
-    def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """outputs: BMViT's dict ([B, N, ...] tensors); targets: B dicts {"boxes" [n, 4] cxcywh, "labels" [n, C],
-        "actor" [n] bool} (the collate's `batch["targets"]`). Returns scalar tensors."""
-        matches = self.matcher(outputs, targets)
-        pred_boxes, actor_logits, class_logits = outputs["pred_boxes"], outputs["pred_actor"], outputs["pred_classes"]
-        device = pred_boxes.device
-
-        # Flat (clip, token) positions of the matched persons and the persons' rows in the batch's concatenated
-        # targets: built on the host from the matching, sent to the device in one asynchronous copy.
+    def _matched_targets(self, matches: list[tuple[Tensor, Tensor]], targets: list[dict[str, Tensor]],
+                         device: torch.device) -> TokenTargets:
+        """The matcher's per-clip (token_index, person_index) pairs as one flat TokenTargets (DETR's
+        `_get_src_permutation_idx` with the targets gathered): the indices are built on the host and sent to the
+        device in one asynchronous copy."""
         person_offsets = torch.tensor([0] + [len(t["boxes"]) for t in targets]).cumsum(0)
         index = torch.cat([torch.stack([torch.full_like(tokens, b), tokens, persons + person_offsets[b]])
                            for b, (tokens, persons) in enumerate(matches)], dim=1)
         clip_index, token_index, person_index = _to_device(index, device)
         matched = {key: torch.cat([t[key] for t in targets]).to(device)[person_index]
                    for key in ("boxes", "labels", "actor")}
-        # Masks rather than boolean indexing, which would make the host wait for the device.
-        is_actor = matched["actor"].bool()
+        return TokenTargets(clip_index, token_index, matched["boxes"], matched["labels"], matched["actor"].bool())
 
-        actor_target = torch.zeros(actor_logits.shape[:2], dtype=torch.int64, device=device)
-        actor_target[clip_index, token_index] = is_actor.long()
-        loss_actor = F.cross_entropy(
-            actor_logits.float().flatten(0, 1), actor_target.flatten(), weight=self.actor_class_weight
-        )
+    def _dense_targets(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> TokenTargets:
+        """The dense assignment's (token, actor) pairs as TokenTargets."""
+        if "token_centres" not in outputs:
+            raise ValueError("BMVIT.AUX_DENSE_WEIGHT needs the model's 'token_centres' output (BMViT gives it)")
+        clip_index, token_index, boxes, labels = dense_targets(outputs["token_centres"], targets,
+                                                               self.aux_dense_region)
+        actor = torch.ones(len(clip_index), dtype=torch.bool, device=clip_index.device)
+        return TokenTargets(clip_index, token_index, boxes, labels, actor)
 
-        num_actors = _average_count_over_workers(is_actor.sum())
-        num_boxes = num_actors
-        if self.box_loss_on_non_actors:
-            num_boxes = _average_count_over_workers(torch.full((), float(len(person_index)), device=device))
+    def terms(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The unweighted loss terms (the keys of `weight_dict`) and the `cardinality` statistics.
 
-        boxes = pred_boxes[clip_index, token_index].float()
-        target_boxes = matched["boxes"].float()
-        l1, one_minus_giou = _box_loss_sums(boxes, target_boxes)
-        loss_bbox, loss_giou = l1 / num_boxes, one_minus_giou / num_boxes
-
-        matched_class_logits = class_logits[clip_index, token_index].float()
-        per_person = self._class_loss_per_actor(matched_class_logits, matched["labels"].float())
-        loss_class = (per_person * is_actor.float()).sum() / num_actors
-
-        losses = {
-            "loss_actor": self.weights["actor"] * loss_actor,
-            "loss_bbox": self.weights["bbox"] * loss_bbox,
-            "loss_giou": self.weights["giou"] * loss_giou,
-            "loss_class": self.weights["class"] * loss_class,
+        outputs: BMViT's dict ([B, N, ...] tensors, and "token_centres" [N, 2] for the dense term); targets: B
+        dicts {"boxes" [n, 4] cxcywh, "labels" [n, C], "actor" [n] bool} (the collate's `batch["targets"]`).
+        """
+        device = outputs["pred_boxes"].device
+        matched = self._matched_targets(self.matcher(outputs, targets), targets, device)
+        dense = self._dense_targets(outputs, targets) if "loss_dense" in self.weight_dict else None
+        # The normalisers, in one collective: the actors (class loss), the matched persons (box losses: the actors,
+        # plus the non-actors when the matcher matches them) and the dense pairs. Only the first is on the device.
+        num_dense = len(dense.clip_index) if dense is not None else 0
+        counts = [matched.actor.sum().float(), torch.full((), float(len(matched.clip_index)), device=device),
+                  torch.full((), float(num_dense), device=device)]
+        num_actors, num_boxes, num_pairs = _mean_over_workers(torch.stack(counts)).unbind()
+        terms = {
+            **self.loss_actor(outputs, matched),
+            **self.loss_boxes(outputs, matched, num_boxes),
+            **self.loss_classes(outputs, matched, num_actors),
         }
-        if self.aux_dense_weight:
-            losses["loss_dense"] = self.aux_dense_weight * self._dense_loss(outputs, targets)
+        if dense is not None:
+            terms.update(self.loss_dense(outputs, dense, num_pairs))
+        terms.update(self.cardinality(outputs, matched))
+        return terms
+
+    def weigh(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The weighted loss terms of `terms` and their sum, "loss" (what training minimises)."""
+        losses = {name: weight * terms[name] for name, weight in self.weight_dict.items()}
         losses["loss"] = sum(losses.values())
         return losses
 
+    def logged_values(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
+        """`terms` for the training log, detached: the loss terms unweighted as "<name>_unscaled" (DETR's names)
+        and the cardinality statistics under their own names."""
+        return {f"{name}_unscaled" if name in self.weight_dict else name: value.detach()
+                for name, value in terms.items()}
+
+    def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The weighted loss terms and "loss" for a batch (see `terms` for the arguments); scalar tensors."""
+        return self.weigh(self.terms(outputs, targets))
+
 
 def build_criterion(cfg) -> BipartiteMatchingLoss:
-    """The BMViT training loss for `cfg` (`criterion = build_criterion(cfg)`)."""
-    return BipartiteMatchingLoss.from_cfg(cfg)
+    """The BMViT training loss (and its matcher, `build_matcher`) for the BMVIT config group."""
+    bm = cfg.BMVIT
+    weights = {"actor": bm.LOSS_ACTOR, "bbox": bm.LOSS_BBOX, "giou": bm.LOSS_GIOU, "class": bm.LOSS_CLASS}
+    return BipartiteMatchingLoss(build_matcher(cfg), weights, bm.NO_ACTOR_WEIGHT, bm.CLASS_LOSS,
+                                 bm.AUX_DENSE_WEIGHT, bm.AUX_DENSE_REGION, bm.ACTOR_THRESH)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .postprocess import class_activation
+from .heads import check_class_activation, class_activation, class_probabilities
 
 _PROBABILITY_FLOOR = 1e-6  # keeps logit(p) and log(p) finite for saturated probabilities
 
@@ -79,17 +79,15 @@ def mirror_averaged_probabilities(direct: dict[str, Tensor], mirrored: dict[str,
         "pred_boxes" [B, N, 4] mean boxes, "actor_probs" [B, N, 2] mean softmax of the actor logits and
         "class_probs" [B, N, C] mean class probabilities (float32, not clamped).
     """
-    if activation not in ("sigmoid", "softmax"):
-        raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
+    check_class_activation(activation)
     flipped = mirror_triplets({key: value.float() for key, value in mirrored.items()}, grid)
 
     def mean_probability(to_probability, key: str) -> Tensor:
         return (to_probability(direct[key].float()) + to_probability(flipped[key])) / 2
 
-    class_activation_fn = torch.sigmoid if activation == "sigmoid" else (lambda logits: logits.softmax(-1))
     return {"pred_boxes": (direct["pred_boxes"].float() + flipped["pred_boxes"]) / 2,
             "actor_probs": mean_probability(lambda logits: logits.softmax(-1), "pred_actor"),
-            "class_probs": mean_probability(class_activation_fn, "pred_classes")}
+            "class_probs": mean_probability(lambda logits: class_probabilities(logits, activation), "pred_classes")}
 
 
 @torch.no_grad()

@@ -3,6 +3,9 @@
 Each arranged token gives one triplet <box, actor logits, class logits>. The box head predicts (cx, cy, w, h) in
 [0, 1] of the clip; with reference points (one per token, the centre of its grid cell) the centre is predicted
 relative to the reference in logit space, as in Deformable DETR: cx = sigmoid(raw_cx + logit(ref_x)).
+The class logits become probabilities by the activation that matches the class loss (`class_activation`): sigmoid
+for the multi-label binary cross-entropy, softmax for the single-label cross-entropy; the matcher, the
+post-processing, flip averaging and the exported graph all read them through `class_probabilities`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 CLASS_HEADS = ("mlp", "cross_attention")
+CLASS_ACTIVATIONS = ("sigmoid", "softmax")
+
+
+def class_activation(cfg) -> str:
+    """How the class logits become probabilities: "sigmoid" for BMVIT.CLASS_LOSS bce (multi-label), "softmax" for
+    ce (single-label)."""
+    return "sigmoid" if cfg.BMVIT.CLASS_LOSS == "bce" else "softmax"
+
+
+def check_class_activation(activation: str) -> str:
+    """`activation` itself when it is one of CLASS_ACTIVATIONS; a ValueError naming it otherwise."""
+    if activation not in CLASS_ACTIVATIONS:
+        raise ValueError(f"class_activation must be sigmoid or softmax, got {activation!r}")
+    return activation
+
+
+def class_probabilities(logits: Tensor, activation: str) -> Tensor:
+    """Class probabilities [..., C] of class logits [..., C]: independent sigmoids or a softmax over C."""
+    if check_class_activation(activation) == "sigmoid":
+        return logits.sigmoid()
+    return logits.softmax(-1)
 
 
 class MLP(nn.Module):

@@ -24,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from .box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from .heads import check_class_activation, class_activation, class_probabilities
 
 
 class HungarianMatcher(nn.Module):
@@ -37,25 +38,15 @@ class HungarianMatcher(nn.Module):
             matched and non-actor persons are left out (their region's tokens are simply unmatched).
     """
 
-    def __init__(
-        self,
-        cost_actor: float = 1.0,
-        cost_bbox: float = 5.0,
-        cost_giou: float = 2.0,
-        cost_class: float = 0.0,
-        class_activation: str = "sigmoid",
-        match_non_actors: bool = False,
-        cost_centre: float = 0.0,
-    ):
+    def __init__(self, cost_actor: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0, cost_class: float = 0.0,
+                 class_activation: str = "sigmoid", match_non_actors: bool = False, cost_centre: float = 0.0):
         super().__init__()
-        if class_activation not in ("sigmoid", "softmax"):
-            raise ValueError(f"class_activation must be sigmoid or softmax, got {class_activation!r}")
         self.cost_actor = cost_actor
         self.cost_bbox = cost_bbox
         self.cost_giou = cost_giou
         self.cost_class = cost_class
+        self.class_activation = check_class_activation(class_activation)
         self.cost_centre = cost_centre
-        self.class_activation = class_activation
         self.match_non_actors = match_non_actors
 
     def cost_matrix(
@@ -71,8 +62,7 @@ class HungarianMatcher(nn.Module):
         giou = generalized_box_iou(box_cxcywh_to_xyxy(boxes.float()), box_cxcywh_to_xyxy(target_boxes))
         cost = cost - self.cost_giou * giou
         if self.cost_class:
-            logits = class_logits.float()
-            class_prob = logits.sigmoid() if self.class_activation == "sigmoid" else logits.softmax(-1)
+            class_prob = class_probabilities(class_logits.float(), self.class_activation)
             labels = target["labels"].float() * target["actor"][:, None]
             label_mean = labels / labels.sum(-1, keepdim=True).clamp(min=1)
             cost = cost - self.cost_class * class_prob @ label_mean.T
@@ -133,3 +123,11 @@ class HungarianMatcher(nn.Module):
             matches.append((torch.as_tensor(token_index, dtype=torch.int64),
                             torch.as_tensor(persons[subset_index], dtype=torch.int64)))
         return matches
+
+
+def build_matcher(cfg) -> HungarianMatcher:
+    """The matcher of the BMVIT config group: the COST_* weights, BOX_LOSS_ON_NON_ACTORS (match annotated non-actor
+    persons too) and CLASS_LOSS's class activation."""
+    bm = cfg.BMVIT
+    return HungarianMatcher(bm.COST_ACTOR, bm.COST_BBOX, bm.COST_GIOU, bm.COST_CLASS, class_activation(cfg),
+                            bm.BOX_LOSS_ON_NON_ACTORS, bm.COST_CENTRE)

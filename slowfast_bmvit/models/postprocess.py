@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .box_ops import box_cxcywh_to_xyxy, greedy_nms
+from .heads import check_class_activation, class_activation, class_probabilities
 
 SCORE_RULES = ("class_x_actor", "class")
 
@@ -58,12 +59,10 @@ def postprocess_detections(
     """
     if score_rule not in SCORE_RULES:
         raise ValueError(f"score_rule must be one of {', '.join(SCORE_RULES)}, got {score_rule!r}")
-    if class_activation not in ("sigmoid", "softmax"):
-        raise ValueError(f"class_activation must be sigmoid or softmax, got {class_activation!r}")
+    check_class_activation(class_activation)
     boxes_all = outputs["pred_boxes"].float()
     actor_all = outputs["pred_actor"].float().softmax(-1)[..., 1]
-    class_logits = outputs["pred_classes"].float()
-    class_all = class_logits.sigmoid() if class_activation == "sigmoid" else class_logits.softmax(-1)
+    class_all = class_probabilities(outputs["pred_classes"].float(), class_activation)
     if meta is not None and len(meta) != len(boxes_all):
         raise ValueError(f"got {len(meta)} meta dicts for {len(boxes_all)} clips")
 
@@ -89,11 +88,6 @@ def postprocess_detections(
             {"boxes": boxes, "actor_scores": actor_scores[keep], "class_scores": class_scores, "token_index": keep}
         )
     return detections
-
-
-def class_activation(cfg) -> str:
-    """How the class logits become probabilities: "sigmoid" for BMVIT.CLASS_LOSS bce, "softmax" for ce."""
-    return "sigmoid" if cfg.BMVIT.CLASS_LOSS == "bce" else "softmax"
 
 
 def postprocess_from_cfg(outputs: dict[str, Tensor], meta: Sequence[dict[str, Any]] | None, cfg):
