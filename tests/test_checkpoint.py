@@ -1,4 +1,5 @@
-"""Checkpoints: PySlowFast layout, atomic writes, discovery, resume rules, epoch reset, test-time loading."""
+"""Checkpoints: PySlowFast layout, atomic writes, discovery, resume rules, epoch reset, the trainer's checkpoint
+schedule, test-time loading."""
 
 import hashlib
 import logging
@@ -15,16 +16,9 @@ from torch import nn
 
 from slowfast_bmvit.config import get_cfg
 from slowfast_bmvit.engine import checkpoint as ckpt
-from slowfast_bmvit.engine.checkpoint import (
-    get_last_checkpoint,
-    has_checkpoint,
-    is_checkpoint_epoch,
-    is_checkpoint_iter,
-    is_eval_epoch,
-    load_test_checkpoint,
-    load_train_checkpoint,
-    save_checkpoint,
-)
+from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, load_train_checkpoint, save_checkpoint
+from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint
+from slowfast_bmvit.engine.trainer import is_checkpoint_epoch, is_checkpoint_iter, is_eval_epoch
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 
 
@@ -102,10 +96,10 @@ def test_saved_file_has_pyslowfast_layout_and_name(tmp_path):
     assert "scaler_state" in torch.load(scaler_path, weights_only=True)
 
 
-def test_round_trip_restores_model_optimizer_position_rng_and_extra(tmp_path):
+def test_round_trip_restores_model_optimizer_position_and_rng(tmp_path):
     model, optimizer = _trained()
     cfg = _cfg(tmp_path)
-    path = save_checkpoint(str(tmp_path), model, optimizer, epoch=1, cfg=cfg, iter_in_epoch=5, extra={"best": 0.25})
+    path = save_checkpoint(str(tmp_path), model, optimizer, epoch=1, cfg=cfg, iter_in_epoch=5)
     assert os.path.basename(path) == "checkpoint_epoch_00001_iter_0000005.pyth"
     saved = torch.load(path, weights_only=True)
     assert saved["epoch"] == 0 and saved["iter"] == 5  # "epoch" = last completed epoch, as upstream
@@ -114,7 +108,7 @@ def test_round_trip_restores_model_optimizer_position_rng_and_extra(tmp_path):
     resumed, resumed_optimizer = _fresh()
     torch.manual_seed(123), np.random.seed(123), random.seed(123)
     start = load_train_checkpoint(cfg, resumed, resumed_optimizer)
-    assert (start.start_epoch, start.start_iter, start.path, start.extra) == (1, 5, path, {"best": 0.25})
+    assert (start.start_epoch, start.start_iter, start.path) == (1, 5, path)
     assert _same_weights(model, resumed)
     draws = (torch.rand(3), np.random.rand(2), random.random())
     assert torch.equal(draws[0], expected_draws[0]) and np.array_equal(draws[1], expected_draws[1])
@@ -158,7 +152,7 @@ def test_killed_writer_and_half_copied_files_are_never_picked_up(tmp_path):
     with open(os.path.join(folder, "checkpoint_epoch_00004.pyth"), "wb") as handle:  # copy interrupted
         handle.write(data[: len(data) // 2])
     assert get_last_checkpoint(str(tmp_path)) == second
-    assert has_checkpoint(str(tmp_path)) and not has_checkpoint(str(tmp_path / "elsewhere"))
+    assert get_last_checkpoint(str(tmp_path / "elsewhere")) is None
     start = load_train_checkpoint(cfg, *_fresh())
     assert start.path == second and start.start_epoch == 2
     save_checkpoint(str(tmp_path), model, optimizer, 2, cfg)  # a successful save clears the temp file

@@ -90,18 +90,6 @@ def is_master_proc(num_gpus: int | None = None) -> bool:
     return get_rank() == 0
 
 
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare model under DistributedDataParallel / DataParallel (`.module`) and torch.compile (`._orig_mod`),
-    whose parameter and state_dict names carry no wrapper prefix."""
-    while True:
-        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
 # ------------------------------------------------------------------ collectives
 
 
@@ -144,9 +132,10 @@ def all_gather_objects(obj: Any) -> list[Any]:
 # ------------------------------------------------------------------ set-up
 
 
-def seed_process(seed: int) -> None:
-    """Seed Python, numpy and torch with `seed` + this process's rank."""
-    seed_everything(seed + get_rank())
+def seed_process(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, numpy and torch with `seed` + this process's rank (utils/seeding.py; `deterministic` asks torch
+    for deterministic algorithms too)."""
+    seed_everything(seed + get_rank(), deterministic=deterministic)
 
 
 def backend_for(cfg) -> str:

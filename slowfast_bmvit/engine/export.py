@@ -25,11 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from slowfast_bmvit.models import attention
+from slowfast_bmvit.models import attention, unwrap_model
 from slowfast_bmvit.models.flip_average import mirror_averaged_probabilities
 from slowfast_bmvit.models.postprocess import class_activation
-
-from .task import unwrap
 
 FORMATS = ("onnx", "torchscript")
 OUTPUT_NAMES = ("boxes", "actor_prob", "class_prob")
@@ -49,7 +47,7 @@ class InferenceForm(nn.Module):
         super().__init__()
         if activation not in ("sigmoid", "softmax"):
             raise ValueError(f"activation must be sigmoid or softmax, got {activation!r}")
-        self.model = unwrap(model)
+        self.model = unwrap_model(model)
         self.flip_average, self.activation = flip_average, activation
 
     @classmethod
