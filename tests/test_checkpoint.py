@@ -122,6 +122,22 @@ def test_round_trip_restores_model_optimizer_position_and_rng(tmp_path):
     assert _same_weights(model, resumed)
 
 
+def test_resuming_reads_the_checkpoint_file_once(tmp_path, monkeypatch):
+    model, optimizer = _trained()
+    source = save_checkpoint(str(tmp_path / "a"), model, optimizer, 0, _cfg(tmp_path / "a"))
+    real_load, reads = torch.load, []
+
+    def counted_load(path, *args, **kwargs):
+        reads.append(path)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted_load)
+    auto_resumed = load_train_checkpoint(_cfg(tmp_path / "a"), *_fresh())  # TRAIN.AUTO_RESUME from OUTPUT_DIR
+    from_file = load_train_checkpoint(_cfg(tmp_path / "b", CHECKPOINT_FILE_PATH=source), *_fresh())
+    assert auto_resumed.start_epoch == from_file.start_epoch == 1
+    assert reads == [source, source]
+
+
 def test_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     model, optimizer = _trained()
     cfg = _cfg(tmp_path)

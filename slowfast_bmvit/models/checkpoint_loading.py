@@ -190,7 +190,7 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
 
 
-def require_checkpoint_file(path: str) -> None:
+def _require_checkpoint_file(path: str) -> None:
     """Raise a one-line CheckpointError unless `path` is an existing file; a folder gets its own message, naming
     a `.pyth` file inside it (or inside its `checkpoints/` subfolder) when there is one."""
     if os.path.isdir(path):
@@ -210,7 +210,7 @@ def read_checkpoint_file(path: str) -> dict[str, Any]:
         CheckpointError: one line naming the file when it is missing, a folder, empty, not a PyTorch file,
             truncated or corrupt, holds Python objects weights_only loading refuses, or is not a dict.
     """
-    require_checkpoint_file(path)
+    _require_checkpoint_file(path)
     with open(path, "rb") as handle:
         head = handle.read(4)
     if not head:
