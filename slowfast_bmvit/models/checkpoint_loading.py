@@ -229,7 +229,7 @@ def read_checkpoint_file(path: str) -> dict[str, Any]:
                 "re-save the checkpoint with tensors, numbers, strings and plain containers only"
             ) from None
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint (unreadable pickle data)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+    except Exception as err:  # a truncated zip, garbage bytes, I/O errors: all surface as one message
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
     _require_mapping(checkpoint, path)
@@ -237,6 +237,7 @@ def read_checkpoint_file(path: str) -> dict[str, Any]:
 
 
 def _require_mapping(obj: Any, source: str) -> None:
+    """A checkpoint is a dict (of tensors, or holding one under "model_state" and the like)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: not a checkpoint (a {type(obj).__name__}, expected a dict of tensors)")
 
