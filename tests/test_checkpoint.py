@@ -17,7 +17,7 @@ from torch import nn
 from slowfast_bmvit.config import get_cfg
 from slowfast_bmvit.engine import checkpoint as ckpt
 from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, load_train_checkpoint, save_checkpoint
-from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint
+from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint, load_trained_checkpoint
 from slowfast_bmvit.engine.trainer import is_checkpoint_epoch, is_checkpoint_iter, is_eval_epoch
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 
@@ -355,6 +355,28 @@ def test_a_folder_given_as_checkpoint_names_the_file_to_give(tmp_path):
     train_cfg = _cfg(tmp_path / "other", CHECKPOINT_FILE_PATH=str(tmp_path))
     with pytest.raises(CheckpointError, match=f"^{tmp_path}: is a folder"):
         load_train_checkpoint(train_cfg, *_fresh())
+
+
+def test_inference_tools_load_only_a_trained_checkpoint_of_the_same_model_config(tmp_path, caplog):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    cfg.MVIT.DEPTH, cfg.DATA.NUM_FRAMES = 4, 8
+    path = save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, 0, cfg)
+    loaded = _fresh()[0]
+    assert load_trained_checkpoint(cfg, loaded) == path and _same_weights(loaded, model)
+    deeper = cfg.clone()
+    deeper.MVIT.DEPTH = 6
+    with pytest.raises(CheckpointError, match=f"^{re.escape(path)}: trained with another model config: "
+                                              r"MVIT.DEPTH 4 \(config: 6\)$"):
+        load_trained_checkpoint(deeper, _fresh()[0])
+    longer = cfg.clone()
+    longer.DATA.NUM_FRAMES = 16
+    with caplog.at_level(logging.WARNING):
+        assert load_trained_checkpoint(longer, _fresh()[0]) == path
+    assert f"{path} was trained with other input settings: DATA.NUM_FRAMES 8 (config: 16)" in caplog.text
+    elsewhere = _cfg(tmp_path / "elsewhere", CHECKPOINT_FILE_PATH=path)  # a pre-training file is never used
+    with pytest.raises(CheckpointError, match="^no trained checkpoint: TEST.CHECKPOINT_FILE_PATH is empty"):
+        load_trained_checkpoint(elsewhere, _fresh()[0])
 
 
 def test_checkpoint_eval_and_iteration_periods():
