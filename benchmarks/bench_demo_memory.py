@@ -65,7 +65,7 @@ def child(video: str, output: str, cfg_file: str, opts: list[str]) -> None:
     from slowfast_bmvit.config import assert_and_infer_cfg, load_config
     from slowfast_bmvit.datasets.frame_stream import open_frame_source
     from slowfast_bmvit.datasets.label_maps import column_names_from_cfg
-    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
+    from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.engine.demo import run_demo
     from slowfast_bmvit.models import build_model
 

@@ -51,7 +51,7 @@ def forward_times(cfg_file: str, opts: list[str], files: dict[str, str]) -> dict
     import torch
 
     from slowfast_bmvit.config import assert_and_infer_cfg, load_config
-    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
+    from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.engine.export import InferenceForm, example_clip, run_exported
     from slowfast_bmvit.models import build_model
 

@@ -1,4 +1,5 @@
-"""Checkpoints: PySlowFast layout, atomic writes, discovery, resume rules, epoch reset, test-time loading."""
+"""Checkpoints: PySlowFast layout, atomic writes, discovery, resume rules, epoch reset, the trainer's checkpoint
+schedule, test-time loading."""
 
 import hashlib
 import logging
@@ -15,16 +16,9 @@ from torch import nn
 
 from slowfast_bmvit.config import get_cfg
 from slowfast_bmvit.engine import checkpoint as ckpt
-from slowfast_bmvit.engine.checkpoint import (
-    get_last_checkpoint,
-    has_checkpoint,
-    is_checkpoint_epoch,
-    is_checkpoint_iter,
-    is_eval_epoch,
-    load_test_checkpoint,
-    load_train_checkpoint,
-    save_checkpoint,
-)
+from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, load_train_checkpoint, save_checkpoint
+from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint, load_trained_checkpoint
+from slowfast_bmvit.engine.trainer import is_checkpoint_epoch, is_checkpoint_iter, is_eval_epoch
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 
 
@@ -102,10 +96,10 @@ def test_saved_file_has_pyslowfast_layout_and_name(tmp_path):
     assert "scaler_state" in torch.load(scaler_path, weights_only=True)
 
 
-def test_round_trip_restores_model_optimizer_position_rng_and_extra(tmp_path):
+def test_round_trip_restores_model_optimizer_position_and_rng(tmp_path):
     model, optimizer = _trained()
     cfg = _cfg(tmp_path)
-    path = save_checkpoint(str(tmp_path), model, optimizer, epoch=1, cfg=cfg, iter_in_epoch=5, extra={"best": 0.25})
+    path = save_checkpoint(str(tmp_path), model, optimizer, epoch=1, cfg=cfg, iter_in_epoch=5)
     assert os.path.basename(path) == "checkpoint_epoch_00001_iter_0000005.pyth"
     saved = torch.load(path, weights_only=True)
     assert saved["epoch"] == 0 and saved["iter"] == 5  # "epoch" = last completed epoch, as upstream
@@ -114,7 +108,7 @@ def test_round_trip_restores_model_optimizer_position_rng_and_extra(tmp_path):
     resumed, resumed_optimizer = _fresh()
     torch.manual_seed(123), np.random.seed(123), random.seed(123)
     start = load_train_checkpoint(cfg, resumed, resumed_optimizer)
-    assert (start.start_epoch, start.start_iter, start.path, start.extra) == (1, 5, path, {"best": 0.25})
+    assert (start.start_epoch, start.start_iter, start.path) == (1, 5, path)
     assert _same_weights(model, resumed)
     draws = (torch.rand(3), np.random.rand(2), random.random())
     assert torch.equal(draws[0], expected_draws[0]) and np.array_equal(draws[1], expected_draws[1])
@@ -126,6 +120,22 @@ def test_round_trip_restores_model_optimizer_position_rng_and_extra(tmp_path):
         net(batch).pow(2).mean().backward()
         opt.step()
     assert _same_weights(model, resumed)
+
+
+def test_resuming_reads_the_checkpoint_file_once(tmp_path, monkeypatch):
+    model, optimizer = _trained()
+    source = save_checkpoint(str(tmp_path / "a"), model, optimizer, 0, _cfg(tmp_path / "a"))
+    real_load, reads = torch.load, []
+
+    def counted_load(path, *args, **kwargs):
+        reads.append(path)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counted_load)
+    auto_resumed = load_train_checkpoint(_cfg(tmp_path / "a"), *_fresh())  # TRAIN.AUTO_RESUME from OUTPUT_DIR
+    from_file = load_train_checkpoint(_cfg(tmp_path / "b", CHECKPOINT_FILE_PATH=source), *_fresh())
+    assert auto_resumed.start_epoch == from_file.start_epoch == 1
+    assert reads == [source, source]
 
 
 def test_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -158,7 +168,7 @@ def test_killed_writer_and_half_copied_files_are_never_picked_up(tmp_path):
     with open(os.path.join(folder, "checkpoint_epoch_00004.pyth"), "wb") as handle:  # copy interrupted
         handle.write(data[: len(data) // 2])
     assert get_last_checkpoint(str(tmp_path)) == second
-    assert has_checkpoint(str(tmp_path)) and not has_checkpoint(str(tmp_path / "elsewhere"))
+    assert get_last_checkpoint(str(tmp_path / "elsewhere")) is None
     start = load_train_checkpoint(cfg, *_fresh())
     assert start.path == second and start.start_epoch == 2
     save_checkpoint(str(tmp_path), model, optimizer, 2, cfg)  # a successful save clears the temp file
@@ -345,6 +355,28 @@ def test_a_folder_given_as_checkpoint_names_the_file_to_give(tmp_path):
     train_cfg = _cfg(tmp_path / "other", CHECKPOINT_FILE_PATH=str(tmp_path))
     with pytest.raises(CheckpointError, match=f"^{tmp_path}: is a folder"):
         load_train_checkpoint(train_cfg, *_fresh())
+
+
+def test_inference_tools_load_only_a_trained_checkpoint_of_the_same_model_config(tmp_path, caplog):
+    model, optimizer = _trained()
+    cfg = _cfg(tmp_path)
+    cfg.MVIT.DEPTH, cfg.DATA.NUM_FRAMES = 4, 8
+    path = save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, 0, cfg)
+    loaded = _fresh()[0]
+    assert load_trained_checkpoint(cfg, loaded) == path and _same_weights(loaded, model)
+    deeper = cfg.clone()
+    deeper.MVIT.DEPTH = 6
+    with pytest.raises(CheckpointError, match=f"^{re.escape(path)}: trained with another model config: "
+                                              r"MVIT.DEPTH 4 \(config: 6\)$"):
+        load_trained_checkpoint(deeper, _fresh()[0])
+    longer = cfg.clone()
+    longer.DATA.NUM_FRAMES = 16
+    with caplog.at_level(logging.WARNING):
+        assert load_trained_checkpoint(longer, _fresh()[0]) == path
+    assert f"{path} was trained with other input settings: DATA.NUM_FRAMES 8 (config: 16)" in caplog.text
+    elsewhere = _cfg(tmp_path / "elsewhere", CHECKPOINT_FILE_PATH=path)  # a pre-training file is never used
+    with pytest.raises(CheckpointError, match="^no trained checkpoint: TEST.CHECKPOINT_FILE_PATH is empty"):
+        load_trained_checkpoint(elsewhere, _fresh()[0])
 
 
 def test_checkpoint_eval_and_iteration_periods():

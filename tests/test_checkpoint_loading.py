@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from slowfast_bmvit.config import load_config
-from slowfast_bmvit.models.checkpoint_loading import CheckpointError, LoadReport, load_checkpoint
+from slowfast_bmvit.models.checkpoint_loading import CheckpointError, LoadReport, load_checkpoint, read_checkpoint_file
 from slowfast_bmvit.models.mvit import MViT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +138,27 @@ def test_pickled_objects_are_refused_by_weights_only(tmp_path):
     torch.save({"model_state": {"a": torch.zeros(1)}, "meter": collections.OrderedDict(), "x": Detector}, path)
     with pytest.raises(CheckpointError, match=r"objects\.pyth: holds a Python object .*Detector"):
         load_checkpoint(path, MViT(small_cfg(224)))
+
+
+def test_wrapped_models_are_filled_through_the_bare_module(tmp_path):
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+    path = tmp_path / "plain.pyth"
+    torch.save({"model_state": source.state_dict()}, path)
+    for wrap in (nn.DataParallel, torch.compile):  # `.module` and torch.compile's `._orig_mod`
+        bare = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+        report = load_checkpoint(str(path), wrap(bare))
+        assert report.prefix == "" and len(report.loaded) == 4 and not report.missing
+        assert torch.equal(bare[0].weight, source[0].weight)
+
+
+def test_a_file_that_is_not_a_dict_and_an_in_memory_checkpoint_name_their_source(tmp_path):
+    path = tmp_path / "list.pyth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(CheckpointError, match=r"^.*list\.pyth: not a checkpoint \(a list, expected a dict of tensors\)$"):
+        read_checkpoint_file(str(path))
+    with pytest.raises(CheckpointError, match=r"^run/c\.pyth: no model tensors found"):
+        load_checkpoint({"epoch": 3, "cfg": ""}, nn.Linear(2, 2), source="run/c.pyth")
 
 
 def test_wrong_architecture_checkpoints_are_one_clear_error(tmp_path):

@@ -66,6 +66,14 @@ def test_config_files_and_trailing_overrides_are_split(argv, files, opts):
     assert args.opts == opts
 
 
+def test_a_single_config_tool_refuses_more_config_files_naming_itself():
+    argv = ["--cfg", "a.yaml", "b.yaml", "SOLVER.BASE_LR", "0.1"]
+    assert parse_args("x", argv).cfg_files == ["a.yaml", "b.yaml"]
+    with pytest.raises(SystemExit, match=r"^error: demo_net.py takes one config file, got 2$"):
+        parse_args("x", argv, single_config_tool="demo_net.py")
+    assert parse_args("x", argv[:2] + argv[3:], single_config_tool="demo_net.py").opts == ["SOLVER.BASE_LR", "0.1"]
+
+
 def test_shard_arguments_override_the_config(tmp_path):
     cfg_file = tmp_path / "job.yaml"
     cfg_file.write_text("NUM_SHARDS: 1\n")

@@ -114,7 +114,7 @@ def demo_on_a_frame_folder(cfg, workdir: Path) -> None:
     """tools/demo_net.py's job on a folder of twelve frames, from a checkpoint of the (untrained) model."""
     from slowfast_bmvit.datasets.frame_stream import open_frame_source
     from slowfast_bmvit.datasets.label_maps import column_names_from_cfg
-    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
+    from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.engine.demo import run_demo
 
     model = build_model(cfg).eval()

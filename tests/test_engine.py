@@ -160,7 +160,7 @@ def _inference_on_five_clips(cfg):
     """Detections of the tested checkpoint on the first 5 test clips: 2 processes split them 3 + 3 (the sampler
     repeats one clip), and the gathering must drop the repeat and keep the dataset order."""
     from slowfast_bmvit.datasets import build_dataset, construct_loader
-    from slowfast_bmvit.engine.checkpoint import load_test_checkpoint
+    from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint
     from slowfast_bmvit.engine.inference import run_inference
 
     dataset = build_dataset(cfg.TEST.DATASET, cfg, "test", model_reads_boxes=False)

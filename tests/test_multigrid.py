@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import SequentialSampler
 
 from slowfast_bmvit.config import get_cfg
-from slowfast_bmvit.engine.checkpoint import is_checkpoint_epoch, is_eval_epoch
+from slowfast_bmvit.engine.trainer import is_checkpoint_epoch, is_eval_epoch
 from slowfast_bmvit.engine.multigrid import (
     MultigridSchedule,
     ShortCycleBatchSampler,

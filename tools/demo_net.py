@@ -33,14 +33,12 @@ def _add_arguments(parser) -> None:
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args("Run a trained BMViT on a video: annotated video, actor tracks, detections.", argv,
-                      _add_arguments)
-    if len(args.cfg_files) != 1:
-        raise SystemExit(f"error: demo_net.py takes one config file, got {len(args.cfg_files)}")
+                      _add_arguments, single_config_tool="demo_net.py")
 
     from slowfast_bmvit.datasets.frame_stream import InputError, open_frame_source
     from slowfast_bmvit.datasets.label_maps import column_names_from_cfg
-    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
     from slowfast_bmvit.engine.demo import run_demo
+    from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.models import build_model
     from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from slowfast_bmvit.config import ConfigError  # noqa: E402
 from slowfast_bmvit.datasets import build_dataset, prepare_dataset  # noqa: E402
 from slowfast_bmvit.datasets.collate import detection_collate  # noqa: E402
-from slowfast_bmvit.engine.checkpoint import load_test_checkpoint  # noqa: E402
+from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint  # noqa: E402
 from slowfast_bmvit.engine.evaluator import evaluate_detections  # noqa: E402
 from slowfast_bmvit.evaluation.ava_io import read_labelmap  # noqa: E402
 from slowfast_bmvit.evaluation.error_analysis import analyze_clip, class_agnostic_ap, summarize  # noqa: E402

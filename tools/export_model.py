@@ -32,15 +32,14 @@ def _add_arguments(parser) -> None:
 
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args("Export a trained BMViT to ONNX or TorchScript.", argv, _add_arguments)
-    if len(args.cfg_files) != 1:
-        raise SystemExit(f"error: export_model.py takes one config file, got {len(args.cfg_files)}")
+    args = parse_args("Export a trained BMViT to ONNX or TorchScript.", argv, _add_arguments,
+                      single_config_tool="export_model.py")
 
     import importlib.util
 
-    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
     from slowfast_bmvit.engine.export import (InferenceForm, compare_with_eager, example_clip, export_onnx,
                                               export_torchscript, interface_description, write_interface)
+    from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.models import build_model
     from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 

@@ -80,12 +80,10 @@ def token_figure_for(cfg, model, source, seconds: float, thresh: float, slot=Non
 def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args("Fig. 3 of the BMViT supplement for one clip: token confidences, boxes and attention.", argv,
-                      _add_arguments)
-    if len(args.cfg_files) != 1:
-        raise SystemExit(f"error: visualize_tokens.py takes one config file, got {len(args.cfg_files)}")
+                      _add_arguments, single_config_tool="visualize_tokens.py")
 
     from slowfast_bmvit.datasets.frame_stream import InputError, open_frame_source
-    from slowfast_bmvit.engine.checkpoint import load_trained_checkpoint
+    from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.models import build_model
     from slowfast_bmvit.models.checkpoint_loading import CheckpointError
     from slowfast_bmvit.visualization.boxes import save_png

@@ -2,7 +2,8 @@
 
 from .defaults import get_cfg
 from .errors import ConfigError
-from .loading import load_config, merge_opts
+from .loading import config_value, load_config, merge_opts
 from .validation import CHOICES, assert_and_infer_cfg, check_devices
 
-__all__ = ["CHOICES", "ConfigError", "assert_and_infer_cfg", "check_devices", "get_cfg", "load_config", "merge_opts"]
+__all__ = ["CHOICES", "ConfigError", "assert_and_infer_cfg", "check_devices", "config_value", "get_cfg", "load_config",
+           "merge_opts"]

@@ -7,7 +7,7 @@ Every failure becomes one `ConfigError` line naming the file (and line) or the k
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 from fvcore.common.config import CfgNode
@@ -67,13 +67,21 @@ def _key_message(err: KeyError) -> str:
     return " ".join(str(text).split())
 
 
-def _has_key(cfg: CfgNode, key: str) -> bool:
-    node = cfg
+_ABSENT = object()
+
+
+def config_value(node: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """The value at the dotted `key` (e.g. "SOLVER.BASE_LR") of a config, or of a plain nested dict such as a
+    checkpoint's stored config read back from YAML; `default` when a part of the key is absent."""
     for part in key.split("."):
-        if not isinstance(node, CfgNode) or part not in node:
-            return False
+        if not isinstance(node, Mapping) or part not in node:
+            return default
         node = node[part]
-    return True
+    return node
+
+
+def _has_key(cfg: CfgNode, key: str) -> bool:
+    return config_value(cfg, key, _ABSENT) is not _ABSENT
 
 
 def merge_opts(cfg: CfgNode, opts: Sequence[str]) -> None:

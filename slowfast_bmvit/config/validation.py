@@ -85,7 +85,8 @@ REFUSED_UNLESS_DEFAULT: dict[str, str] = {
     "TRAIN.CHECKPOINT_CLEAR_NAME_PATTERN": "the checkpoint loader finds the key prefix (e.g. module., backbone.) itself",
     "SOLVER.STEP_SIZE": "the LR policies are cosine, steps_with_relative_lrs and constant (SOLVER.STEPS sets them)",
     "MVIT.NORM": "MViT's norms are LayerNorm",
-    **_each("MVIT", "LAYER_SCALE_INIT_VALUE USE_MEAN_POOLING", _MVIT_VARIANT),
+    **_each("MVIT", "LAYER_SCALE_INIT_VALUE USE_MEAN_POOLING POOL_FIRST SEPARATE_QKV SEP_POS_EMBED NORM_STEM",
+            _MVIT_VARIANT),
 }
 
 # Keys refused only at some values: key -> (refused values, reason). (The MVIT keys here are compared with a
@@ -93,7 +94,6 @@ REFUSED_UNLESS_DEFAULT: dict[str, str] = {
 REFUSED_VALUES: dict[str, tuple[tuple[Any, ...], str]] = {
     "MODEL.ARCH": (("slowfast",), "two-pathway (SlowFast) input is not offered; the model is MODEL.MODEL_NAME"),
     "MVIT.MODE": (("max", "avg"), "MViTv2 pools q, k and v with depthwise convolutions (conv); " + _MVIT_VARIANT),
-    **{f"MVIT.{name}": ((True,), _MVIT_VARIANT) for name in "POOL_FIRST SEPARATE_QKV SEP_POS_EMBED NORM_STEM".split()},
 }
 
 

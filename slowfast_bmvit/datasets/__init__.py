@@ -6,6 +6,7 @@ from .build import (  # noqa: F401
     construct_loader,
     epoch_sampler,
     prepare_dataset,
+    prepare_datasets,
     set_loader_epoch,
 )
 

@@ -41,8 +41,7 @@ def build_dataset(dataset_name: str, cfg, split: str, **options) -> torch.utils.
 def prepare_dataset(dataset_name: str, cfg) -> None:
     """Run a dataset's one-time preparation (its `prepare(cfg)`, e.g. generating SynthAVA), if it has one.
 
-    Multi-process jobs call this on the main process only and then wait, so that no two processes write the
-    same files.
+    Multi-process jobs call `prepare_datasets` instead, so that no two processes write the same files.
     """
     prepare = getattr(_dataset_class(dataset_name, "TRAIN.DATASET"), "prepare", None)
     if prepare is not None:
@@ -53,6 +52,17 @@ def _world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size(), torch.distributed.get_rank()
     return 1, 0
+
+
+def prepare_datasets(cfg, dataset_names) -> None:
+    """`prepare_dataset` for each of `dataset_names` (once per name), on the main process while the others wait at
+    a barrier: the loops call it from every process before building their loaders."""
+    world_size, rank = _world()
+    if rank == 0:
+        for name in dict.fromkeys(dataset_names):
+            prepare_dataset(name, cfg)
+    if world_size > 1:
+        torch.distributed.barrier()
 
 
 def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None = None,

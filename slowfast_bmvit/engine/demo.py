@@ -41,12 +41,13 @@ from slowfast_bmvit.datasets.frame_io import clip_frame_indices
 from slowfast_bmvit.datasets.frame_stream import FrameSource
 from slowfast_bmvit.datasets.transforms import ClipGeometry, DetectionTransform, to_normalized_tensor
 from slowfast_bmvit.evaluation.tubes import GreedyLinker
+from slowfast_bmvit.models import unwrap_model
 from slowfast_bmvit.models.flip_average import test_time_outputs
 from slowfast_bmvit.models.postprocess import postprocess_from_cfg
 from slowfast_bmvit.visualization.tracks import draw_tracks
 from slowfast_bmvit.visualization.video_writer import H264Writer
 
-from .task import unwrap
+from .task import uses_input_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def run_demo(cfg, model: nn.Module, source: FrameSource, output_dir: str | os.Pa
         column_names: MODEL.NUM_CLASSES class names ("" for unused columns), e.g. `column_names_from_cfg(cfg)`.
         checkpoint: recorded in detections.json.
     """
-    if getattr(unwrap(model), "uses_input_boxes", False):
+    if uses_input_boxes(model):
         raise ConfigError(f"MODEL.MODEL_NAME: {cfg.MODEL.MODEL_NAME} needs person boxes as input; the demo runs "
                           f"set-prediction models (BMViT), which find the persons themselves")
     output_dir = Path(output_dir)
@@ -314,7 +315,7 @@ def run_demo(cfg, model: nn.Module, source: FrameSource, output_dir: str | os.Pa
         meta = [{"crop_box": batches.geometry.crop_box}] * cfg.TEST.BATCH_SIZE
         for keys, inputs in batches:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                outputs = test_time_outputs(unwrap(model), inputs.to(device), cfg)
+                outputs = test_time_outputs(unwrap_model(model), inputs.to(device), cfg)
             outputs = {key: value.float().cpu() for key, value in outputs.items()}
             for key, clip in zip(keys, postprocess_from_cfg(outputs, meta[:len(keys)], cfg)):
                 boxes = clip["boxes"].double().numpy()

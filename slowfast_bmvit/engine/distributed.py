@@ -51,9 +51,6 @@ logger = logging.getLogger(__name__)
 # Variables torchrun sets for every process it starts.
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 
-_local_rank = 0
-_local_size = 1
-
 
 # ------------------------------------------------------------------ queries
 
@@ -72,34 +69,9 @@ def get_rank() -> int:
     return dist.get_rank() if is_dist_initialized() else 0
 
 
-def get_local_rank() -> int:
-    """Rank of this process on its machine (its GPU index when NUM_GPUS > 0)."""
-    return _local_rank
-
-
-def get_local_size() -> int:
-    """Number of processes on this machine."""
-    return _local_size
-
-
-def is_master_proc(num_gpus: int | None = None) -> bool:
-    """True on the main process: global rank 0; with `num_gpus`, upstream's per-machine main process
-    (rank % num_gpus == 0), e.g. for writing machine-local logs."""
-    if num_gpus:
-        return get_rank() % num_gpus == 0
+def is_master_proc() -> bool:
+    """True on the main process (global rank 0), the one that writes checkpoints, logs and results."""
     return get_rank() == 0
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The bare model under DistributedDataParallel / DataParallel (`.module`) and torch.compile (`._orig_mod`),
-    whose parameter and state_dict names carry no wrapper prefix."""
-    while True:
-        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 # ------------------------------------------------------------------ collectives
@@ -144,9 +116,10 @@ def all_gather_objects(obj: Any) -> list[Any]:
 # ------------------------------------------------------------------ set-up
 
 
-def seed_process(seed: int) -> None:
-    """Seed Python, numpy and torch with `seed` + this process's rank."""
-    seed_everything(seed + get_rank())
+def seed_process(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, numpy and torch with `seed` + this process's rank (utils/seeding.py; `deterministic` asks torch
+    for deterministic algorithms too)."""
+    seed_everything(seed + get_rank(), deterministic=deterministic)
 
 
 def backend_for(cfg) -> str:
@@ -163,8 +136,8 @@ def init_distributed_training(
     local_size: int = 1,
     use_cuda: bool = False,
 ) -> None:
-    """Join the process group of `world_size` processes as `rank` (and select GPU `local_rank` with `use_cuda`)."""
-    global _local_rank, _local_size
+    """Join the process group of `world_size` processes as `rank` (and select GPU `local_rank` with `use_cuda`);
+    `local_size`, the processes on this machine, is logged."""
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(
@@ -174,7 +147,6 @@ def init_distributed_training(
         rank=rank,
         timeout=datetime.timedelta(minutes=30),
     )
-    _local_rank, _local_size = local_rank, local_size
     logger.info(
         "process %d/%d (local %d/%d) joined %s via %s", rank, world_size, local_rank, local_size, backend, init_method
     )
@@ -182,11 +154,9 @@ def init_distributed_training(
 
 def shutdown_distributed() -> None:
     """Leave the process group, if any."""
-    global _local_rank, _local_size
     if is_dist_initialized():
         _object_group.cache_clear()
         dist.destroy_process_group()
-    _local_rank, _local_size = 0, 1
 
 
 def free_local_init_method() -> str:

@@ -25,11 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from slowfast_bmvit.models import attention
+from slowfast_bmvit.models import attention, unwrap_model
 from slowfast_bmvit.models.flip_average import mirror_averaged_probabilities
 from slowfast_bmvit.models.heads import check_class_activation, class_activation, class_probabilities
-
-from .task import unwrap
 
 FORMATS = ("onnx", "torchscript")
 OUTPUT_NAMES = ("boxes", "actor_prob", "class_prob")
@@ -47,7 +45,7 @@ class InferenceForm(nn.Module):
 
     def __init__(self, model: nn.Module, flip_average: bool = False, activation: str = "sigmoid"):
         super().__init__()
-        self.model = unwrap(model)
+        self.model = unwrap_model(model)
         self.flip_average, self.activation = flip_average, check_class_activation(activation)
 
     @classmethod

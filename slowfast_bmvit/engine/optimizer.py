@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.models import unwrap_model
 
-from .distributed import unwrap_model
 from .lr_policy import get_base_lr
 
 logger = logging.getLogger(__name__)

@@ -22,18 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.models import unwrap_model
 from slowfast_bmvit.models.criterion import build_criterion
 from slowfast_bmvit.models.flip_average import flip_averaged_box_probabilities, test_time_outputs
 from slowfast_bmvit.models.postprocess import postprocess_from_cfg
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def uses_input_boxes(model: nn.Module) -> bool:
-    return bool(getattr(unwrap(model), "uses_input_boxes", False))
+    return bool(getattr(unwrap_model(model), "uses_input_boxes", False))
 
 
 def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -92,7 +88,7 @@ class DetectionTask:
                     "meta": meta,
                 })
             return clips
-        outputs = test_time_outputs(unwrap(model), batch["inputs"], self.cfg)
+        outputs = test_time_outputs(unwrap_model(model), batch["inputs"], self.cfg)
         clips = postprocess_from_cfg(outputs, batch["meta"], self.cfg)
         return [{"boxes": clip["boxes"].cpu(), "class_scores": clip["class_scores"].cpu(),
                  "actor_scores": clip["actor_scores"].cpu(), "meta": meta}

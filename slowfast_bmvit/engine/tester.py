@@ -19,22 +19,20 @@ from typing import Any, Sequence
 import cv2
 import simplejson
 
-from slowfast_bmvit.datasets import construct_loader
+from slowfast_bmvit.datasets import construct_loader, prepare_datasets
 from slowfast_bmvit.evaluation.result_json import json_ready
-from slowfast_bmvit.models import build_model
+from slowfast_bmvit.models import build_model, unwrap_model
 from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
-from slowfast_bmvit.utils.seeding import seed_everything
 from slowfast_bmvit.visualization.tensorboard import open_tensorboard
 
-from . import checkpoint as cu
 from . import distributed as du
 from .amp import device_of
 from .evaluator import evaluate_detections
 from .inference import run_inference
 from .meters import log_json_stats
 from .task import DetectionTask, uses_input_boxes
-from .trainer import prepare_data
+from .trained_checkpoint import load_test_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -115,15 +113,15 @@ def write_visualisations(cfg, dataset, detections: Sequence[dict[str, Any]], res
 
 def test(cfg) -> dict | None:
     """Test `cfg.MODEL.MODEL_NAME` on TEST.DATASET; returns the metric dict on the main process."""
-    seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
+    du.seed_process(cfg.RNG_SEED, deterministic=cfg.DETERMINISTIC)
     setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
     writer = open_tensorboard(cfg, du.is_master_proc())
     model = build_model(cfg)
-    tested = cu.load_test_checkpoint(cfg, model)
+    tested = load_test_checkpoint(cfg, model)
     task = DetectionTask(cfg, model).to(device_of(cfg))
     if cfg.LOG_MODEL_INFO and du.is_master_proc():
-        log_model_info(du.unwrap_model(model), cfg, cfg.DATA.TEST_CROP_SIZE)
-    prepare_data(cfg, [cfg.TEST.DATASET])
+        log_model_info(unwrap_model(model), cfg, cfg.DATA.TEST_CROP_SIZE)
+    prepare_datasets(cfg, [cfg.TEST.DATASET])
     loader = construct_loader(cfg, "test", model_reads_boxes=uses_input_boxes(model))
     detections = run_inference(cfg, loader, model, task, desc="test")
     if not du.is_master_proc():

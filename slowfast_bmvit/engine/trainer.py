@@ -1,5 +1,9 @@
 """The training loop: epochs of optimisation, validation every TRAIN.EVAL_PERIOD, checkpoints, exact resume.
 
+The loop's schedule lives here too: after which epochs it saves and validates (`is_checkpoint_epoch`,
+`is_eval_epoch`, upstream's rule, multigrid-aware) and after which iterations it saves mid-epoch
+(`is_checkpoint_iter`). What a checkpoint holds and how a run resumes from it is engine/checkpoint.py's.
+
 A run is resumable at any checkpoint: the data order and augmentation are pure functions of (RNG_SEED, epoch,
 sample index) (datasets/samplers.py), and a mid-epoch checkpoint (TRAIN.CHECKPOINT_ITER_PERIOD) stores the
 iteration, the batch size and the generator states, so a killed run that resumes reaches the same weights as one
@@ -12,16 +16,15 @@ from __future__ import annotations
 
 import logging
 import math
-import time
+from typing import Any, Sequence
 
 import torch
 from tqdm import tqdm
 
-from slowfast_bmvit.datasets import construct_loader, prepare_dataset, set_loader_epoch
-from slowfast_bmvit.models import build_model
+from slowfast_bmvit.datasets import construct_loader, prepare_datasets, set_loader_epoch
+from slowfast_bmvit.models import build_model, unwrap_model
 from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
-from slowfast_bmvit.utils.seeding import seed_everything
 from slowfast_bmvit.visualization.tensorboard import open_tensorboard
 
 from . import checkpoint as cu
@@ -41,6 +44,39 @@ logger = logging.getLogger(__name__)
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss (or, with SOLVER.CLIP_GRAD_L2NORM, gradient norm); the message names
     the step."""
+
+
+def is_checkpoint_epoch(cfg, cur_epoch: int, multigrid_schedule: Sequence[Sequence[Any]] | None = None) -> bool:
+    """Save after 0-based epoch `cur_epoch`? The last epoch always; under a multigrid long cycle about
+    MULTIGRID.EVAL_FREQ times per stage, ending on the stage's last epoch; otherwise every
+    TRAIN.CHECKPOINT_PERIOD epochs (0: only the last). Upstream's rule."""
+    return _is_periodic_epoch(cfg, cur_epoch, multigrid_schedule, cfg.TRAIN.CHECKPOINT_PERIOD)
+
+
+def is_eval_epoch(cfg, cur_epoch: int, multigrid_schedule: Sequence[Sequence[Any]] | None = None) -> bool:
+    """Validate after 0-based epoch `cur_epoch`? As `is_checkpoint_epoch` with TRAIN.EVAL_PERIOD."""
+    return _is_periodic_epoch(cfg, cur_epoch, multigrid_schedule, cfg.TRAIN.EVAL_PERIOD)
+
+
+def _is_periodic_epoch(cfg, cur_epoch: int, multigrid_schedule, period: int) -> bool:
+    if cur_epoch + 1 == cfg.SOLVER.MAX_EPOCH:
+        return True
+    if multigrid_schedule is not None:
+        previous_end = 0
+        for stage in multigrid_schedule:
+            end = stage[-1]
+            if cur_epoch < end:
+                stage_period = max((end - previous_end) // cfg.MULTIGRID.EVAL_FREQ + 1, 1)
+                return (end - 1 - cur_epoch) % stage_period == 0
+            previous_end = end
+    return period > 0 and (cur_epoch + 1) % period == 0
+
+
+def is_checkpoint_iter(cfg, cur_iter: int) -> bool:
+    """Save a mid-epoch checkpoint after 0-based iteration `cur_iter`? Every TRAIN.CHECKPOINT_ITER_PERIOD
+    iterations (0: never). The loop skips it on an epoch's last iteration, where the epoch checkpoint goes."""
+    period = cfg.TRAIN.CHECKPOINT_ITER_PERIOD
+    return period > 0 and (cur_iter + 1) % period == 0
 
 
 def _check_finite(scalars: dict[str, float], epoch: int, iteration: int, check_grad_norm: bool) -> None:
@@ -98,7 +134,7 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
     if cfg.TRAIN.FREEZE_BACKBONE:
         # A frozen backbone is a fixed function: no gradients (models/build.py), and in eval mode its BatchNorm
         # statistics (the convolutional stem's) stay as loaded and its dropout / drop-path stays off.
-        du.unwrap_model(model).backbone.eval()
+        unwrap_model(model).backbone.eval()
     progress = tqdm(total=iters_per_epoch, initial=start_iter, desc=f"epoch {epoch + 1}/{cfg.SOLVER.MAX_EPOCH}",
                     disable=not du.is_master_proc(), leave=False, dynamic_ncols=True)
     meter.iter_tic()
@@ -130,7 +166,7 @@ def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, mete
         meter.log_iter_stats(epoch, iteration)
         progress.update(1)
         progress.set_postfix(loss=f"{scalars['loss']:.3f}", lr=f"{lr:.2e}")
-        if cu.is_checkpoint_iter(cfg, iteration) and iteration + 1 < iters_per_epoch:
+        if is_checkpoint_iter(cfg, iteration) and iteration + 1 < iters_per_epoch:
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler,
                                iter_in_epoch=iteration + 1)
         meter.iter_tic()
@@ -155,14 +191,6 @@ def validate(cfg, loader, model, task: DetectionTask, epoch: int, writer=None) -
     return result
 
 
-def prepare_data(cfg, dataset_names) -> None:
-    """Dataset preparation (e.g. SynthAVA generation) on the main process while the others wait."""
-    if du.is_master_proc():
-        for name in dict.fromkeys(dataset_names):
-            prepare_dataset(name, cfg)
-    du.synchronize()
-
-
 def train(cfg) -> torch.nn.Module:
     """Train `cfg.MODEL.MODEL_NAME` on TRAIN.DATASET; returns the trained model (unwrapped).
 
@@ -174,7 +202,7 @@ def train(cfg) -> torch.nn.Module:
     if cfg.MULTIGRID.LONG_CYCLE or cfg.MULTIGRID.SHORT_CYCLE:
         multigrid = MultigridSchedule()
         cfg = multigrid.init(cfg.clone())
-    seed_everything(cfg.RNG_SEED + du.get_rank(), deterministic=cfg.DETERMINISTIC)
+    du.seed_process(cfg.RNG_SEED, deterministic=cfg.DETERMINISTIC)
     setup_logging(cfg.OUTPUT_DIR, du.is_master_proc())
     if du.is_master_proc():
         logger.info("Training with config:\n%s", cfg.dump())
@@ -182,7 +210,7 @@ def train(cfg) -> torch.nn.Module:
     model = build_model(cfg)
     task = DetectionTask(cfg, model).to(device)
     if cfg.LOG_MODEL_INFO and du.is_master_proc():
-        log_model_info(du.unwrap_model(model), cfg, cfg.DATA.TRAIN_CROP_SIZE)
+        log_model_info(unwrap_model(model), cfg, cfg.DATA.TRAIN_CROP_SIZE)
     writer = open_tensorboard(cfg, du.is_master_proc())
     optimizer = construct_optimizer(model, cfg)
     scaler = None
@@ -190,7 +218,7 @@ def train(cfg) -> torch.nn.Module:
         scaler = torch.amp.GradScaler(device.type)
     start = cu.load_train_checkpoint(cfg, model, optimizer, scaler)
 
-    prepare_data(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
+    prepare_datasets(cfg, [cfg.TRAIN.DATASET] + ([cfg.TEST.DATASET] if cfg.TRAIN.EVAL_PERIOD > 0 else []))
     val_loader = None
     if cfg.TRAIN.EVAL_PERIOD > 0:
         val_loader = construct_loader(cfg, "val", model_reads_boxes=uses_input_boxes(model))
@@ -219,10 +247,10 @@ def train(cfg) -> torch.nn.Module:
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
                     device)
         stages = multigrid.schedule if multigrid is not None else None
-        if cu.is_checkpoint_epoch(cfg, epoch, stages) or epoch + 1 == cfg.SOLVER.MAX_EPOCH:
+        if is_checkpoint_epoch(cfg, epoch, stages):
             cu.save_checkpoint(cfg.OUTPUT_DIR, model, optimizer, epoch, cfg, scaler=scaler)
-        if val_loader is not None and cu.is_eval_epoch(cfg, epoch, stages):
+        if val_loader is not None and is_eval_epoch(cfg, epoch, stages):
             validate(cfg, val_loader, model, task, epoch, writer)
     if writer is not None:
         writer.close()
-    return du.unwrap_model(model)
+    return unwrap_model(model)

@@ -1,6 +1,6 @@
 """Models: the MViTv2, ViT and Hiera backbones / classifiers, BMViT, and the two-stage baseline, behind MODEL_REGISTRY."""
 
-from .build import MODEL_REGISTRY, build_model, get_model_class  # noqa: F401
+from .build import MODEL_REGISTRY, build_model, get_model_class, unwrap_model  # noqa: F401
 
 # Importing a model module registers its classes.
 from . import mvit  # noqa: F401,E402

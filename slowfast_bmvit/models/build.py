@@ -69,3 +69,15 @@ def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:
         if torch.distributed.get_world_size() > 1:
             model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
     return model
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The bare model under `build_model`'s wrappers: DistributedDataParallel / DataParallel (`.module`) and a
+    torch.compile wrapper (`._orig_mod`), whose parameter and state_dict names carry no wrapper prefix."""
+    while True:
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model

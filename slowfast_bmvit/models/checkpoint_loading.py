@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .attention import resize_rel_pos
+from .build import unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
 _PICKLE_MAGIC = b"\x80"  # torch.save's legacy format starts with a pickle protocol opcode
 
 
-def require_checkpoint_file(path: str) -> None:
+def _require_checkpoint_file(path: str) -> None:
     """Raise a one-line CheckpointError unless `path` is an existing file; a folder gets its own message, naming
     a `.pyth` file inside it (or inside its `checkpoints/` subfolder) when there is one."""
     if os.path.isdir(path):
@@ -200,9 +201,16 @@ def require_checkpoint_file(path: str) -> None:
         raise CheckpointError(f"{path}: checkpoint file not found")
 
 
-def _read_file(path: str) -> Any:
-    """torch.load(weights_only=True) on the CPU, every failure turned into one CheckpointError naming the file."""
-    require_checkpoint_file(path)
+def read_checkpoint_file(path: str) -> dict[str, Any]:
+    """The dict stored in a checkpoint file (`.pyth`, `.pt`, ...), read with `torch.load(weights_only=True)` onto the
+    CPU: tensors, numbers, strings and plain containers only. The one reader of checkpoint files: the weights loader
+    below and the training resume (engine/checkpoint.py) read a file through it, once.
+
+    Raises:
+        CheckpointError: one line naming the file when it is missing, a folder, empty, not a PyTorch file,
+            truncated or corrupt, holds Python objects weights_only loading refuses, or is not a dict.
+    """
+    _require_checkpoint_file(path)
     with open(path, "rb") as handle:
         head = handle.read(4)
     if not head:
@@ -212,7 +220,7 @@ def _read_file(path: str) -> Any:
     if head.startswith(_ZIP_MAGIC) and not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint (zip archive without its central directory)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         refused = re.search(r"GLOBAL ([\w.]+)", str(err))
         if refused:
@@ -221,15 +229,22 @@ def _read_file(path: str) -> Any:
                 "re-save the checkpoint with tensors, numbers, strings and plain containers only"
             ) from None
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint (unreadable pickle data)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+    except Exception as err:  # a truncated zip, garbage bytes, I/O errors: all surface as one message
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({first})") from None
+    _require_mapping(checkpoint, path)
+    return checkpoint
+
+
+def _require_mapping(obj: Any, source: str) -> None:
+    """A checkpoint is a dict (of tensors, or holding one under "model_state" and the like)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source}: not a checkpoint (a {type(obj).__name__}, expected a dict of tensors)")
 
 
 def _state_dict_of(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], int | None]:
     """The model state inside a loaded checkpoint object, and its epoch when recorded."""
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{source}: not a checkpoint (a {type(obj).__name__}, expected a dict of tensors)")
+    _require_mapping(obj, source)
     epoch = obj.get("epoch") if isinstance(obj.get("epoch"), int) else None
     for key in ("model_state", "model", "module", "state_dict"):
         if isinstance(obj.get(key), Mapping):
@@ -270,15 +285,18 @@ def load_checkpoint(
     model: nn.Module,
     prefix: str | None = None,
     head_prefixes: Sequence[str] = DEFAULT_HEAD_PREFIXES,
+    source: str | None = None,
 ) -> LoadReport:
     """Load a PySlowFast checkpoint (or a state dict) into `model`, shape-matched; returns what happened.
 
     Args:
         path_or_state_dict: a `.pyth` / `.pt` file (`{"model_state": ...}` PySlowFast layout, or a plain state
-            dict), or an in-memory checkpoint / state dict. Files are read with `weights_only=True` on the CPU.
-        model: the model to fill in place (a DDP wrapper is unwrapped).
+            dict), or an in-memory checkpoint / state dict. Files are read with `read_checkpoint_file`.
+        model: the model to fill in place (a DDP or compile wrapper is unwrapped).
         prefix: prepended to every checkpoint key to find the model key (e.g. "backbone."); None detects it.
         head_prefixes: checkpoint keys starting with one of these may be skipped on a shape mismatch.
+        source: the name messages and the report give an in-memory checkpoint, e.g. the file it was read from
+            (default "<state dict>"); a path names itself.
     Returns:
         LoadReport (also logged: what was loaded, the unused checkpoint tensors and the missing model tensors,
         a line each).
@@ -288,13 +306,13 @@ def load_checkpoint(
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         source = os.fspath(path_or_state_dict)
-        obj = _read_file(source)
+        obj = read_checkpoint_file(source)
     else:
-        source, obj = "<state dict>", path_or_state_dict
+        source, obj = source or "<state dict>", path_or_state_dict
     state, epoch = _state_dict_of(obj, source)
     state, dropped, layout = convert_layout(state)
 
-    target = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    target = unwrap_model(model)
     model_state = target.state_dict()
     if prefix is None:
         prefix = _detect_prefix(list(state), list(model_state))

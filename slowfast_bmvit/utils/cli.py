@@ -55,8 +55,10 @@ def build_parser(description: str, add_arguments: Callable[[argparse.ArgumentPar
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None,
-               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
-    """Parse argv; config files and override pairs are separated even when the pairs follow --cfg directly."""
+               add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+               single_config_tool: str | None = None) -> argparse.Namespace:
+    """Parse argv; config files and override pairs are separated even when the pairs follow --cfg directly.
+    `single_config_tool` names a tool that runs one config (e.g. "demo_net.py"): more config files are refused."""
     args = build_parser(description, add_arguments).parse_args(argv)
     files, opts = [], []
     for index, item in enumerate(args.cfg_files):
@@ -68,6 +70,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
     args.opts = opts + list(args.opts or []) + list(args.dash_opts or [])
     if not args.cfg_files:
         raise SystemExit("error: --cfg needs at least one config file")
+    if single_config_tool is not None and len(args.cfg_files) != 1:
+        raise SystemExit(f"error: {single_config_tool} takes one config file, got {len(args.cfg_files)}")
     return args
 
 
