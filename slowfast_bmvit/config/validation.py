@@ -89,8 +89,7 @@ REFUSED_UNLESS_DEFAULT: dict[str, str] = {
             _MVIT_VARIANT),
 }
 
-# Keys refused only at some values: key -> (refused values, reason). (The MVIT keys here are compared with a
-# checkpoint's stored config by the inference tools, so they are read at their default.)
+# Keys refused only at some values: key -> (refused values, reason).
 REFUSED_VALUES: dict[str, tuple[tuple[Any, ...], str]] = {
     "MODEL.ARCH": (("slowfast",), "two-pathway (SlowFast) input is not offered; the model is MODEL.MODEL_NAME"),
     "MVIT.MODE": (("max", "avg"), "MViTv2 pools q, k and v with depthwise convolutions (conv); " + _MVIT_VARIANT),
