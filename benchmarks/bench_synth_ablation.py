@@ -4,7 +4,7 @@
 Each variant trains the small BMViT recipe of configs/SYNTH/BMViT_ablation.yaml (the demo config as it was when the
 table was measured, kept fixed since) from scratch on the same SynthAVA for the same number of epochs through
 tools/run_net.py, then tests on SynthAVA val with the AVA protocol; GFLOPs come from tools/model_stats.py. The table
-(mAP, GFLOPs, wall time, command) goes to benchmarks/results/synth_ablation.md.
+(mAP, GFLOPs, wall time, date, command; the machines by date) goes to benchmarks/results/synth_ablation.md.
 
     .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--seeds S ...] [--rerun]
         [--config configs/SYNTH/BMViT_demo.yaml]
