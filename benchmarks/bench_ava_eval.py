@@ -20,12 +20,13 @@ import contextlib
 import io
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from provenance import provenance_line
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -130,6 +131,10 @@ def report(name: str, run: tuple[float, tuple, tuple]) -> str:
             f"evaluation {ev_wall:.2f} s wall / {ev_cpu:.2f} s cpu")
 
 
+def machine_line() -> str:
+    return provenance_line(f"numpy {np.__version__}, load average {os.getloadavg()[0]:.1f} at the end.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=20000, help="keyframes (default 20000)")
@@ -148,14 +153,14 @@ def main() -> None:
         print(report("ours (pyslowfast)", ours), flush=True)
         print(report("ours (activitynet)", run_ours(labelmap, gt_path, det_path, "activitynet")), flush=True)
         if args.skip_official:
+            print(machine_line())
             return
         official = run_official(labelmap, gt_path, det_path)
         print(report("official (pyslowfast 1.0)", official), flush=True)
     print(f"|mAP difference|: {abs(ours[0] - official[0]):.3g}")
     for what, i in (("end-to-end", 1), ("evaluation only", 2)):
         print(f"speed-up {what}: {official[i][0] / ours[i][0]:.1f}x wall, {official[i][1] / ours[i][1]:.1f}x cpu")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), "
-          f"python {platform.python_version()}, numpy {np.__version__}, load average {os.getloadavg()[0]:.1f}")
+    print(machine_line())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ without the detector. Backbones:
 
     .venv/bin/python benchmarks/bench_backbone_probe.py --backbone mvit --crop 112 --epochs 3 [--opts K V ...]
 
-One row per run is appended to benchmarks/results/backbone_probe.md (per-epoch val mAP, wall time, command).
+One row per run is appended to benchmarks/results/backbone_probe.md (per-epoch val mAP, wall time, date and machine,
+command).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+from provenance import machine_description, today
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -159,11 +162,13 @@ def main() -> None:
         if write_header:
             f.write("# Backbone probe: val class mAP of a classifier on SynthAVA ground-truth person crops\n\n"
                     "Written by benchmarks/bench_backbone_probe.py (see its docstring); SynthAVA of the demo config, "
-                    f"{len(train_x)} train / {len(val_x)} val persons; this 2-core CPU.\n\n"
-                    "| probe | crop | batch | lr | val class mAP after each epoch | train min | command |\n"
-                    "|---|---:|---:|---:|---|---:|---|\n")
+                    f"{len(train_x)} train / {len(val_x)} val persons; trained on the CPU.\n\n"
+                    "| probe | crop | batch | lr | val class mAP after each epoch | train min | measured | command |\n"
+                    "|---|---:|---:|---:|---|---:|---|---|\n")
         f.write(f"| {label} | {args.crop} | {args.batch} | {args.lr:g} | "
-                + " / ".join(f"{v:.3f}" for v in curve) + f" | {minutes:.1f} | `{command}` |\n")
+                + " / ".join(f"{v:.3f}" for v in curve)
+                + f" | {minutes:.1f} | {today()} on {machine_description()}, {torch.get_num_threads()} torch thread(s) "
+                f"| `{command}` |\n")
     print(f"row appended to {RESULTS}")
 
 

@@ -16,11 +16,9 @@ decoded back and compared with the input: frame count and size. Writes Markdown 
 from __future__ import annotations
 
 import argparse
-import datetime
 import glob
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -29,6 +27,8 @@ import threading
 import time
 
 import numpy as np
+
+from provenance import provenance_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -183,8 +183,7 @@ def main() -> None:
         "flip-averaged forward pass, as the demo config tests) per second of the whole run.",
         "",
         f"Command: `python benchmarks/bench_demo_memory.py {' '.join(sys.argv[1:])}`".rstrip(),
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, device {device}, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; date {datetime.date.today().isoformat()}.",
+        provenance_line(f"The demo ran on the {device}."),
     ]
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n"
     if checks:

@@ -15,14 +15,14 @@ model, the TorchScript file and the ONNX file (onnxruntime, CPU).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import re
 import subprocess
 import sys
 import tempfile
 import time
+
+from provenance import provenance_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -125,8 +125,7 @@ def main() -> None:
         "onnxruntime on the CPU).",
         "",
         f"Command: `python benchmarks/bench_export.py {' '.join(sys.argv[1:])}`".rstrip(),
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; date {datetime.date.today().isoformat()}.",
+        provenance_line(),
     ]
     within = "within" if worst <= 1e-4 else "NOT within"
     verdict = f"Largest difference from the eager model over all rows: {worst:.1e} ({within} 1e-4)."

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 
 import torch
+
+from provenance import provenance_line
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -80,8 +81,7 @@ def main() -> None:
                            frame_size=args.frame_size, progress=False)
         print(f"generated {args.videos} x 8 s of {args.frame_size[0]}x{args.frame_size[1]} frames in "
               f"{time.perf_counter() - start:.1f} s")
-        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads 1")
-        print(f"load average before: {os.getloadavg()[0]:.1f}")
+        print(provenance_line(f"Load average before: {os.getloadavg()[0]:.1f}."))
         print("| workers | resize | clip | frames | clips/s (wall) | CPU ms/clip (workers 0) | clips timed |")
         print("|---|---|---|---|---|---|---|")
         for resize_mode in args.resize_modes:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
+
+from provenance import provenance_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -116,17 +117,15 @@ def main() -> None:
                         flush=True,
                     )
 
-    import torch
-
     lines = [
         "# MViTv2-S 16x4 on the CPU: SDPA vs explicit attention",
         "",
         f"Command: `.venv/bin/python benchmarks/bench_mvit.py --iters {args.iters} --warmup {args.warmup} "
         f"--threads {args.threads}" + (f" --out {args.out}" if args.out else "") + "`",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs shared with other "
-        f"jobs (timings are noisy; compare ratios within a row pair), torch {torch.__version__}, "
-        f"{args.threads} thread(s). Model: MViTv2-S, 400 classes, config {os.path.relpath(CONFIG, REPO)}.",
+        provenance_line(threads=args.threads),
+        "Timings vary with other load on the machine: compare ratios within a row pair. "
+        f"Model: MViTv2-S, 400 classes, config {os.path.relpath(CONFIG, REPO)}.",
         "Peak memory: peak RSS during the timed iterations minus RSS before them (model and input allocated).",
         "",
         "| mode | clip | batch | attention | clips/s | s/iter | peak MiB | speed-up vs explicit |",

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import datetime
 import gc
 import json
 import os
@@ -45,6 +44,8 @@ from contextlib import nullcontext
 from typing import Any, Callable
 
 import torch
+
+from provenance import cpu_model, today
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -316,7 +317,7 @@ def run_group(args, name: str, impls: list[str], dtype_name: str, compiled: bool
             rows[impl].update(train_batch=batches[impl], train_clips_s=clips_s,
                               mfu=6e9 * gflops[name] * clips_s / peak_rate)
         del trainer, data
-    del model
+    model = None  # frees it before the next group (assigned, not deleted: the lambdas above close over it)
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -384,8 +385,8 @@ def machine_line(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return (f"{props.name} ({props.total_memory / 2**30:.0f} GiB, {props.multi_processor_count} SMs), "
                 f"CUDA {torch.version.cuda}, {os.cpu_count()} CPUs")
-    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} logical CPUs shared with other jobs "
-            f"(load average {os.getloadavg()[0]:.1f} at the start), {torch.get_num_threads()} torch thread(s)")
+    return (f"{cpu_model()} CPU, {os.cpu_count()} logical CPUs (load average {os.getloadavg()[0]:.1f} at the start), "
+            f"{torch.get_num_threads()} torch thread(s)")
 
 
 def fmt(value: Any, spec: str) -> str:
@@ -393,10 +394,10 @@ def fmt(value: Any, spec: str) -> str:
 
 
 def report(args, device: torch.device, rows: list[dict], peak_rate: float, share: dict | None,
-           kernels: list | None, machine: str, command: str, versions: str) -> str:
+           kernels: list | None, machine: str, command: str, versions: str, date: str) -> str:
     rate_kind = "bf16 8192^3" if device.type == "cuda" else f"float32 2048^3, {torch.get_num_threads()} thread(s)"
     lines = [
-        f"## {datetime.date.today().isoformat()}, {device.type.upper()}: {machine}",
+        f"## {date}, {device.type.upper()}: {machine}",
         "",
         f"Command: `{command}`",
         "",
@@ -481,8 +482,10 @@ def main() -> None:
         with open(args.from_json) as handle:
             saved = json.load(handle)
         args.__dict__.update(saved["args"])
+        # Files written before the date was saved render with today's.
         write_report(args, torch.device(saved["device"]), saved["rows"], saved["matrix_rate"], saved["loss_share"],
-                     saved["top_kernels"], saved["machine"], saved["command"], saved["versions"])
+                     saved["top_kernels"], saved["machine"], saved["command"], saved["versions"],
+                     saved.get("date", today()))
         return
 
     device = torch.device(args.device)
@@ -509,7 +512,7 @@ def main() -> None:
         args.models = list(dict.fromkeys(group[0] for group in groups))
         args.dtypes = list(dict.fromkeys(group[2] for group in groups))
     machine, command = machine_line(device), "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
-    versions = f"python {platform.python_version()}, torch {torch.__version__}"
+    versions, date = f"python {platform.python_version()}, torch {torch.__version__}", today()
     rows, gflops = [], {}
 
     def save_json() -> None:
@@ -517,7 +520,7 @@ def main() -> None:
             kept = {key: getattr(args, key) for key in ("iters", "warmup", "models", "dtypes", "profile_batch")}
             with open(args.json, "w") as handle:
                 json.dump({"args": kept, "device": device.type, "machine": machine, "command": command,
-                           "versions": versions, "rows": rows,
+                           "versions": versions, "date": date, "rows": rows,
                            "loss_share": share, "top_kernels": kernels, "matrix_rate": peak_rate}, handle, indent=1)
 
     # The short extra sections first, so that a run stopped at its time limit still has them.
@@ -536,13 +539,13 @@ def main() -> None:
             print(json.dumps(row), flush=True)
         rows += group
         save_json()
-    write_report(args, device, rows, peak_rate, share, kernels, machine, command, versions)
+    write_report(args, device, rows, peak_rate, share, kernels, machine, command, versions, date)
 
 
 def write_report(args, device: torch.device, rows: list[dict], peak_rate: float, share: dict | None,
-                 kernels: list | None, machine: str, command: str, versions: str) -> None:
-    """Print the section and append it to --out."""
-    text = report(args, device, rows, peak_rate, share, kernels, machine, command, versions)
+                 kernels: list | None, machine: str, command: str, versions: str, date: str) -> None:
+    """Print the section (dated `date`, the day the run started) and append it to --out."""
+    text = report(args, device, rows, peak_rate, share, kernels, machine, command, versions, date)
     print(text)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

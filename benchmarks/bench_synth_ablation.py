@@ -4,7 +4,7 @@
 Each variant trains the small BMViT recipe of configs/SYNTH/BMViT_ablation.yaml (the demo config as it was when the
 table was measured, kept fixed since) from scratch on the same SynthAVA for the same number of epochs through
 tools/run_net.py, then tests on SynthAVA val with the AVA protocol; GFLOPs come from tools/model_stats.py. The table
-(mAP, GFLOPs, wall time, command) goes to benchmarks/results/synth_ablation.md.
+(mAP, GFLOPs, wall time, date, command; the machines by date) goes to benchmarks/results/synth_ablation.md.
 
     .venv/bin/python benchmarks/bench_synth_ablation.py [--epochs N] [--only NAME ...] [--seeds S ...] [--rerun]
         [--config configs/SYNTH/BMViT_demo.yaml]
@@ -29,6 +29,8 @@ import os
 import subprocess
 import sys
 import time
+
+from provenance import machine_description, software_description, today
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A config of its own rather than the demo's: the demo recipe keeps changing, and saved rows must stay comparable
@@ -86,7 +88,8 @@ def run_dir(output_root: str, name: str, seed: int) -> str:
 
 def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, seed: int = 0,
                 config: str = CONFIG) -> dict:
-    """Train and test one variant at one RNG_SEED; its row is also saved to <run dir>/bench_row.json."""
+    """Train and test one variant at one RNG_SEED; its row is also saved to <run dir>/bench_row.json, with the date,
+    machine and software it was measured on."""
     output_dir = run_dir(output_root, name, seed)
     seed_opts = ["RNG_SEED", str(seed)] if seed else []
     opts = [*overrides, *seed_opts, "SOLVER.MAX_EPOCH", str(epochs), "OUTPUT_DIR", output_dir,
@@ -101,7 +104,8 @@ def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, 
                            check=True, capture_output=True, text=True).stdout.split()
     gflops = float(stats[stats.index("gflops:") + 1])
     row = {"name": name, "map": result["mAP"], "per_class": result.get("per_class", {}), "gflops": gflops,
-           "seconds": seconds, "epochs": epochs, "seed": seed, "command": " ".join(["python", *command[1:]])}
+           "seconds": seconds, "epochs": epochs, "seed": seed, "command": " ".join(["python", *command[1:]]),
+           "date": today(), "machine": machine_description(), "software": software_description()}
     with open(os.path.join(output_dir, "bench_row.json"), "w") as handle:
         json.dump(row, handle, indent=1)
     return row
@@ -122,6 +126,64 @@ def saved_seeds(name: str, output_root: str) -> set[int]:
     prefix = slug(name) + "__seed"
     folders = os.listdir(output_root) if os.path.isdir(output_root) else []
     return {int(f[len(prefix):]) for f in folders if f.startswith(prefix) and f[len(prefix):].isdigit()}
+
+
+def table_row(name: str, rows: list[dict]) -> str:
+    """One variant's line of the table from its saved rows (one per seed)."""
+    done = sorted(rows, key=lambda r: r.get("seed", 0))
+    first = done[0]
+    mean = sum(r["map"] for r in done) / len(done)
+    per_seed = ", ".join(f"{r.get('seed', 0)}: {r['map']:.4f}" for r in done)
+    # Rows saved before dates were recorded have none.
+    dates = ", ".join(sorted({r["date"] for r in done if r.get("date")})) or "not recorded"
+    return (f"| {name} | {mean:.4f} | {per_seed} | {first['gflops']:.3f} | {first['seconds']:.0f} | {dates} | "
+            f"`{first['command']}` |")
+
+
+def machines_by_date(rows: list[dict]) -> list[str]:
+    """'- <date>: <machine>; <software>' for every distinct (date, machine, software) among the rows, by date."""
+    seen = sorted({(r["date"], r.get("machine") or "machine not recorded", r.get("software") or "")
+                   for r in rows if r.get("date")})
+    return [f"- {date}: {machine}" + (f"; {software}" if software else "") for date, machine, software in seen]
+
+
+def render_table(config: str, epochs: int, runs: dict[str, list[dict]]) -> str:
+    """The Markdown table of benchmarks/results/synth_ablation*.md: `runs` maps every variant of `config`, in table
+    order, to its saved rows (empty where not run yet at this budget)."""
+    missing = [name for name, rows in runs.items() if not rows]
+    lines = [
+        "# SynthAVA ablation (same backbone, data and budget)",
+        "",
+        f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}"
+        + ("" if config == CONFIG else f" --config {config}") + "` (rows are saved as they finish",
+        "and reused by later invocations; `--only NAME` runs a subset, `--seeds S ...` more RNG_SEEDs). Each run",
+        "trains from scratch on the CPU and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs:",
+        "tools/model_stats.py, one clip. mAP is the mean over the seeds run; the command is seed 0's (other seeds",
+        "add `RNG_SEED s` and their own OUTPUT_DIR). Measured: the dates of the variant's runs.",
+        *RECIPE_NOTES.get(config, [f"Every run starts from {config}."]),
+        "",
+        "| variant | mAP (mean) | mAP per RNG_SEED | GFLOPs | wall time, first seed (s) | measured | command |",
+        "|---|---:|---|---:|---:|---|---|",
+        *[table_row(name, rows) for name, rows in runs.items() if rows],
+    ]
+    machines = machines_by_date([row for rows in runs.values() for row in rows])
+    if machines:
+        lines += ["", "Machines, by date of the runs:", "", *machines]
+    lines += [
+        "",
+        f"Variants: `center_tpool (recipe)` is {config} as it is; the others change only",
+        "the keys in their command (or, where the command names another config, run that config, which is built",
+        "on the recipe). The two-stage rows train MViTRoI (the same backbone with a RoIAlign head, BCE",
+        "on the ground-truth boxes) for the same epochs. At test, `GT boxes` classifies the ground-truth boxes (no",
+        "localisation error: an upper bound for the classification alone); `predicted boxes` classifies SynthAVA's",
+        "val person boxes (ground truth jittered by about 1 % plus low-scoring false positives, standing in for a",
+        "person detector) above AVA.DETECTION_SCORE_THRESH 0.5. GFLOPs exclude any person detector. Wall times",
+        "include set-up and test and vary with the machine and its load. At this budget the seed alone moves a",
+        "variant's mAP by up to 3x (benchmarks/results/demo.md): only differences that hold across seeds count.",
+    ]
+    if missing:
+        lines += ["", "Not run yet at this budget: " + "; ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -156,47 +218,10 @@ def main() -> None:
                 row = run_variant(name, overrides, epochs, args.output_root, seed, variant_config)
             if row is not None:
                 runs[name].append(row)
-    missing = [name for name in variants if not runs[name]]
-
-    def table_row(name: str) -> str:
-        done = sorted(runs[name], key=lambda r: r.get("seed", 0))
-        first = done[0]
-        mean = sum(r["map"] for r in done) / len(done)
-        per_seed = ", ".join(f"{r.get('seed', 0)}: {r['map']:.4f}" for r in done)
-        return (f"| {name} | {mean:.4f} | {per_seed} | {first['gflops']:.3f} | {first['seconds']:.0f} | "
-                f"`{first['command']}` |")
-    lines = [
-        "# SynthAVA ablation (same backbone, data and budget)",
-        "",
-        f"Produced by `python benchmarks/bench_synth_ablation.py --epochs {epochs}"
-        + ("" if config == CONFIG else f" --config {config}") + "` (rows are saved as they finish",
-        "and reused by later invocations; `--only NAME` runs a subset, `--seeds S ...` more RNG_SEEDs). Each run",
-        "trains from scratch on the CPU and tests on SynthAVA val (AVA protocol, mAP@0.5IOU). GFLOPs:",
-        "tools/model_stats.py, one clip. mAP is the mean over the seeds run; the command is seed 0's (other seeds",
-        "add `RNG_SEED s` and their own OUTPUT_DIR).",
-        *RECIPE_NOTES.get(config, [f"Every run starts from {config}."]),
-        "",
-        "| variant | mAP (mean) | mAP per RNG_SEED | GFLOPs | wall time, first seed (s) | command |",
-        "|---|---:|---|---:|---:|---|",
-        *[table_row(name) for name in variants if runs[name]],
-    ]
-    lines += [
-        "",
-        f"Variants: `center_tpool (recipe)` is {config} as it is; the others change only",
-        "the keys in their command (or, where the command names another config, run that config, which is built",
-        "on the recipe). The two-stage rows train MViTRoI (the same backbone with a RoIAlign head, BCE",
-        "on the ground-truth boxes) for the same epochs. At test, `GT boxes` classifies the ground-truth boxes (no",
-        "localisation error: an upper bound for the classification alone); `predicted boxes` classifies SynthAVA's",
-        "val person boxes (ground truth jittered by about 1 % plus low-scoring false positives, standing in for a",
-        "person detector) above AVA.DETECTION_SCORE_THRESH 0.5. GFLOPs exclude any person detector. Wall times",
-        "include set-up and test and vary with the shared machine's load. At this budget the seed alone moves a",
-        "variant's mAP by up to 3x (benchmarks/results/demo.md): only differences that hold across seeds count.",
-    ]
-    if missing:
-        lines += ["", "Not run yet at this budget: " + "; ".join(missing) + "."]
+    text = render_table(config, epochs, runs)
     with open(args.out, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        handle.write(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":

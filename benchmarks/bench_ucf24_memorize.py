@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from provenance import provenance_line
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UCF24 = os.path.join(os.path.dirname(REPO), "shared", "data", "ucf24")
 
@@ -78,6 +80,8 @@ def main() -> None:
         f"Produced by `python benchmarks/bench_ucf24_memorize.py --epochs {args.epochs} --train-stride "
         f"{args.train_stride}` (CPU). The demo-size BMViT trains on every {args.train_stride}-th annotated frame of "
         "the 9 shared test clips and is tested on all their annotated frames.",
+        "",
+        provenance_line(),
         "",
         f"Clips: {', '.join(os.path.basename(v) for v in videos)}",
         "",

@@ -30,13 +30,13 @@ code.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 
 import torch
+
+from provenance import provenance_line
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -178,9 +178,8 @@ def write_table(rows: list[dict], out: str, command: str) -> None:
         "",
         f"    {command}",
         "",
-        f"Official package: hiera-transformer {official_version()} (torch {torch.__version__}, CPU, fp32). "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads. Date: {datetime.date.today().isoformat()}.",
+        f"Official package: hiera-transformer {official_version()} (torch {torch.__version__}, CPU, fp32).",
+        provenance_line(),
         "",
         "Each row: the official model with random weights (its init + N(0, 0.02) noise on every tensor), the same",
         "state_dict loaded into `slowfast_bmvit.models.hiera.Hiera` with strict=True, one random clip. `logits`: the",
