@@ -86,11 +86,19 @@ def run_dir(output_root: str, name: str, seed: int) -> str:
     return os.path.join(output_root, slug(name) + (f"__seed{seed}" if seed else ""))
 
 
+def is_inside(path: str, folder: str) -> bool:
+    """Whether `path` lies in `folder` (both made absolute)."""
+    path, folder = os.path.abspath(path), os.path.abspath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
 def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, seed: int = 0,
                 config: str = CONFIG) -> dict:
     """Train and test one variant at one RNG_SEED; its row is also saved to <run dir>/bench_row.json, with the date,
     machine and software it was measured on."""
-    output_dir = run_dir(output_root, name, seed)
+    # Inside the repository the run folder is given relative to it, so that the recorded command runs in any clone.
+    output_dir = run_dir(os.path.relpath(output_root, REPO) if is_inside(output_root, REPO) else output_root,
+                         name, seed)
     seed_opts = ["RNG_SEED", str(seed)] if seed else []
     opts = [*overrides, *seed_opts, "SOLVER.MAX_EPOCH", str(epochs), "OUTPUT_DIR", output_dir,
             "TRAIN.AUTO_RESUME", "False"]
@@ -98,7 +106,7 @@ def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, 
     start = time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    with open(os.path.join(output_dir, "test_results.json")) as handle:
+    with open(os.path.join(REPO, output_dir, "test_results.json")) as handle:
         result = json.load(handle)
     stats = subprocess.run([sys.executable, "tools/model_stats.py", "--cfg", config, *overrides], cwd=REPO,
                            check=True, capture_output=True, text=True).stdout.split()
@@ -106,7 +114,7 @@ def run_variant(name: str, overrides: list[str], epochs: int, output_root: str, 
     row = {"name": name, "map": result["mAP"], "per_class": result.get("per_class", {}), "gflops": gflops,
            "seconds": seconds, "epochs": epochs, "seed": seed, "command": " ".join(["python", *command[1:]]),
            "date": today(), "machine": machine_description(), "software": software_description()}
-    with open(os.path.join(output_dir, "bench_row.json"), "w") as handle:
+    with open(os.path.join(REPO, output_dir, "bench_row.json"), "w") as handle:
         json.dump(row, handle, indent=1)
     return row
 

@@ -53,14 +53,19 @@ def main() -> None:
     os.makedirs(args.output_dir, exist_ok=True)
     gt_file = os.path.join(args.output_dir, "ucf24_shared_clips_gt.pkl")
     videos = write_ground_truth(gt_file)
+    # The run starts in the repository root; paths relative to it keep the recorded command valid in any clone.
+    def relative(path: str) -> str:
+        return os.path.relpath(path, REPO)
+
     opts = [
         "TRAIN.DATASET", "ucf24", "TEST.DATASET", "ucf24", "MODEL.NUM_CLASSES", "24", "BMVIT.CLASS_LOSS", "ce",
-        "ACT.GT_FILE", gt_file, "ACT.FRAME_DIR", os.path.join(UCF24, "videos"), "ACT.SOURCE", "videos",
+        "ACT.GT_FILE", relative(gt_file), "ACT.FRAME_DIR", relative(os.path.join(UCF24, "videos")),
+        "ACT.SOURCE", "videos",
         "ACT.VIDEO_EXT", ".mp4", "DATA.SAMPLING_RATE", "4", "DATA.RANDOM_FLIP", "False",
         "ACT.TRAIN_FRAME_STRIDE", str(args.train_stride), "BMVIT.LOSS_CLASS", "1.0",
         # The paper's matching cost (the small recipe has a centre prior since this check was measured).
         "BMVIT.COST_CENTRE", "0.0",
-        "SOLVER.MAX_EPOCH", str(args.epochs), "OUTPUT_DIR", args.output_dir, "TRAIN.AUTO_RESUME", "False",
+        "SOLVER.MAX_EPOCH", str(args.epochs), "OUTPUT_DIR", relative(args.output_dir), "TRAIN.AUTO_RESUME", "False",
     ]
     # The small recipe as it was when the saved result was measured (the demo config has moved on since).
     command = [sys.executable, "tools/run_net.py", "--cfg", os.path.join("configs", "SYNTH", "BMViT_ablation.yaml"),

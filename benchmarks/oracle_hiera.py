@@ -2,12 +2,12 @@
 """Oracle: `slowfast_bmvit.models.hiera.Hiera` against FAIR's official `hiera-transformer`, same weights, same clip.
 
 The official package imports timm, which imports torchvision, which does not load beside this package's CPU torch,
-so this runs in an environment of its own, outside the repository (about 5.5 GB):
+so this runs in an environment of its own (about 5.5 GB; `.venv-oracle/` is git-ignored):
 
-    python3 -m venv /work/venv_oracle
-    /work/venv_oracle/bin/python -m pip install torch==2.14.1 torchvision==0.29.1 hiera-transformer==0.1.4 \\
+    python3 -m venv .venv-oracle
+    .venv-oracle/bin/python -m pip install torch==2.14.1 torchvision==0.29.1 hiera-transformer==0.1.4 \\
         timm==1.0.31 fvcore==0.1.5.post20221221 iopath==0.1.10
-    PYTHONPATH=$PWD OMP_NUM_THREADS=2 /work/venv_oracle/bin/python benchmarks/oracle_hiera.py \\
+    PYTHONPATH=$PWD OMP_NUM_THREADS=2 .venv-oracle/bin/python benchmarks/oracle_hiera.py \\
         [--only NAME ...] [--write-reference tests/data/hiera_tiny_reference.pt]
 
 For each case it builds the official model, gives every tensor of its state_dict random values (its init plus
@@ -205,7 +205,7 @@ def write_table(rows: list[dict], out: str, command: str) -> None:
               "an official MAE state_dict against tests/data/hiera_tiny_reference.pt (tests/test_hiera.py), written",
               "in the same environment by",
               "",
-              "    PYTHONPATH=$PWD /work/venv_oracle/bin/python benchmarks/oracle_hiera.py --only "
+              "    PYTHONPATH=$PWD .venv-oracle/bin/python benchmarks/oracle_hiera.py --only "
               "--write-reference tests/data/hiera_tiny_reference.pt"]
     with open(out, "w") as handle:
         handle.write("\n".join(lines) + "\n")
@@ -223,7 +223,7 @@ def main() -> None:
     names = args.only if args.only is not None else list(CASES)
     rows = [run_case(name) for name in names]
     if rows:
-        command = "PYTHONPATH=$PWD OMP_NUM_THREADS=2 /work/venv_oracle/bin/python benchmarks/oracle_hiera.py " + " ".join(
+        command = "PYTHONPATH=$PWD OMP_NUM_THREADS=2 .venv-oracle/bin/python benchmarks/oracle_hiera.py " + " ".join(
             sys.argv[1:])
         write_table(rows, args.out, command.strip())
         if max(max(r["logits_diff"], r["tokens_diff"]) for r in rows) > 1e-4 or not all(r["same_layout"] for r in rows):

@@ -17,7 +17,7 @@ from slowfast_bmvit.models.hiera import Hiera, pool_leading, reroll, resize_posi
 
 REPO = Path(__file__).resolve().parents[1]
 # Written by the official package (see the file's "made_by"):
-#   PYTHONPATH=$PWD /work/venv_oracle/bin/python benchmarks/oracle_hiera.py --only --write-reference tests/data/hiera_tiny_reference.pt
+#   PYTHONPATH=$PWD .venv-oracle/bin/python benchmarks/oracle_hiera.py --only --write-reference tests/data/hiera_tiny_reference.pt
 REFERENCE = REPO / "tests" / "data" / "hiera_tiny_reference.pt"
 
 
