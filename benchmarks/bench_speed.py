@@ -9,7 +9,7 @@ Models: "ava" (configs/AVA/BMViT_MViTv2_S.yaml, 16x256), "two_stage" (configs/AV
 RoI head at 16x224 on 2 given boxes a clip) and "demo" (configs/SYNTH/BMViT_demo.yaml). For every (model, dtype,
 compile, activation checkpointing) the attention implementations of --impls run on ONE model (same weights,
 `attention_impl` switches between them) and their timed iterations alternate, so that the ratios between them are
-measured side by side even on a loaded machine. Per row:
+measured side by side even when other processes share the CPU. Per row:
 - inference: eval mode under torch.inference_mode: batch-1 latency (median) and clips/s at --infer-batch;
 - training: one full step as the trainer runs it (forward, bipartite matching loss or RoI BCE, backward, gradient
   clipping, AdamW) on synthetic clips with 1-3 persons each, at --train-batch (CUDA: "auto" doubles the batch until

@@ -186,7 +186,7 @@ def write_table(rows: list[dict], out: str, command: str) -> None:
         "classifier outputs (train mode, no dropout / drop path); `tokens`: the normed last-stage tokens in raster",
         "order (official `return_intermediates` + `norm` against `forward_features`). Differences are max |a - b|,",
         "beside the largest |value| they are measured on. The last two columns time one forward of each model",
-        "(the official one with `return_intermediates`), on a shared machine.",
+        "(the official one with `return_intermediates`); single timings, indicative only.",
         "",
         "| case | q_pool | clip | state_dict keys (same names, shapes) | params | tokens (T'xH'xW' x C) | "
         "max abs diff logits (max abs) | max abs diff tokens (max abs) | official s | ours s |",
