@@ -3,7 +3,7 @@
 The case: ``--images`` keyframes over 64 videos, about 2.6 ground-truth persons per keyframe with 1-3 of the 60
 evaluated actions each (>= 50,000 ground-truth boxes), ``--dets-per-image`` detected boxes per keyframe (jittered
 ground truth plus background boxes) x 60 classes (>= 100,000 boxes -> >= 6,000,000 detection rows).  Both
-evaluators read the same CSV files; times are wall-clock and process CPU time (CPU time is the fairer comparison when$
+evaluators read the same CSV files; times are wall-clock and process CPU time (CPU time is the fairer comparison when
 other processes share the CPU), end to end (read + evaluate) and evaluation only.
 
     .venv/bin/python benchmarks/bench_ava_eval.py            # full size (the official code takes minutes)
