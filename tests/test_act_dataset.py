@@ -18,7 +18,7 @@ from slowfast_bmvit.datasets.act_convert import (
     subset_act_gt,
     ucf24_from_pyannot,
 )
-from slowfast_bmvit.datasets.video_io import VideoReader, VideoReadError
+from slowfast_bmvit.datasets.video_io import VideoIndex, VideoReader, VideoReadError
 from slowfast_bmvit.engine.evaluator import evaluate_detections
 
 SHARED_UCF_VIDEOS = (
@@ -290,6 +290,81 @@ def test_video_with_missing_frames_stops_under_error_and_skips_affected_keyframe
                   for frame in dataset.keyframes[:, 1]]
     result = evaluate_detections(cfg, dataset, detections, "val")
     assert result["per_class"]["brush_hair"] == pytest.approx(0.4) and result["mAP"] == pytest.approx(0.4 / 3)
+
+
+def test_variable_frame_rate_video_is_refused_with_a_re_encoding_hint_not_as_damaged(tmp_path):
+    """A phone-style video whose rate drops from 25 to 25/3 fps after frame 12: its frame numbers by time have six
+    gaps of two, which the error attributes to the variable frame rate (with the ffmpeg remedy), not to lost data."""
+    path = tmp_path / "videos" / "A.mp4"
+    _write_video_with_gap(path, [*range(1, 13), *range(15, 31, 3)])  # 18 frames; 13, 14, 16, 17, ... 29 have none
+    index = VideoReader().index(path)
+    assert index.num_frames == 30 and index.num_gaps == 6 and index.looks_variable_rate
+    hint = (r"\(its timestamps step as a variable-frame-rate video's do: 12 of the 30 frame numbers at 25 fps have no "
+            r"frame, in 6 gaps; re-encode it at a constant frame rate, e.g. `ffmpeg -i in.mp4 -fps_mode cfr -r 25 "
+            r"out.mp4`")
+    with pytest.raises(VideoReadError, match=r"A.mp4: frames 13..14 are missing " + hint + r"\); requested frame 13"):
+        VideoReader().read(path, [12, 13])
+    tube = np.array([[f, 32, 24, 160, 120] for f in range(1, 31)], np.float32)
+    gt = {"labels": ["brush_hair", "catch", "clap"], "train_videos": [["brush_hair/A"]],
+          "test_videos": [["brush_hair/A"]], "nframes": {"brush_hair/A": 30},
+          "resolution": {"brush_hair/A": (240, 320)}, "gttubes": {"brush_hair/A": {0: [tube]}}}
+    save_act_pickle(gt, tmp_path / "gt.pkl")
+    dataset = build_dataset("jhmdb", _cfg(tmp_path / "gt.pkl", tmp_path / "videos", source="videos"), "test")
+    with pytest.raises(VideoReadError, match=r"A.mp4: frames 13..14 are missing " + hint + r"; first missing frame "
+                                             r"13 of brush_hair/A\); .*DATA.ON_BAD_FRAME skip"):
+        dataset[0]
+
+    # Lost packets of a constant-rate video keep the damage wording: whole frames in one or two runs.
+    _write_video_with_gap(tmp_path / "two_gaps.mp4", [*range(1, 6), *range(9, 20), *range(25, 31)])
+    index = VideoReader().index(tmp_path / "two_gaps.mp4")
+    assert index.num_gaps == 2 and not index.looks_variable_rate
+    with pytest.raises(VideoReadError, match=r"frames 6..8 are missing \(lost from the file, by their timestamps\)"):
+        VideoReader().read(tmp_path / "two_gaps.mp4", [7])
+
+
+def test_variable_rate_rule_on_timestamps():
+    """The documented rule of VideoIndex.looks_variable_rate, on timestamps in units of 1/30 s."""
+    def index(pts):
+        return VideoIndex.from_timestamps(pts, [0], 48, 64, Fraction(1, 30))
+
+    one_gap = index([0, 1, 2, 3, 7, 8, 9])  # frames 5..7 lost
+    assert one_gap.missing_frames.tolist() == [5, 6, 7] and not one_gap.looks_variable_rate
+    assert index([0, 1, 3, 4, 6, 7, 9, 10]).looks_variable_rate  # three gaps
+    half_steps = index([0, 2, 4, 6, 8, 11, 13, 15])  # a step of 1.5 frames: the rate changed, no frame lost
+    assert half_steps.looks_variable_rate and half_steps.frame_rate == 15
+    faster = index([0, 4, 8, 12, 13, 14, 16, 20])  # 13 and 16 fall on frame numbers already taken (4 and 5)
+    assert faster.frames.tolist() == [1, 2, 3, 4, 5, 6] and faster.dropped_frames == 2 and faster.looks_variable_rate
+    constant = index(range(0, 40, 2))
+    assert not constant.looks_variable_rate and constant.frame_rate == 15 and constant.num_frames == 20
+
+
+def test_millisecond_timestamps_of_a_29_97_fps_matroska_video_number_every_frame(tmp_path):
+    """Matroska and WebM store timestamps in milliseconds: steps of 33 and 34 ms at 30000/1001 fps. Numbering by the
+    median step (33 or 34) would drift by a frame every ~3 s and report frames as missing; the mean of the typical
+    steps numbers all 120 frames, and each frame number reads its own picture (number = 16 x left grey level step +
+    right grey level step, in steps of 16 that survive the colour conversion)."""
+    path = tmp_path / "clip.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        stream.options = {"crf": "0", "g": "12"}
+        for frame in range(1, 121):
+            image = np.full((48, 64, 3), 16 * (frame // 16) + 8, np.uint8)
+            image[:, 32:] = 16 * (frame % 16) + 8
+            picture = av.VideoFrame.from_ndarray(image, format="rgb24")
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base == Fraction(1, 1000)
+        steps = set(np.diff([packet.pts for packet in container.demux(stream) if packet.size]).tolist())
+    assert steps == {33, 34}
+    index = VideoReader().index(path)
+    assert index.num_frames == 120 and not len(index.missing_frames)
+    assert float(index.frame_rate) == pytest.approx(30000 / 1001, rel=1e-4)
+    frames = [1, 46, 60, 90, 119, 120]
+    read = VideoReader().read(path, frames)
+    assert [16 * int(f[:, :32].mean() // 16) + int(f[:, 32:].mean() // 16) for f in read] == frames
 
 
 # -------------------------------------------------------------------------------------------------------- real

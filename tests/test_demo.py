@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 import weakref
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -21,7 +23,7 @@ from torch import nn
 
 from slowfast_bmvit.config import assert_and_infer_cfg, load_config
 from slowfast_bmvit.datasets.frame_io import clip_frame_indices
-from slowfast_bmvit.datasets.frame_stream import InputError, open_frame_source
+from slowfast_bmvit.datasets.frame_stream import InputError, open_frame_source, read_clip
 from slowfast_bmvit.datasets.label_maps import column_names_from_cfg
 from slowfast_bmvit.engine.demo import (CSV_NAME, JSON_NAME, VIDEO_NAME, KeyframeResult, interpolate_keyframes,
                                         keyframe_clips, run_demo)
@@ -63,6 +65,32 @@ def write_video(path, frames, fps=25):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def write_variable_rate_video(path, frames, pts, time_base=Fraction(1, 30)):
+    """Near-lossless H.264 in MP4 with frame i shown from timestamp pts[i] (in `time_base` units) on."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=1 / time_base)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
+        stream.options = {"crf": "0", "g": "8", "bf": "2"}
+        stream.codec_context.time_base = time_base
+        for frame, timestamp in zip(frames, pts):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            picture.pts, picture.time_base = timestamp, time_base
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+# A phone-style recording at 30 fps that drops to 10 fps: 20 frames 1/30 s apart, then 10 frames 3/30 s apart.
+PHONE_PTS = [*range(20), *range(20, 48, 3)]
+
+
+def shown_at(slot, pts=PHONE_PTS):
+    """Index of the frame on screen at time slot / 30 s: the latest one whose timestamp is not later."""
+    return max(i for i, timestamp in enumerate(pts) if timestamp <= slot)
 
 
 def decode(path):
@@ -264,6 +292,76 @@ def test_frames_between_keyframes_show_the_interpolated_box(walking_run):
     assert np.mean(on_edge < 60) > 0.9
 
 
+# ------------------------------------------------------------------------------------------------ variable frame rate
+def grey_frames(count, height=48, width=64):
+    """Frame i is flat grey 10 + 5 i (i < 49)."""
+    return [np.full((height, width, 3), 10 + 5 * i, np.uint8) for i in range(count)]
+
+
+def grey_index(image):
+    return round((float(image.mean()) - 10) / 5)
+
+
+def test_a_variable_rate_video_plays_as_a_constant_rate_sequence(tmp_path, caplog):
+    """Frames numbered by time at 30 fps, as `ffmpeg -fps_mode cfr` plays them: 48 frames, each 1/30 s slot showing
+    the latest frame (the 10 fps stretch shows each frame three times), and every clip up to the last frame."""
+    write_variable_rate_video(tmp_path / "phone.mp4", grey_frames(30), PHONE_PTS)
+    with caplog.at_level("WARNING"):
+        source = open_frame_source(tmp_path / "phone.mp4")
+    assert (source.fps, source.num_frames) == (30, 48)
+    assert "not a constant frame rate" in caplog.text and "18 frame numbers repeat the previous frame" in caplog.text
+    frames = list(source.frames())
+    assert [grey_index(f) for f in frames] == [shown_at(slot) for slot in range(48)]
+    for center in (0, 21, 47):
+        clip = read_clip(source, center, 4, 2)
+        expected = clip_frame_indices(center, 4, 2, 48)
+        assert [grey_index(f) for f in clip] == [shown_at(int(slot)) for slot in expected]
+    # A constant-rate video plays frame for frame, without the warning.
+    caplog.clear()
+    write_variable_rate_video(tmp_path / "steady.mp4", grey_frames(12), range(12))
+    with caplog.at_level("WARNING"):
+        steady = open_frame_source(tmp_path / "steady.mp4")
+    assert [grey_index(f) for f in steady.frames()] == list(range(12)) and steady.num_frames == 12
+    assert "constant frame rate" not in caplog.text
+
+
+def test_a_variable_rate_video_plays_as_ffmpeg_fps_mode_cfr_plays_it(tmp_path):
+    """The independent reference: FFmpeg's own constant-rate output of the same file, frame for frame."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg (the test extras' ffmpeg build) is "
+                                         "not installed")
+    write_variable_rate_video(tmp_path / "phone.mp4", grey_frames(30), PHONE_PTS)
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "phone.mp4"),
+                          "-fps_mode", "cfr", "-r", "30", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    by_ffmpeg = np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
+    ours = np.stack(list(open_frame_source(tmp_path / "phone.mp4").frames()))
+    assert ours.shape == by_ffmpeg.shape == (48, 48, 64, 3)
+    assert np.abs(ours.astype(int) - by_ffmpeg.astype(int)).max() <= 2
+
+
+def test_demo_on_a_variable_rate_video_keeps_frame_count_and_times(tmp_path):
+    """The walking person of a 30 fps recording that drops to 10 fps: the annotated video, the progress total and
+    the JSON header all count 48 frames, and each keyframe's box is where the person is at the keyframe's time."""
+    positions = walking_person_frames(num_frames=48)  # the person's place at each 1/30 s
+    write_variable_rate_video(tmp_path / "phone.mp4", [positions[t] for t in PHONE_PTS], PHONE_PTS)
+    cfg = tiny_cfg("DATA.TEST_CROP_SIZE", "96", "BMVIT.NMS_IOU", "0.0")
+    source = open_frame_source(tmp_path / "phone.mp4")
+    summary = run_demo(cfg, PersonFinder().eval(), source, tmp_path / "out", column_names_from_cfg(cfg),
+                       show_progress=False)
+    assert summary.frames_in == summary.frames_out == 48 and len(decode(tmp_path / "out" / VIDEO_NAME)) == 48
+    header = json.loads((tmp_path / "out" / JSON_NAME).read_text())
+    assert header["num_frames"] == 48 and header["fps"] == 30
+    keyframes = header["keyframes"]
+    assert [k["frame"] for k in keyframes] == list(range(0, 48, 6))
+    with open(tmp_path / "out" / CSV_NAME, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert [float(row[1]) for row in rows] == pytest.approx([k / 30 for k in range(0, 48, 6)], abs=1e-3)
+    for keyframe in keyframes:
+        x1, y1, x2, y2 = person_box(PHONE_PTS[shown_at(keyframe["frame"])])
+        truth = np.array([x1 / 192, y1 / 144, x2 / 192, y2 / 144])
+        assert iou_pairs(np.array(keyframe["persons"][0]["box"]), truth) > 0.85, keyframe["frame"]
+
+
 # ------------------------------------------------------------------------------------------------ command line
 def test_command_line_on_a_video_and_a_frame_folder(tmp_path, capsys):
     cfg = tiny_cfg("OUTPUT_DIR", str(tmp_path / "run"))
@@ -353,5 +451,9 @@ def test_open_frame_source_reads_real_videos(shared_data):
     source = open_frame_source(shared_data / "ucf24" / "videos" / "v_Biking_g01_c01.mp4")
     frames = list(source.frames())
     assert len(frames) == source.num_frames == 151 and frames[0].shape == (256, 340, 3)
+    # The clip declares an average rate of 25 fps; its timestamps step by 1001/30000 s (FFmpeg's r_frame_rate).
+    with av.open(str(source.path)) as container:
+        assert container.streams.video[0].average_rate == 25
+        assert container.streams.video[0].guessed_rate == source.fps == Fraction(30000, 1001)
     with pytest.raises(InputError, match="no such video file"):
         open_frame_source(shared_data / "videos" / "absent.avi")

@@ -123,6 +123,100 @@ def test_preflight_names_a_missing_and_a_short_frame_folder(prepared, tmp_path, 
         build_dataset("ava", cfg, "train")
 
 
+def test_a_frame_folder_with_a_gap_is_reported_and_the_list_stops_before_it(tmp_path, capsys):
+    """Frames 1-5 and 7-12: five consecutive frames, the list holds exactly those, and the check names the folder
+    and the absent frame file (the frames after the gap would otherwise shift onto the wrong times)."""
+    folder = tmp_path / "frames" / "vidC"
+    folder.mkdir(parents=True)
+    for frame in [*range(1, 6), *range(7, 13)]:
+        (folder / f"vidC_{frame:06d}.jpg").write_bytes(b"\xff\xd8 frame")
+    (folder / "notes.txt").write_text("not a frame")
+    assert prepare_ava.count_frames(str(tmp_path / "frames"), "vidC") == 5
+    (tmp_path / "videos.txt").write_text("vidC.mp4\n")
+    status = prepare_ava.main(["--check", "--out", str(tmp_path), "--lists", f"train.csv={tmp_path / 'videos.txt'}"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "train.csv: 1 videos, 5 frames; 1 have a gap (e.g. vidC: frame 6 is missing)" in out
+    assert f"gap:     {folder}: vidC_000006.jpg is missing; the list stops before it (6 later frame files left " \
+           f"out)" in out
+    rows = (tmp_path / "frame_lists" / "train.csv").read_text().splitlines()[1:]
+    assert [row.split()[3] for row in rows] == [f"vidC/vidC_{frame:06d}.jpg" for frame in range(1, 6)]
+
+
+def _write_raw_stream(path, seconds=4, fps=25, size=(48, 64)):
+    """A raw MPEG-4 elementary stream (FFmpeg's m4v format; the UCF101-24 clips are such streams in .mp4 names): no
+    container or stream duration, only packet timestamps. Grey level 2 x second, as `_write_video`."""
+    with av.open(str(path), "w", format="m4v") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.height, stream.width = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qmin": "1", "qmax": "1"}
+        for index in range(seconds * fps):
+            image = np.full((*size, 3), 2 * (index // fps), np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_bad_videos_are_reported_one_line_each_and_the_others_extracted(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _write_video(videos / "good.mp4", seconds=4)
+    _write_raw_stream(videos / "raw.mp4", seconds=4)
+    with av.open(str(videos / "raw.mp4")) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    (videos / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes())
+    (videos / "empty.mkv").touch()
+    status = prepare_ava.main(["--videos", str(videos), "--out", str(tmp_path / "out"), "--backend", "pyav",
+                               "--start", "1", "--duration", "2", "--jobs", "2"])
+    captured = capsys.readouterr()
+    assert status == 1
+    failed = sorted(line for line in captured.err.splitlines() if "failed" in line)
+    assert failed == ["error: 2 of 4 videos failed (each named above); the others are extracted",
+                      f"failed: {videos / 'corrupt.mp4'}: not a readable video (Invalid data found when processing "
+                      f"input)",
+                      f"failed: {videos / 'empty.mkv'}: empty file (0 bytes), not a video"]
+    assert "Traceback" not in captured.err
+    assert "good: 60 frames" in captured.out and "raw: 60 frames" in captured.out
+    for name in ("good", "raw"):  # seconds 1 .. 3: grey 2 for the first 30 frames, then 4
+        frames = sorted((tmp_path / "out" / "frames" / name).iterdir())
+        assert len(frames) == 60
+        assert [round(cv2.imread(str(frames[k]))[2, 2, 1] / 2) for k in (0, 29, 31, 59)] == [1, 1, 2, 2]
+    assert not (tmp_path / "out" / "frames" / "corrupt").exists()
+    assert sorted(p.name for p in (tmp_path / "out" / "frames").iterdir()) == ["good", "raw"]  # no partial folders
+    # An ffmpeg that fails: its exit status and last error line, for each video.
+    broken = tmp_path / "broken_ffmpeg"
+    broken.write_text("#!/bin/sh\necho 'some warning' >&2\necho 'Conversion failed!' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    assert prepare_ava.main(["--videos", str(videos), "--out", str(tmp_path / "by_ffmpeg"), "--backend", "ffmpeg",
+                             "--ffmpeg", str(broken), "--start", "1", "--duration", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"failed: {videos / 'good.mp4'}: ffmpeg exited with status 3: Conversion failed!" in err
+    assert "error: 4 of 4 videos failed" in err
+    # A cut that starts after the end of a video is a failure too, not an empty folder.
+    assert prepare_ava.main(["--videos", str(videos), "--out", str(tmp_path / "late"), "--backend", "pyav",
+                             "--start", "10", "--duration", "2"]) == 1
+    assert f"failed: {videos / 'good.mp4'}: no frames in the requested seconds 10 .. 12: the video is 4.00 s long" \
+        in capsys.readouterr().err
+
+
+def test_real_ucf24_raw_stream_without_duration_is_extracted(shared_data, tmp_path):
+    """The UCF101-24 clips are raw MPEG-4 streams (no container or stream duration) at 29.97 fps: 3 s give 90
+    frames, frame k the source frame shown at k / 30 s."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    source = shared_data / "ucf24" / "videos" / "v_Biking_g01_c01.mp4"
+    (videos / source.name).symlink_to(source)
+    assert prepare_ava.main(["--videos", str(videos), "--out", str(tmp_path / "out"), "--backend", "pyav",
+                             "--start", "0", "--duration", "3"]) == 0
+    frames = sorted((tmp_path / "out" / "frames" / source.stem).iterdir())
+    assert len(frames) == 90
+    with av.open(str(source)) as container:
+        decoded = [f.to_ndarray(format="bgr24") for _, f in zip(range(91), container.decode(video=0))]
+    for k in (0, 45, 89):  # source frame round(k x 29.97 / 30), the latest at or before k / 30 s (to rounding)
+        difference = np.abs(cv2.imread(str(frames[k])).astype(int) - decoded[round(k * 0.999)].astype(int)).mean()
+        assert difference < 3, (k, difference)
+
+
 def test_real_video_at_10_fps_repeats_each_frame_three_times(shared_data, tmp_path):
     """vtest.avi (OpenCV sample, 10 fps, 79.5 s): seconds 20 .. 30 give 300 frames, each source frame 3 times, and a
     cut past the end gives 30 x what is left (70 .. 79.5 s: 285 frames)."""

@@ -16,13 +16,18 @@ at --fps 30, so a full cut has 27,030 frames (fewer when the video ends earlier:
 ffmpeg versions resample and decode slightly differently, which moves AVA mAP by a few tenths: extract the frames
 of train and val with the same tool and version (docs/DATASETS.md).
 A video whose folder already holds all its frames is skipped, so an interrupted run resumes; a folder is written
-under a temporary name and renamed when complete.
+under a temporary name and renamed when complete. A video's length is its container's or stream's duration, or, for a
+raw stream that states neither (an .m4v elementary stream in an MP4 name), the span of its packets' timestamps plus
+one frame. A video that cannot be used (corrupt, without a video stream, without frames in the requested seconds,
+an ffmpeg failure) is reported on one line naming the file and the reason, the other videos are still extracted,
+and the command ends with the count of failures and exit status 1.
 
 --lists NAME=SOURCE writes OUT/frame_lists/NAME (PySlowFast's format: header, then `video video_idx frame_idx path
 ""` per frame) for the videos of SOURCE: an annotation CSV (first column) or a text file of video file names. Then
-every listed video is checked: a folder that is missing, or that stops before the frame of the video's last
-keyframe in an annotation CSV (frame (sec - 900) x 30, as the AVA loader reads it), is reported, and the command
-exits with status 1. The AVA loader runs the same check on its keyframes before training starts.
+every listed video is checked: a folder that is missing, that stops before the frame of the video's last keyframe in
+an annotation CSV (frame (sec - 900) x 30, as the AVA loader reads it), or whose numbering has a gap (a frame file
+absent before later ones: the list stops before it) is reported, and the command exits with status 1. The AVA loader
+runs the same check on its keyframes (without the gap search, which lists every folder) before training starts.
 """
 
 from __future__ import annotations
@@ -30,21 +35,29 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import av  # noqa: E402
+import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from slowfast_bmvit.datasets.ava_helper import AVA_START_SEC, FPS, check_frames, frame_file  # noqa: E402
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 FRAME_LIST_HEADER = "original_vido_id video_id frame_id path labels\n"
+
+
+class VideoProblem(ValueError):
+    """A video that cannot be extracted; the message is the reason (the caller names the file)."""
 
 
 def video_name(path: str) -> str:
@@ -69,11 +82,19 @@ def extract_with_ffmpeg(ffmpeg: str, video: str, cut: str, folder: str, start: f
     name = video_name(video)
     if not os.path.isfile(cut):
         partial = os.path.join(os.path.dirname(cut), f".partial.{os.path.basename(cut)}")
-        subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", str(start), "-t", str(duration),
-                        "-i", video, partial], check=True)
+        _run_ffmpeg([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", str(start), "-t", str(duration),
+                     "-i", video, partial])
         os.replace(partial, cut)
-    subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", cut, "-r", str(fps), "-q:v", "1",
-                    os.path.join(folder, f"{name}_%06d.jpg")], check=True)
+    _run_ffmpeg([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-i", cut, "-r", str(fps), "-q:v", "1",
+                 os.path.join(folder, f"{name}_%06d.jpg")])
+
+
+def _run_ffmpeg(command: list[str]) -> None:
+    """Run ffmpeg; a failure raises VideoProblem with its exit status and last error line."""
+    result = subprocess.run(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        raise VideoProblem(f"ffmpeg exited with status {result.returncode}" + (f": {lines[-1]}" if lines else ""))
 
 
 # ------------------------------------------------------------------ PyAV
@@ -139,14 +160,40 @@ def _emit(encoder: av.CodecContext, frame: av.VideoFrame, folder: str, name: str
 # ------------------------------------------------------------------ one video, all videos
 
 
-def prepare_video(task: tuple[str, str, str | None, float, float, int]) -> tuple[str, int, bool]:
-    """Frames of one video into OUT/frames/<name>/ (skipped when complete); (name, frames, skipped)."""
+@dataclass
+class VideoResult:
+    """What became of one video: its frames (and whether the folder was already complete), or why it failed."""
+
+    video: str
+    frames: int = 0
+    skipped: bool = False
+    error: Optional[str] = None  # one line, without the file name
+
+
+def prepare_video(task: tuple[str, str, str | None, float, float, int]) -> VideoResult:
+    """Frames of one video into OUT/frames/<name>/ (skipped when complete). Any failure is returned, not raised,
+    so that one bad video does not stop the others."""
     video, out, ffmpeg, start, duration, fps = task
     name = video_name(video)
-    folder = os.path.join(out, "frames", name)
-    if _has_all_frames(folder, name, _frames_of(video, start, duration, fps)):
-        return name, len(os.listdir(folder)), True
     partial = os.path.join(out, "frames", f".partial.{name}")
+    try:
+        return _prepare_video(video, out, ffmpeg, start, duration, fps, partial)
+    except Exception as error:  # every failure of this video becomes its one-line report
+        shutil.rmtree(partial, ignore_errors=True)
+        return VideoResult(video, error=_reason(error))
+
+
+def _prepare_video(video: str, out: str, ffmpeg: str | None, start: float, duration: float, fps: int,
+                   partial: str) -> VideoResult:
+    name = video_name(video)
+    folder = os.path.join(out, "frames", name)
+    length = video_seconds(video)
+    expected = expected_frames(max(0.0, min(duration, length - start)), fps)
+    if expected == 0:
+        raise VideoProblem(f"no frames in the requested seconds {start:g} .. {start + duration:g}: the video is "
+                           f"{length:.2f} s long")
+    if _has_all_frames(folder, name, expected):
+        return VideoResult(video, len(os.listdir(folder)), skipped=True)
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
     if ffmpeg:
@@ -156,20 +203,48 @@ def prepare_video(task: tuple[str, str, str | None, float, float, int]) -> tuple
                             duration, fps)
     else:
         extract_with_pyav(video, partial, start, duration, fps)
+    if not os.listdir(partial):
+        raise VideoProblem("no frame could be decoded")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
-    return name, len(os.listdir(folder)), False
+    return VideoResult(video, len(os.listdir(folder)))
 
 
-def _frames_of(video: str, start: float, duration: float, fps: int) -> int:
-    """Frames the cut of `video` yields: `fps` x the part of [start, start + duration) the video covers."""
+def _reason(error: Exception) -> str:
+    """One line saying why a video failed."""
+    if isinstance(error, av.FFmpegError):
+        text = f"not a readable video ({getattr(error, 'strerror', None) or error})"
+    elif isinstance(error, OSError) and error.strerror:
+        text = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    elif isinstance(error, VideoProblem):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    return " ".join(text.split())
+
+
+def video_seconds(video: str) -> float:
+    """Length of `video` in seconds: the container's duration, else the video stream's, else (a raw stream that
+    states neither, such as an .m4v elementary stream) the span of its packets' timestamps plus one frame, read by
+    demuxing without decoding."""
+    if os.path.getsize(video) == 0:
+        raise VideoProblem("empty file (0 bytes), not a video")
     with av.open(video) as container:
+        if not container.streams.video:
+            raise VideoProblem("no video stream")
         stream = container.streams.video[0]
         if container.duration is not None:
-            length = container.duration / av.time_base
-        else:
-            length = float(stream.duration * stream.time_base)
-    return expected_frames(max(0.0, min(duration, length - start)), fps)
+            return container.duration / av.time_base
+        if stream.duration is not None:
+            return float(stream.duration * stream.time_base)
+        stamps = np.unique([packet.pts if packet.pts is not None else packet.dts
+                            for packet in container.demux(stream)
+                            if packet.size and (packet.pts is not None or packet.dts is not None)])
+        if len(stamps) == 0:
+            raise VideoProblem("no duration and no packet timestamps: re-mux it, e.g. `ffmpeg -i VIDEO -c copy "
+                               "out.mp4`")
+        step = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 0.0
+        return float(stamps[-1] - stamps[0] + step) * float(stream.time_base)
 
 
 def read_video_ids(source: str) -> dict[str, int | None]:
@@ -204,14 +279,24 @@ def write_frame_list(path: str, videos: list[str], frame_counts: dict[str, int])
     os.replace(partial, path)
 
 
-def count_frames(frame_dir: str, video: str) -> int:
-    """The number of consecutive frames `<video>_000001.jpg`, ... in the video's folder (0 without a folder)."""
+def frame_numbers(frame_dir: str, video: str) -> set[int]:
+    """The 1-based numbers N of the files `<video>_N.jpg` (N zero-padded, as `frame_file` names them) in the video's
+    folder; empty without a folder."""
     folder = os.path.join(frame_dir, video)
     if not os.path.isdir(folder):
-        return 0
-    count = sum(1 for name in os.listdir(folder) if name.startswith(f"{video}_") and name.endswith(".jpg"))
-    while count and not os.path.isfile(os.path.join(frame_dir, frame_file(video, count - 1))):
-        count -= 1  # a gap: the list stops before it
+        return set()
+    pattern = re.compile(re.escape(video) + r"_(\d{6,})\.jpg")
+    return {int(match.group(1)) for match in map(pattern.fullmatch, os.listdir(folder)) if match}
+
+
+def count_frames(frame_dir: str, video: str, numbers: set[int] | None = None) -> int:
+    """The number of consecutive frames `<video>_000001.jpg`, `<video>_000002.jpg`, ... from the first in the video's
+    folder (0 without a folder): a gap stops the count before it. `numbers`: the folder's `frame_numbers`, when
+    already listed."""
+    numbers = frame_numbers(frame_dir, video) if numbers is None else numbers
+    count = 0
+    while count + 1 in numbers:
+        count += 1
     return count
 
 
@@ -237,6 +322,7 @@ def main(argv=None) -> int:
         ffmpeg = shutil.which(args.ffmpeg)
         if ffmpeg is None and args.backend == "ffmpeg":
             raise SystemExit(f"error: --backend ffmpeg: {args.ffmpeg} not found")
+    failures = 0
     if not args.check:
         if not args.videos or not os.path.isdir(args.videos):
             raise SystemExit(f"error: --videos: not a folder: {args.videos}")
@@ -249,8 +335,16 @@ def main(argv=None) -> int:
               f"{args.duration:g} s from {args.start:g} s at {args.fps} fps", flush=True)
         tasks = [(video, args.out, ffmpeg, args.start, args.duration, args.fps) for video in videos]
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            for name, count, skipped in tqdm(pool.map(prepare_video, tasks), total=len(tasks), desc="videos"):
-                print(f"{name}: {count} frames{' (already there)' if skipped else ''}", flush=True)
+            for result in tqdm(pool.map(prepare_video, tasks), total=len(tasks), desc="videos"):
+                if result.error:
+                    failures += 1
+                    tqdm.write(f"failed: {result.video}: {result.error}", file=sys.stderr)
+                else:
+                    tqdm.write(f"{video_name(result.video)}: {result.frames} frames"
+                               f"{' (already there)' if result.skipped else ''}", file=sys.stdout)
+        if failures:
+            print(f"error: {failures} of {len(videos)} videos failed (each named above); the others are extracted",
+                  file=sys.stderr, flush=True)
 
     frame_dir = os.path.join(args.out, "frames")
     problems = 0
@@ -260,7 +354,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: --lists {spec}: expected NAME=SOURCE with an existing SOURCE file")
         last_seconds = read_video_ids(source)
         videos = list(last_seconds)
-        counts = {video: count_frames(frame_dir, video) for video in videos}
+        numbers = {video: frame_numbers(frame_dir, video) for video in videos}
+        counts = {video: count_frames(frame_dir, video, numbers[video]) for video in videos}
         os.makedirs(os.path.join(args.out, "frame_lists"), exist_ok=True)
         write_frame_list(os.path.join(args.out, "frame_lists", name), videos, counts)
         # A video needs its frames up to its last keyframe, frame (sec - 900) x 30 as the AVA loader reads it.
@@ -269,13 +364,19 @@ def main(argv=None) -> int:
         paths = {video: [os.path.join(frame_dir, frame_file(video, i)) for i in range(max(counts[video], 1))]
                  for video in videos}
         check = check_frames(paths, needed)
+        check.short = [(video, want, counts[video]) for video, want, _ in check.short]  # the frames the list has
+        check.gaps = [(video, counts[video] + 1, len(numbers[video]) - counts[video]) for video in videos
+                      if len(numbers[video]) > counts[video]]
         print(f"{name}: {len(videos)} videos, {sum(counts.values())} frames; {check.summary()}", flush=True)
         for video in check.missing:
             print(f"  missing: {os.path.join(frame_dir, video)}")
         for video, want, present in check.short:
             print(f"  short:   {os.path.join(frame_dir, video)}: {present} frames, {want} needed")
+        for video, absent, after in check.gaps:
+            print(f"  gap:     {os.path.join(frame_dir, video)}: {os.path.basename(frame_file(video, absent - 1))} "
+                  f"is missing; the list stops before it ({after} later frame files left out)")
         problems += not check.ok
-    return 1 if problems else 0
+    return 1 if problems or failures else 0
 
 
 if __name__ == "__main__":

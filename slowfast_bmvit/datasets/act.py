@@ -144,10 +144,11 @@ class ActDataset(KeyframeClipDataset):
             self.keyframes_skipped = self.keyframes[skip]
             self.keyframes = self.keyframes[~skip]
             path, first = damaged[0]
+            index = self.video_reader.index(path)
             logger.warning("%s %s: skipped %d of %d keyframes whose clips need frames missing from %d damaged video "
-                           "file(s) (DATA.ON_BAD_FRAME skip; their ground truth still counts); first: %s, %s",
+                           "file(s) (DATA.ON_BAD_FRAME skip; their ground truth still counts); first: %s, %s (%s)",
                            type(self).__name__, self.split, int(skip.sum()), len(skip), len(damaged), path,
-                           self.video_reader.index(path).describe_gap(first))
+                           index.describe_gap(first), index.missing_cause())
         if not len(self.keyframes):
             raise VideoReadError(f"{self.split}: every keyframe's clip needs frames missing from its video file")
 
@@ -212,10 +213,10 @@ class ActDataset(KeyframeClipDataset):
         index = self.video_reader.index(path)
         missing = index.missing_frames
         if len(missing) and self.cfg.DATA.ON_BAD_FRAME == "error":
-            raise VideoReadError(f"{path}: {index.describe_gap(int(missing[0]))} (lost from the file, by their "
-                                 f"timestamps; first missing frame {int(missing[0])} of "
-                                 f"{self.video_names[video_idx]}); replace the video, or set DATA.ON_BAD_FRAME skip "
-                                 f"to skip the keyframes whose clips need missing frames")
+            raise VideoReadError(f"{path}: {index.describe_gap(int(missing[0]))} ({index.missing_cause()}; first "
+                                 f"missing frame {int(missing[0])} of {self.video_names[video_idx]}); replace the "
+                                 f"video, or set DATA.ON_BAD_FRAME skip to skip the keyframes whose clips need "
+                                 f"missing frames")
         available = index.num_frames
         if available < nframes:
             self._report_short_video(video_idx, path, available, nframes)

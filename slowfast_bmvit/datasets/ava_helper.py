@@ -45,16 +45,20 @@ class FrameCheck:
     """Frame folders checked against the frames the annotations need.
 
     missing: videos whose first frame is absent (no folder, or an empty one);
-    short: (video, frames needed, frame files present) of folders that stop before the last needed frame.
+    short: (video, frames needed, frame files present) of folders that stop before the last needed frame;
+    gaps: (video, first absent frame number (1-based, as in the file names), frame files after it) of folders whose
+        numbering has a hole: filled by tools/prepare_ava.py, which lists every folder (`check_frames` looks up
+        only the first and the last needed frame).
     """
 
     num_videos: int
     missing: list[str] = field(default_factory=list)
     short: list[tuple[str, int, int]] = field(default_factory=list)
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.short
+        return not self.missing and not self.short and not self.gaps
 
     def summary(self) -> str:
         """One line: how many videos are missing or short, with the first of each."""
@@ -66,6 +70,9 @@ class FrameCheck:
         if self.short:
             video, needed, present = self.short[0]
             parts.append(f"{len(self.short)} stop early (e.g. {video}: {present} frames, {needed} needed)")
+        if self.gaps:
+            video, absent, _ = self.gaps[0]
+            parts.append(f"{len(self.gaps)} have a gap (e.g. {video}: frame {absent} is missing)")
         return "; ".join(parts)
 
 

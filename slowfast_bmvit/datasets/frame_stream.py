@@ -5,6 +5,14 @@
 whatever the length of the video. Video files are decoded with PyAV (FFmpeg's threaded decoding); a folder's images
 (.jpg, .jpeg, .png, .bmp) play in natural name order (frame_2 before frame_10) at `folder_fps`.
 Every problem is an `InputError` whose one-line message names the file.
+
+A video file plays as a constant-rate sequence numbered by time, as `ffmpeg -i in.mp4 -fps_mode cfr` presents it:
+frames are numbered by their timestamps at the rate of the typical timestamp step (`VideoIndex.frame_rate`, the
+mean of the steps near the median step, not the declared average rate: the re-encoded UCF101 clips declare 25 fps
+and hold 29.97 fps timestamps), a number without a frame of its own repeats the latest earlier frame, and a frame
+whose timestamp falls on an already shown number is left out. So frame n (0-based) of `frames()` is the picture on
+screen at n / fps seconds after the first frame, for a variable-frame-rate video (phones lower the rate in dim
+light) or one with lost frames as much as for a constant-rate one, which plays unchanged, frame for frame.
 """
 
 from __future__ import annotations
@@ -16,13 +24,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import av
 import numpy as np
 
 from .frame_io import clip_frame_indices, decode_image
-from .video_io import VideoReadError, build_video_index
+from .video_io import VideoIndex, VideoReadError, build_video_index
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +45,8 @@ class InputError(ValueError):
 class FrameSource(ABC):
     """One input, described before decoding: `frames()` yields its `num_frames` frames of `height` x `width`.
 
-    fps is the frame rate (frames per second, exact for video files); name is the file or folder name without its
+    fps is the frame rate (frames per second): frame n (0-based) is shown at n / fps seconds; for a video file the rate
+    its frames are numbered at by their timestamps (module docstring). name is the file or folder name without its
     extension (the "video" column of the detections).
     """
 
@@ -74,22 +83,36 @@ class ImageFolderSource(FrameSource):
 
 @dataclass(frozen=True)
 class VideoFileSource(FrameSource):
+    """A video file at the constant rate `fps` of its time numbering (see the module docstring); `index` holds the
+    timestamps. A repeated frame is yielded as the same array object: treat the frames as read-only."""
+
+    index: Optional[VideoIndex] = None
+
     def frames(self) -> Iterator[np.ndarray]:
-        count = 0
+        shown, previous, decoded = 0, None, 0  # frame numbers yielded, the latest frame, frames decoded
         try:
             with av.open(self.path) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 for frame in container.decode(stream):
+                    decoded += 1
+                    number = self.index.frame_at_pts(frame.pts) if frame.pts is not None else shown + 1
+                    if number <= shown:  # a second frame for a number already shown: left out
+                        continue
+                    if number > self.num_frames:  # later than every timestamp the file's packets hold
+                        break
                     image = frame.to_ndarray(format="rgb24")
                     if image.shape[:2] != (self.height, self.width):
-                        raise InputError(f"{self.path}: frame {count} is {image.shape[1]}x{image.shape[0]}, the "
-                                         f"stream header says {self.width}x{self.height}")
-                    count += 1
+                        raise InputError(f"{self.path}: frame {number - 1} is {image.shape[1]}x{image.shape[0]}, "
+                                         f"the stream header says {self.width}x{self.height}")
+                    held = image if previous is None else previous
+                    for _ in range(number - 1 - shown):  # numbers without a frame: the latest earlier frame
+                        yield held
+                    shown, previous = number, image
                     yield image
         except av.FFmpegError as error:
-            raise InputError(f"{self.path}: cannot decode frame {count} ({error})") from None
-        if count == 0:
+            raise InputError(f"{self.path}: cannot decode frame {shown} ({error})") from None
+        if decoded == 0:
             raise InputError(f"{self.path}: no frame could be decoded")
 
 
@@ -113,17 +136,28 @@ def _open_video(path: Path, fallback_fps: float) -> VideoFileSource:
         index = build_video_index(path)
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
+            declared = [rate for rate in (stream.average_rate, stream.guessed_rate) if rate]
     except (VideoReadError, av.FFmpegError, IndexError) as error:
         raise InputError(f"{path}: not a readable video ({str(error).splitlines()[0] if str(error) else error!r})") \
             from None
-    if rate is None or rate <= 0:
+    rate = index.frame_rate
+    if rate is not None:
+        # The declared rate when it is the same to 0.01 % (exact: 30000/1001 rather than the estimate from
+        # millisecond timestamps).
+        rate = next((Fraction(d) for d in declared if abs(d - rate) <= rate * Fraction(1, 10000)), rate)
+    elif declared:  # a single frame: no step to measure
+        rate = Fraction(declared[0])
+    else:
         logger.warning("%s: the stream gives no frame rate; assuming %s fps (DEMO.FOLDER_FPS)", path, fallback_fps)
-        rate = fallback_fps
+        rate = Fraction(fallback_fps).limit_denominator(1001)
     if index.height <= 0 or index.width <= 0:
         raise InputError(f"{path}: the video stream has no frame size")
-    return VideoFileSource(str(path), path.stem, Fraction(rate).limit_denominator(1001), index.num_frames,
-                           index.height, index.width)
+    if len(index.missing_frames) or index.dropped_frames:
+        logger.warning("%s: not a constant frame rate (%d frames in the file); played as %d frames at %.4g fps, the "
+                       "rate of its typical timestamp step, as `ffmpeg -fps_mode cfr` does: %d frame numbers repeat "
+                       "the previous frame, %d frames are left out", path, len(index.pts) + index.dropped_frames,
+                       index.num_frames, float(rate), len(index.missing_frames), index.dropped_frames)
+    return VideoFileSource(str(path), path.stem, rate, index.num_frames, index.height, index.width, index)
 
 
 def open_frame_source(path: str | os.PathLike, folder_fps: float = 30.0) -> FrameSource:

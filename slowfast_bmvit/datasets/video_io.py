@@ -1,20 +1,27 @@
 """Random access to the frames of video files with PyAV: exact 1-based frame numbers, seeking, a small cache.
 
 Frames are numbered by time: frame k is the one shown at first_pts + (k - 1) * frame_duration, where the frame
-duration is the median step between consecutive timestamps (robust to a gap; the declared average rate is not: the
-re-encoded UCF101 clips declare 25 fps and hold 29.97 fps timestamps). A video damaged in the middle (lost packets)
-therefore keeps its frame numbers after the gap, and the frames of the gap are *missing*: `VideoIndex.missing_frames`
-lists them and reading one raises `VideoReadError` naming the file and the first missing frame (the datasets decide
-what to do about it, see DATA.ON_BAD_FRAME). Frames lost before the first decodable one cannot be told from the
-timestamps; the first present frame is frame 1. A zero-size packet (an AVI "repeat the previous frame" chunk) holds
-no picture, so its frame counts as missing too.
+duration is the typical step between consecutive timestamps (the mean of the steps near the median step: robust to a
+gap and exact for timestamps rounded to a coarse clock such as Matroska's milliseconds; the declared average rate is
+not: the re-encoded UCF101 clips declare 25 fps and hold 29.97 fps timestamps). A video damaged in the middle (lost
+packets) therefore keeps its frame numbers after the gap, and the frames of the gap are *missing*:
+`VideoIndex.missing_frames` lists them and reading one raises `VideoReadError` naming the file and the first missing
+frame (the datasets decide what to do about it, see DATA.ON_BAD_FRAME). Frames lost before the first decodable one
+cannot be told from the timestamps; the first present frame is frame 1. A zero-size packet (an AVI "repeat the
+previous frame" chunk) holds no picture, so its frame counts as missing too.
+
+A variable-frame-rate video (phones lower the rate in dim light) has frame numbers without a frame of their own in
+the same way; `VideoIndex.looks_variable_rate` tells such timestamps from lost packets, so that the error suggests
+re-encoding at a constant rate instead of calling the file damaged. (datasets/frame_stream.py, which reads users'
+own videos for the demo, fills such numbers by repeating the previous frame instead.)
 
 A `VideoIndex` (built once per video by demuxing, without decoding: a few KB) lists the presentation timestamps of
 all frames and of the keyframes, so a request for frames a..b seeks to the last keyframe at or before a and decodes
 only up to b (UCF101 clips have a keyframe every 12 frames; a 16x4 clip decodes ~75 frames instead of the whole
-video). Decoded frames go to an LRU cache shared by all videos of the reader. A request that continues where the previous decoding of the same video stopped (test-time
-access walks every frame of a video in order) also decodes ahead, so each frame is decoded about once. RGB
-conversion (the dominant cost: about twice the decoding time) happens only for frames actually requested.
+video). Decoded frames go to an LRU cache shared by all videos of the reader. A request that continues where the
+previous decoding of the same video stopped (test-time access walks every frame of a video in order) also decodes
+ahead, so each frame is decoded about once. RGB conversion (the dominant cost: about twice the decoding time)
+happens only for frames actually requested.
 
 A reader's caches are per process: a DataLoader worker starts with empty caches (they are not pickled).
 """
@@ -24,9 +31,10 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import av
 import numpy as np
@@ -42,7 +50,8 @@ class VideoReadError(RuntimeError):
 class VideoIndex:
     """Timestamps of one video's frames, numbered by time: frame `frames[i]` (1-based) has timestamp `pts[i]`.
 
-    Frames between 1 and `num_frames` that have no timestamp are missing (lost from the file).
+    Frames between 1 and `num_frames` that have no timestamp are missing (lost from the file, or skipped by a
+    variable frame rate: `looks_variable_rate`).
     """
 
     pts: np.ndarray  # int64 [N], increasing, in the video stream's time base: the frames present
@@ -50,17 +59,32 @@ class VideoIndex:
     keyframe_pts: np.ndarray  # int64 [K], increasing
     height: int
     width: int
+    frame_duration: float = 1.0  # timestamp units from one frame number to the next
+    time_base: Optional[Fraction] = None  # seconds per timestamp unit (None: not known)
+    dropped_frames: int = 0  # timestamps left out because they fell on an already numbered frame
 
     @classmethod
-    def from_timestamps(cls, pts: Sequence[int], keyframe_pts: Sequence[int], height: int, width: int) -> "VideoIndex":
-        """Number frames by time: (pts - first pts) / frame duration + 1, the duration being the median timestamp
-        step. A timestamp that rounds to an already numbered frame (jitter, a duplicate) is dropped."""
-        pts = np.unique(np.asarray(pts, np.int64))
-        steps = np.diff(pts)
-        duration = float(np.median(steps)) if len(steps) else 1.0
-        frames = np.rint((pts - pts[0]) / duration).astype(np.int64) + 1
+    def from_timestamps(cls, pts: Sequence[int], keyframe_pts: Sequence[int], height: int, width: int,
+                        time_base: Optional[Fraction] = None) -> "VideoIndex":
+        """Number frames by time: (pts - first pts) / frame duration + 1, rounded.
+
+        The frame duration is the mean of the timestamp steps within 10 % of the median step (or within one
+        timestamp unit of it when a unit is at most a quarter of the step): a gap or a slower stretch does not move
+        it, and timestamps rounded to a coarse clock (29.97 fps in milliseconds: steps of 33 and 34) average to
+        the true step instead of drifting by a frame every few seconds. A timestamp that rounds to an already
+        numbered frame (jitter, a faster stretch of a variable-rate video) is dropped and counted.
+        """
+        unique = np.unique(np.asarray(pts, np.int64))
+        steps = np.diff(unique)
+        duration = 1.0
+        if len(steps):
+            median = float(np.median(steps))
+            tolerance = max(0.1 * median, 1.0 if median >= 4 else 0.0)
+            duration = float(steps[np.abs(steps - median) <= tolerance].mean())
+        frames = np.rint((unique - unique[0]) / duration).astype(np.int64) + 1
         first = np.r_[True, frames[1:] != frames[:-1]]
-        return cls(pts[first], frames[first], np.unique(np.asarray(keyframe_pts, np.int64)), height, width)
+        return cls(unique[first], frames[first], np.unique(np.asarray(keyframe_pts, np.int64)), height, width,
+                   duration, time_base, int((~first).sum()))
 
     @property
     def num_frames(self) -> int:
@@ -71,6 +95,47 @@ class VideoIndex:
     def missing_frames(self) -> np.ndarray:
         """int64 [M], increasing: frame numbers in 1..num_frames that the file does not hold."""
         return np.setdiff1d(np.arange(1, self.num_frames + 1), self.frames)
+
+    @cached_property
+    def num_gaps(self) -> int:
+        """Runs of consecutive missing frame numbers."""
+        missing = self.missing_frames
+        return int(len(missing) and 1 + np.count_nonzero(np.diff(missing) > 1))
+
+    @property
+    def frame_rate(self) -> Optional[Fraction]:
+        """Frame numbers per second (1 / (frame duration x time base), to a denominator of at most 1001); None
+        when the time base is not known or the video has a single frame."""
+        if self.time_base is None or len(self.pts) < 2:
+            return None
+        return (1 / (self.time_base * Fraction(self.frame_duration))).limit_denominator(1001)
+
+    @cached_property
+    def looks_variable_rate(self) -> bool:
+        """Whether the timestamps step like a variable-frame-rate video's rather than a constant-rate video that lost
+        packets. Rule: lost packets leave out whole frames in one or a few runs, so the video looks variable-rate
+        when its missing frame numbers form 3 or more separate gaps, when a timestamp fell on an already numbered
+        frame (a step shorter than the frame duration), or when a step between present frames is off a whole number
+        of frame durations by more than a quarter of a duration."""
+        if self.num_gaps >= 3 or self.dropped_frames:
+            return True
+        in_frames = np.diff(self.pts) / self.frame_duration
+        return bool(np.any(np.abs(in_frames - np.rint(in_frames)) > 0.25))
+
+    def missing_cause(self) -> str:
+        """Why the video has missing frame numbers, with the remedy: lost packets, or a variable frame rate."""
+        if not self.looks_variable_rate:
+            return "lost from the file, by their timestamps"
+        rate = self.frame_rate
+        at_rate = f" at {float(rate):.4g} fps" if rate else ""
+        return (f"its timestamps step as a variable-frame-rate video's do: {len(self.missing_frames)} of the "
+                f"{self.num_frames} frame numbers{at_rate} have no frame, in {self.num_gaps} gaps; re-encode it at "
+                f"a constant frame rate, e.g. `ffmpeg -i in.mp4 -fps_mode cfr{f' -r {rate}' if rate else ''} "
+                f"out.mp4`")
+
+    def frame_at_pts(self, pts: int) -> int:
+        """1-based frame number by time of any timestamp (whether or not a frame of the index has it)."""
+        return int(np.rint((pts - int(self.pts[0])) / self.frame_duration)) + 1
 
     def describe_gap(self, frame: int) -> str:
         """'frames a..b are missing' for the run of missing frames around missing frame `frame`."""
@@ -125,14 +190,14 @@ def build_video_index(path: str | Path) -> VideoIndex:
             pts.append(timestamp)
             if packet.is_keyframe:
                 keyframes.append(timestamp)
-        height, width = stream.codec_context.height, stream.codec_context.width
+        height, width, time_base = stream.codec_context.height, stream.codec_context.width, stream.time_base
     except av.FFmpegError as error:
         raise VideoReadError(f"cannot read video {path}: {error}") from error
     finally:
         container.close()
     if not pts:
         raise VideoReadError(f"{path} has no video frames")
-    return VideoIndex.from_timestamps(pts, keyframes, height, width)
+    return VideoIndex.from_timestamps(pts, keyframes, height, width, time_base)
 
 
 class VideoReader:
@@ -175,8 +240,8 @@ class VideoReader:
             raise VideoReadError(f"{path} has frames 1..{index.num_frames}; requested {wanted[0]}..{wanted[-1]}")
         absent = np.intersect1d(wanted, index.missing_frames)
         if len(absent):
-            raise VideoReadError(f"{path}: {index.describe_gap(int(absent[0]))} (lost from the file, by their "
-                                 f"timestamps); requested frame {int(absent[0])}")
+            raise VideoReadError(f"{path}: {index.describe_gap(int(absent[0]))} ({index.missing_cause()}); "
+                                 f"requested frame {int(absent[0])}")
         missing = [f for f in wanted if (path, f) not in self._frames]
         decoded: dict[int, object] = {}
         if missing:
