@@ -137,6 +137,11 @@ def test_config_file_without_key_value_entries_is_named(tmp_path, text, problem)
 def test_folder_or_binary_file_as_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"^{tmp_path}: is a folder, not a config file$"):
         load_config(str(tmp_path))
+    (tmp_path / "sub").mkdir()
+    child = write(tmp_path / "sub" / "child.yaml", "_BASE_: ../\nTRAIN:\n  ENABLE: False\n")
+    with pytest.raises(ConfigError, match=f"^{child}: _BASE_ ../ is a folder \\({tmp_path}/sub/../\\), not a config "
+                                          f"file$"):
+        load_config(child)
     binary = tmp_path / "weights.yaml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
     with pytest.raises(ConfigError, match="weights.yaml: not a text"):
