@@ -209,7 +209,8 @@ def test_num_gpus_is_checked_against_the_machine(monkeypatch):
 def test_ucf24_and_jhmdb_configs_test_every_frame_as_the_act_protocol_does(repo_root):
     """docs/EVALUATION.md: ACT.TEST_ALL_FRAMES True in the UCF101-24 and JHMDB configs (frame-mAP counts detections
     outside the tubes; video-mAP's tubes do not borrow their extent from the ground truth)."""
-    paths = [path for dataset in ("UCF24", "JHMDB") for path in sorted((repo_root / "configs" / dataset).glob("*.yaml"))]
+    paths = [path for dataset in ("UCF24", "JHMDB")
+             for path in sorted((repo_root / "configs" / dataset).glob("*.yaml"))]
     assert len(paths) >= 4
     for path in paths:
         assert load_config(str(path)).ACT.TEST_ALL_FRAMES is True, path

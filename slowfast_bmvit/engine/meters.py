@@ -5,10 +5,11 @@ PySlowFast users grep and parse, and appends the same JSON to OUTPUT_DIR/json_st
 `TrainMeter` collects per-iteration losses, learning rate and timings and emits a "train_iter" line every
 LOG_PERIOD iterations and a "train_epoch" line per epoch; given a TensorBoard writer (TENSORBOARD.ENABLE), it writes
 the same numbers there: "train_iter" at the number of training clips seen (the clip position, see `TrainMeter`),
-"train_epoch" at the 1-based epoch. The values are whatever the detection task returns for a step (engine/task.py): for BMViT
-the weighted loss terms and "loss", each term unweighted ("loss_bbox_unscaled", ...), and the criterion's detection
-health counts: "tokens_above_thresh" (tokens per clip with p(actor) above BMVIT.ACTOR_THRESH), "actors_per_clip"
-and "cardinality_error" (the mean absolute difference of the two per clip; DETR's name).
+"train_epoch" at the 1-based epoch. The values are whatever the detection task returns for a step
+(engine/task.py): for BMViT the weighted loss terms and "loss", each term unweighted ("loss_bbox_unscaled", ...),
+and the criterion's detection health counts: "tokens_above_thresh" (tokens per clip with p(actor) above
+BMVIT.ACTOR_THRESH), "actors_per_clip" and "cardinality_error" (the mean absolute difference of the two per clip;
+DETR's name).
 
 Timings are wall-clock seconds: dt_data is the wait for the batch, dt_net the rest of the iteration (forward,
 backward, step), dt their sum. On the GPU, dt_net includes the device time only where the step synchronises
