@@ -18,13 +18,13 @@ from slowfast_bmvit.datasets.act_convert import (
     count_annotated_frames,
     is_ucf101_split1_test,
     jhmdb_from_frame_txts,
-    load_act_pickle,
     read_video_list,
     save_act_pickle,
     subset_act_gt,
     ucf24_from_final_annots,
     ucf24_from_pyannot,
 )
+from slowfast_bmvit.evaluation.act_groundtruth import load_act_pickle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tools"))

@@ -137,6 +137,11 @@ def test_config_file_without_key_value_entries_is_named(tmp_path, text, problem)
 def test_folder_or_binary_file_as_config_is_named(tmp_path):
     with pytest.raises(ConfigError, match=f"^{tmp_path}: is a folder, not a config file$"):
         load_config(str(tmp_path))
+    (tmp_path / "sub").mkdir()
+    child = write(tmp_path / "sub" / "child.yaml", "_BASE_: ../\nTRAIN:\n  ENABLE: False\n")
+    with pytest.raises(ConfigError, match=f"^{child}: _BASE_ ../ is a folder \\({tmp_path}/sub/../\\), not a config "
+                                          f"file$"):
+        load_config(child)
     binary = tmp_path / "weights.yaml"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
     with pytest.raises(ConfigError, match="weights.yaml: not a text"):
@@ -199,3 +204,13 @@ def test_num_gpus_is_checked_against_the_machine(monkeypatch):
         check_devices(cfg)
     cfg.NUM_GPUS = 0
     check_devices(cfg)
+
+
+def test_ucf24_and_jhmdb_configs_test_every_frame_as_the_act_protocol_does(repo_root):
+    """docs/EVALUATION.md: ACT.TEST_ALL_FRAMES True in the UCF101-24 and JHMDB configs (frame-mAP counts detections
+    outside the tubes; video-mAP's tubes do not borrow their extent from the ground truth)."""
+    paths = [path for dataset in ("UCF24", "JHMDB")
+             for path in sorted((repo_root / "configs" / dataset).glob("*.yaml"))]
+    assert len(paths) >= 4
+    for path in paths:
+        assert load_config(str(path)).ACT.TEST_ALL_FRAMES is True, path

@@ -231,6 +231,33 @@ def walking_run(tmp_path_factory):
             "json": json.loads((folder / "out" / JSON_NAME).read_text())}
 
 
+def test_the_demo_forward_is_float32_on_the_cpu_and_bf16_autocast_on_a_gpu(tmp_path):
+    """The demo's autocast comes from engine/amp.py: bf16 on a CUDA device whatever TRAIN.MIXED_PRECISION says,
+    none on the CPU (even with TRAIN.MIXED_PRECISION, which the test path would follow)."""
+    import contextlib
+    import warnings
+
+    from slowfast_bmvit.engine.amp import demo_autocast
+
+    autocast_seen = []
+
+    class RecordingFinder(PersonFinder):
+        def forward(self, clip):
+            autocast_seen.append((torch.is_autocast_enabled("cpu"), clip.dtype))
+            return super().forward(clip)
+
+    write_video(tmp_path / "walk.mp4", walking_person_frames(num_frames=12))
+    cfg = tiny_cfg("TRAIN.MIXED_PRECISION", "True", "TRAIN.MIXED_PRECISION_DTYPE", "bfloat16")
+    run_demo(cfg, RecordingFinder().eval(), open_frame_source(tmp_path / "walk.mp4"), tmp_path / "out",
+             column_names_from_cfg(cfg), show_progress=False)
+    assert autocast_seen and set(autocast_seen) == {(False, torch.float32)}
+    assert isinstance(demo_autocast(torch.device("cpu")), contextlib.nullcontext)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU-only torch disables a CUDA autocast with a warning
+        on_gpu = demo_autocast(torch.device("cuda", 0))
+    assert isinstance(on_gpu, torch.autocast) and on_gpu.device == "cuda" and on_gpu.fast_dtype == torch.bfloat16
+
+
 def test_a_walking_person_keeps_one_track_id(walking_run):
     keyframes = walking_run["json"]["keyframes"]
     assert [k["frame"] for k in keyframes] == list(range(0, 60, 6))

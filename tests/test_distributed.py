@@ -17,7 +17,6 @@ from slowfast_bmvit.engine.distributed import (
     is_master_proc,
     launch_cpu_processes,
     launch_job,
-    synchronize,
 )
 
 
@@ -25,7 +24,6 @@ def _collectives(scale):
     rank = get_rank()
     mean = all_reduce_mean(torch.tensor([float(rank), scale * rank]))
     gathered = all_gather_objects({"rank": rank, "boxes": list(range(rank + 1))})
-    synchronize()
     return {"rank": rank, "world": get_world_size(), "master": is_master_proc(), "mean": mean.tolist(), "all": gathered}
 
 

@@ -409,18 +409,24 @@ def _record_batch_keyframes(monkeypatch, die_at_step=None):
 
 
 def test_mid_epoch_resume_with_another_batch_size_goes_on_at_the_same_sample(repo_root, synth_root, tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, caplog):
     """12 clips; batch 2, killed after 2 iterations (4 samples, checkpointed): batch 4 resumes at iteration 1, so
-    that the epoch trains every clip exactly once. Killed after 3 iterations (6 samples), batch 4 cannot resume at
-    the same sample: one line naming the numbers."""
+    that the epoch trains every clip exactly once, and says so in one start line. Killed after 3 iterations (6
+    samples), batch 4 cannot resume at the same sample: one line naming the numbers."""
     opts = ("SOLVER.MAX_EPOCH", "1", "TRAIN.CHECKPOINT_ITER_PERIOD", "1")
     steps = _record_batch_keyframes(monkeypatch, die_at_step=3)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "2", *opts))
-    assert os.path.basename(get_last_checkpoint(str(tmp_path / "a"))) == "checkpoint_epoch_00000_iter_0000002.pyth"
+    saved = get_last_checkpoint(str(tmp_path / "a"))
+    assert os.path.basename(saved) == "checkpoint_epoch_00000_iter_0000002.pyth"
     before = [clip for step in steps for clip in step]
     steps = _record_batch_keyframes(monkeypatch)
-    train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "4", *opts))
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train(tiny_cfg(repo_root, synth_root, tmp_path / "a", "TRAIN.BATCH_SIZE", "4", *opts))
+    starts = [record.getMessage() for record in caplog.records
+              if "Start epoch" in record.getMessage() or "resuming at iteration" in record.getMessage()]
+    assert starts == [f"Start epoch 1 (iteration 1) of 4 clips: {saved} stopped after 2 iterations of 2 clips"]
     assert [len(step) for step in steps] == [4, 4]
     after = [clip for step in steps for clip in step]
     assert len(before) == 4 and len(set(before + after)) == 12  # the 12 training clips, each once

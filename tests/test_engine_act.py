@@ -14,6 +14,7 @@ from slowfast_bmvit.datasets.act_convert import save_act_pickle
 from slowfast_bmvit.engine import tester
 from slowfast_bmvit.engine.trainer import train
 from slowfast_bmvit.evaluation import act
+from slowfast_bmvit.evaluation.act_groundtruth import load_act_pickle
 
 LABELS = ["clap", "jump", "wave"]
 NUM_FRAMES = 16
@@ -108,7 +109,7 @@ def test_act_dataset_trains_with_validation_and_tests_with_frame_and_video_map(r
     assert "video-mAP @0.2" in (tmp_path / "stdout.log").read_text()
 
     # the saved detections: every frame of the 3 test videos evaluated, re-scored offline to the same numbers
-    detections = act.read_frame_detections(tmp_path / "frame_detections_test.npz", act.read_act_groundtruth(gt_file))
+    detections = act.read_frame_detections(tmp_path / "frame_detections_test.npz", load_act_pickle(gt_file))
     assert detections.videos == ["clap/v0", "jump/v1", "wave/v2"] and detections.labels == LABELS
     assert len(detections.evaluated_frames) == 3 * NUM_FRAMES and detections.frame_stride == 1
     assert len(detections.detections) > 0

@@ -349,6 +349,75 @@ def test_cli_refuses_unusable_detection_files_with_one_line(tmp_path, capsys, ma
     assert "not a readable ACT ground-truth pickle" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("breaks, message", [
+    (lambda gt: gt["gttubes"]["A/v1"][0].__setitem__(0, np.zeros((20, 4))),
+     r"gttubes\['A/v1'\]\[0\]\[0\]: expected a numeric array \[T, 5\] .* shape \(20, 4\)"),
+    (lambda gt: gt["gttubes"]["A/v1"].__setitem__(5, [tube(1, 4, (10, 10, 50, 60))]),
+     r"gttubes\['A/v1'\]: label 5 outside 0..1"),
+    (lambda gt: gt["gttubes"]["A/v1"][0].__setitem__(0, tube(38, 44, (10, 10, 50, 60))),
+     r"frames 38..44 outside 1..40 \(nframes\)"),
+    (lambda gt: gt["nframes"].pop("A/v2"), r"video 'A/v2' is listed in a split but has no entry in 'nframes'"),
+    (lambda gt: gt.pop("resolution"), r"missing key\(s\) 'resolution'"),
+], ids=["tube_4_columns", "label_out_of_range", "frame_past_nframes", "listed_video_without_nframes",
+        "missing_key"])
+def test_cli_refuses_a_malformed_ground_truth_as_the_datasets_do(tmp_path, capsys, breaks, message):
+    """The CLI reads the ground truth through the validator the UCF101-24 / JHMDB datasets use: a file they refuse
+    is refused here too (one line naming the file), not evaluated to a frame-mAP."""
+    import pickle
+
+    from slowfast_bmvit.evaluation.act_groundtruth import ActAnnotationError, load_act_pickle
+
+    gt = act_gt({"A/v1": {0: [tube(1, 4, (10, 10, 50, 60))]}})
+    detections = tmp_path / "dets.npz"
+    act.save_frame_detections(detections, perfect_detections(gt, gt["test_videos"][0]), gt["test_videos"][0],
+                              gt["labels"])
+    breaks(gt)
+    gt_file = tmp_path / "gt.pkl"
+    gt_file.write_bytes(pickle.dumps(gt))
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(detections)]) == 2
+    captured = capsys.readouterr()
+    assert "frame-mAP" not in captured.out
+    err = captured.err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {gt_file}: ") and __import__("re").search(message, err), err
+    with pytest.raises(ActAnnotationError, match=message):
+        load_act_pickle(gt_file)
+
+
+@pytest.mark.parametrize("evaluated, message", [
+    ([[0, 1], [-1, 3]], r"1 evaluated_frames row\(s\) with a video_index outside 0..1 \(its 2 videos\) or a frame "
+                        r"below 1, e.g. row 1: \[-1, 3\]"),
+    ([[0, 1], [2, 3]], r"e.g. row 1: \[2, 3\]"),
+    ([[0, 0]], r"e.g. row 0: \[0, 0\]"),
+], ids=["negative_index", "index_past_the_end", "frame_0"])
+def test_evaluated_frames_outside_the_videos_are_refused_naming_the_file(tmp_path, capsys, evaluated, message):
+    """A negative video_index must not wrap to the last video (cutting its ground truth to the wrong frames), nor
+    one past the end end in an IndexError traceback."""
+    gt = act_gt({"A/v1": {0: [tube(1, 4, (10, 10, 50, 60))]}, "A/v2": {1: [tube(1, 4, (10, 10, 50, 60))]}})
+    videos = gt["test_videos"][0]
+    with pytest.raises(ValueError, match=message):
+        act.restrict_to_frames(gt, np.array(evaluated), videos)
+    gt_file = tmp_path / "gt.pkl"
+    gt_file.write_bytes(__import__("pickle").dumps(gt))
+    path = tmp_path / "frame_detections_test.npz"
+    act.save_frame_detections(path, perfect_detections(gt, videos), videos, gt["labels"], np.array(evaluated))
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {path}: ") and __import__("re").search(message, err), err
+
+
+def test_detection_video_index_outside_the_files_videos_is_refused_naming_the_file(tmp_path, capsys):
+    gt = act_gt({"A/v1": {0: [tube(1, 4, (10, 10, 50, 60))]}})
+    dets = perfect_detections(gt, gt["test_videos"][0])
+    dets[1, 0] = 2  # the file lists 2 videos
+    gt_file = tmp_path / "gt.pkl"
+    gt_file.write_bytes(__import__("pickle").dumps(gt))
+    path = tmp_path / "frame_detections_test.npz"
+    act.save_frame_detections(path, dets, gt["test_videos"][0], gt["labels"])
+    assert act.main(["--groundtruth", str(gt_file), "--detections", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {path}: 1 detection row(s) with a video_index outside 0..1"), err
+
+
 def test_real_ucf24_single_actor_clips_link_into_their_ground_truth_tubes(tmp_path, capsys):
     if not UCF24.is_dir():
         pytest.skip(f"real data folder {UCF24} is absent")

@@ -78,3 +78,14 @@ def test_export_refuses_an_untrained_model(tmp_path, capsys):
         export_model.main(["--cfg", DEMO_CFG, "--format", "torchscript", "OUTPUT_DIR", str(tmp_path)])
     assert stop.value.code == 2
     assert "no trained checkpoint" in capsys.readouterr().err
+
+
+def test_export_runs_on_the_cpu_whatever_num_gpus_says(tmp_path, capsys):
+    """A GPU config (the AVA configs set NUM_GPUS 8) exports on a machine without those GPUs: the export runs on
+    the CPU, so the tool stops at the missing checkpoint, not at the device check."""
+    with pytest.raises(SystemExit) as stop:
+        export_model.main(["--cfg", DEMO_CFG, "--format", "torchscript", "NUM_GPUS", "64", "TRAIN.BATCH_SIZE", "64",
+                           "TEST.BATCH_SIZE", "64", "OUTPUT_DIR", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "no trained checkpoint" in err and "NUM_GPUS" not in err, err

@@ -89,3 +89,48 @@ def test_train_meter_timings_and_eta(monkeypatch):
     epoch = meter.log_epoch_stats(cur_epoch=0)
     assert epoch["dt_data"] == pytest.approx(0.375) and epoch["eta"] == "0:00:20"  # 10 iterations x 2 s
     assert epoch["grad_norm"] == pytest.approx(2.5)
+
+
+class _RecordingWriter:
+    """Stands in for the TensorBoard writer: the step of every add_stats call."""
+
+    def __init__(self):
+        self.steps = []
+
+    def add_stats(self, stats, step):
+        self.steps.append(step)
+
+
+def _train_steps(cfg, writer, epoch, batch_size, first_iteration=0):
+    """Drive a TrainMeter through one epoch of a 16-clip train loader at `batch_size` as the trainer does."""
+    from slowfast_bmvit.datasets import clip_position, construct_loader
+
+    cfg.TRAIN.BATCH_SIZE = batch_size
+    loader = construct_loader(cfg, "train", dataset=list(range(16)))
+    meter = TrainMeter(len(loader), cfg, writer)
+    meter.start_epoch(clip_position(loader, epoch, first_iteration))
+    for cur_iter in range(first_iteration, len(loader)):
+        meter.update_stats({"loss": 1.0}, lr=0.1, batch_size=batch_size)
+        meter.log_iter_stats(epoch, cur_iter)
+    meter.reset()
+
+
+def test_tensorboard_steps_count_clips_and_only_grow_when_the_iterations_per_epoch_change(tmp_path):
+    """Multigrid's long cycle: 8 iterations of 2 clips in epoch 1, 2 of 8 in epoch 2. An iteration count (epoch x
+    iterations of the current epoch + iteration) would go 7, 8, then back to 3, 4 and overwrite earlier points;
+    the clips seen go on: 2, 4, ..., 16, then 24, 32. A run resumed 8 clips into epoch 1 at batch 4 puts its points
+    where the uninterrupted run has them."""
+    cfg = get_cfg()
+    cfg.LOG_PERIOD, cfg.SOLVER.MAX_EPOCH, cfg.OUTPUT_DIR, cfg.NUM_GPUS = 1, 2, str(tmp_path), 0
+    cfg.DATA_LOADER.NUM_WORKERS = 0
+    writer = _RecordingWriter()
+    _train_steps(cfg, writer, epoch=0, batch_size=2)
+    _train_steps(cfg, writer, epoch=1, batch_size=8)
+    assert writer.steps == [2, 4, 6, 8, 10, 12, 14, 16, 24, 32]
+    resumed = _RecordingWriter()
+    _train_steps(cfg, resumed, epoch=0, batch_size=4, first_iteration=2)  # 2 iterations x 4 = the first 8 clips
+    assert resumed.steps == [12, 16]
+    with pytest.raises(RuntimeError, match="start_epoch"):
+        meter = TrainMeter(4, cfg, _RecordingWriter())
+        meter.update_stats({"loss": 1.0}, lr=0.1, batch_size=2)
+        meter.log_iter_stats(0, 0)

@@ -153,7 +153,7 @@ def test_short_cycle_batch_sampler_skips_whole_batches_when_resuming():
 
 def test_short_cycle_loader_from_the_config():
     """construct_loader builds the cycling loader under MULTIGRID.SHORT_CYCLE; set_loader_epoch drives it."""
-    from slowfast_bmvit.datasets import construct_loader, epoch_sampler, set_loader_epoch
+    from slowfast_bmvit.datasets import clip_position, construct_loader, epoch_sampler, set_loader_epoch
 
     cfg = _cfg(long_cycle=False, short_cycle=True)
     cfg.TRAIN.BATCH_SIZE = 1
@@ -170,3 +170,5 @@ def test_short_cycle_loader_from_the_config():
     assert sorted(order) == list(range(10)) and [int(i) for b in batches for i in b["i"]] == order[:7]
     set_loader_epoch(loader, epoch=1, first_iteration=2)
     assert [int(i) for b in loader for i in b["i"]] == order[6:7]
+    # the clip stream position of that batch: epoch 1 of 10 clips, then the 4 + 2 clips of the skipped batches
+    assert clip_position(loader, epoch=1, first_iteration=2) == 10 + 6

@@ -44,8 +44,9 @@ def main(argv=None) -> None:
     from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 
     try:
-        cfg = load_job_config(args, args.cfg_files[0])
-        cfg.NUM_GPUS = 0  # exported on the CPU; the files run anywhere
+        # Exported on the CPU whatever NUM_GPUS says (the files run anywhere): no CUDA devices needed.
+        cfg = load_job_config(args, args.cfg_files[0], needs_devices=False)
+        cfg.NUM_GPUS = 0
         model = build_model(cfg).eval()
         if getattr(model, "uses_input_boxes", False) or not hasattr(model, "token_grid"):
             raise ConfigError(f"MODEL.MODEL_NAME: {cfg.MODEL.MODEL_NAME} is not a set-prediction detector; "

@@ -500,7 +500,8 @@ _C.OUTPUT_DIR = "./output"
 _C.RNG_SEED = 1
 # Log every this many iterations.
 _C.LOG_PERIOD = 10
-# Log the model's parameter count and GFLOPs of one training clip when training starts (main process).
+# Log the model's parameter count and GFLOPs of one clip (main process): when training starts at
+# DATA.TRAIN_CROP_SIZE, and when the test starts at DATA.TEST_CROP_SIZE.
 _C.LOG_MODEL_INFO = True
 # torch.distributed backend of multi-process GPU runs ("nccl" or "gloo"); CPU runs always use "gloo".
 _C.DIST_BACKEND = "nccl"

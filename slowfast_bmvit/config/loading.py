@@ -27,12 +27,16 @@ def _check_mapping(cfg_file: str, seen: tuple[str, ...] = ()) -> None:
         raise ConfigError(f"{cfg_file}: the top level is a {type(content).__name__}, expected KEY: value entries "
                           f"(e.g. `SOLVER:` then `BASE_LR: 0.1` indented)")
     base = content.get("_BASE_")
-    if isinstance(base, str) and cfg_file not in seen:
+    if isinstance(base, str) and cfg_file not in seen and not base.startswith(("https://", "http://")):
         # fvcore's rule: a relative _BASE_ path is relative to the folder of the file naming it.
-        if not base.startswith(("~", "/", "https://", "http://")):
-            base = os.path.join(os.path.dirname(cfg_file), base)
-        if os.path.isfile(base):
-            _check_mapping(base, seen + (cfg_file,))
+        path = os.path.expanduser(base)
+        if not path.startswith("/"):
+            path = os.path.join(os.path.dirname(cfg_file), path)
+        if os.path.isdir(path):
+            raise ConfigError(f"{cfg_file}: _BASE_ {base} is a folder ({path}), not a config file")
+        if not os.path.isfile(path):
+            raise ConfigError(f"{cfg_file}: config file not found: {path} (its _BASE_)")
+        _check_mapping(path, seen + (cfg_file,))
 
 
 def _merge_file(cfg: CfgNode, cfg_file: str) -> None:

@@ -3,6 +3,7 @@
 from .build import (  # noqa: F401
     DATASET_REGISTRY,
     build_dataset,
+    clip_position,
     construct_loader,
     epoch_sampler,
     prepare_dataset,

@@ -37,8 +37,9 @@ import torch
 from tqdm import tqdm
 
 from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.evaluation.act_groundtruth import load_act_pickle
 
-from .act_convert import annotated_frames, load_act_pickle
+from .act_convert import annotated_frames
 from .build import DATASET_REGISTRY
 from .keyframe_dataset import KeyframeClipDataset
 from .frame_io import FrameReader, clip_frame_indices

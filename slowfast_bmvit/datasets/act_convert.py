@@ -1,12 +1,8 @@
-"""UCF101-24 and JHMDB-21 annotations -> the ACT ground-truth dict, and that dict's pickle reader/writer.
+"""UCF101-24 and JHMDB-21 annotations -> the ACT ground-truth dict, and that dict's pickle writer.
 
-The ACT ground truth (docs/EVALUATION.md) is a dict:
-    labels        list of class names; a label is the 0-based index in it
-    train_videos  list (one entry per split) of lists of video names "<Class>/<video>"
-    test_videos   the same for test
-    nframes       {video: number of frames}
-    resolution    {video: (height, width)} of the annotation, in pixels
-    gttubes       {video: {label: [float32 array [T, 5] of (frame 1-based, x1, y1, x2, y2) in pixels]}}
+The ACT ground truth (docs/EVALUATION.md; its layout, pickle reader `load_act_pickle` and validator
+`validate_act_gt` are evaluation/act_groundtruth.py's) is a dict of labels, train_videos, test_videos, nframes,
+resolution and gttubes {video: {label: [float32 array [T, 5] of (frame 1-based, x1, y1, x2, y2) in pixels]}}.
 
 Sources:
 - corrected UCF101-24 (Singh et al.): `pyannot.pkl` ({video: {numf, label, annotations: [{label 0-23, sf 0-based,
@@ -46,9 +42,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from slowfast_bmvit.evaluation.act_groundtruth import ActAnnotationError, validate_act_gt
+
 logger = logging.getLogger(__name__)
 
-ACT_KEYS = ("labels", "train_videos", "test_videos", "nframes", "resolution", "gttubes")
 UCF24_RESOLUTION = (240, 320)
 JHMDB_RESOLUTION = (240, 320)
 JHMDB_CLASSES = (
@@ -61,12 +58,8 @@ UCF101_SPLIT1_TEST_GROUPS = range(1, 8)
 _UCF_GROUP = re.compile(r"_g(\d+)_c\d+$")
 
 
-class ActAnnotationError(ValueError):
-    """A malformed annotation file; the message names the file and the offending key, video or line."""
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# Pickle I/O and validation
+# Pickle writing
 # ----------------------------------------------------------------------------------------------------------------
 def save_act_pickle(gt: Mapping[str, Any], path: str | Path) -> None:
     """Validate `gt` and write it as a pickle (creating the parent folder)."""
@@ -76,59 +69,6 @@ def save_act_pickle(gt: Mapping[str, Any], path: str | Path) -> None:
     with open(path, "wb") as file:
         pickle.dump(dict(gt), file, protocol=pickle.HIGHEST_PROTOCOL)
     logger.info("wrote %s: %s", path, describe_act_gt(gt))
-
-
-def load_act_pickle(path: str | Path) -> dict[str, Any]:
-    """Read and validate an ACT ground-truth pickle (ours or ACT's own Python-2 files, read with latin1)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ACT ground-truth file not found: {path}")
-    try:
-        with open(path, "rb") as file:
-            gt = pickle.load(file, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as error:
-        raise ActAnnotationError(f"{path}: not a readable pickle ({error})") from error
-    validate_act_gt(gt, source=str(path))
-    return gt
-
-
-def validate_act_gt(gt: Any, source: str = "<ACT ground truth>") -> None:
-    """Check the ACT structure; raise ActAnnotationError naming `source` and the first offending key."""
-
-    def fail(message: str) -> None:
-        raise ActAnnotationError(f"{source}: {message}")
-
-    if not isinstance(gt, Mapping):
-        fail(f"expected a dict with keys {', '.join(ACT_KEYS)}, got {type(gt).__name__}")
-    missing = [key for key in ACT_KEYS if key not in gt]
-    if missing:
-        names = ", ".join(repr(key) for key in missing)
-        fail(f"missing key(s) {names} (an ACT ground truth has {', '.join(ACT_KEYS)})")
-    num_labels = len(gt["labels"])
-    for key in ("train_videos", "test_videos"):
-        splits = gt[key]
-        if not isinstance(splits, Sequence) or isinstance(splits, str) or not all(
-            isinstance(split, Sequence) and not isinstance(split, str) for split in splits
-        ):
-            fail(f"{key!r} must be a list with one list of video names per split")
-    for video in sorted({video for key in ("train_videos", "test_videos") for split in gt[key] for video in split}):
-        for key in ("nframes", "resolution", "gttubes"):
-            if video not in gt[key]:
-                fail(f"video {video!r} is listed in a split but has no entry in {key!r}")
-    for video, tubes in gt["gttubes"].items():
-        if video not in gt["nframes"]:
-            fail(f"video {video!r} has tubes in 'gttubes' but no entry in 'nframes'")
-        nframes = int(gt["nframes"][video])
-        for label, label_tubes in tubes.items():
-            if not 0 <= int(label) < num_labels:
-                fail(f"gttubes[{video!r}]: label {label} outside 0..{num_labels - 1}")
-            for index, tube in enumerate(label_tubes):
-                tube = np.asarray(tube)
-                where = f"gttubes[{video!r}][{label}][{index}]"
-                if tube.ndim != 2 or tube.shape[1] != 5:
-                    fail(f"{where}: expected an array [T, 5] of (frame, x1, y1, x2, y2), got shape {tube.shape}")
-                if len(tube) and not (tube[:, 0].min() >= 1 and tube[:, 0].max() <= nframes):
-                    fail(f"{where}: frames {tube[:, 0].min():g}..{tube[:, 0].max():g} outside 1..{nframes} (nframes)")
 
 
 def describe_act_gt(gt: Mapping[str, Any]) -> str:

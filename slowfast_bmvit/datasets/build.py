@@ -111,6 +111,23 @@ def construct_loader(cfg, split: str, dataset: torch.utils.data.Dataset | None =
     return loader
 
 
+def clip_position(loader: torch.utils.data.DataLoader, epoch: int, first_iteration: int = 0) -> int:
+    """Where batch `first_iteration` of `epoch` starts in the training clip stream, counted over all processes:
+    epoch x the clips of one epoch's order (the dataset, padded to a multiple of the processes) + the clips of the
+    epoch's first `first_iteration` batches of a train loader from `construct_loader`.
+
+    It depends neither on the batch size of earlier epochs (multigrid's long cycle changes it) nor on where a run
+    resumed, and an epoch never trains more than its order holds, so it grows monotonically over a whole run.
+    """
+    sampler = epoch_sampler(loader)
+    if isinstance(loader.batch_sampler, ShortCycleBatchSampler):
+        sizes = loader.batch_sampler.batch_sizes
+        per_process = sum(sizes[index % len(sizes)] for index in range(first_iteration))
+    else:
+        per_process = first_iteration * loader.batch_size
+    return epoch * sampler.per_replica * sampler.num_replicas + per_process * sampler.num_replicas
+
+
 def epoch_sampler(loader: torch.utils.data.DataLoader) -> EpochSampler:
     """The `EpochSampler` of a loader from `construct_loader` (inside the short-cycle batch sampler if there is one)."""
     if isinstance(loader.batch_sampler, ShortCycleBatchSampler):

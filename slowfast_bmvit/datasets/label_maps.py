@@ -17,9 +17,10 @@ from __future__ import annotations
 import os
 
 from slowfast_bmvit.config import ConfigError
+from slowfast_bmvit.evaluation.act_groundtruth import load_act_pickle
 from slowfast_bmvit.evaluation.ava_io import read_labelmap
 
-from .act_convert import JHMDB_CLASSES, load_act_pickle
+from .act_convert import JHMDB_CLASSES
 from .synthetic_render import EVALUATED_CLASSES as SYNTHAVA_CLASSES
 
 # AVA v2.2 action names by id (id = position + 1), from ava_action_list_v2.2.pbtxt.

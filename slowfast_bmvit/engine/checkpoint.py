@@ -250,8 +250,6 @@ class TrainStart:
         if samples % batch_size:
             raise CheckpointError(f"{where}; TRAIN.BATCH_SIZE {batch_size} cannot resume at that sample (use a batch "
                                   f"size that divides {samples}, e.g. {self.saved_batch_size}, until the epoch ends)")
-        logger.info("%s: TRAIN.BATCH_SIZE is now %d, resuming at iteration %d", where, batch_size,
-                    samples // batch_size)
         return samples // batch_size
 
 

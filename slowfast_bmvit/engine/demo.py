@@ -5,9 +5,10 @@ One pass over the input, in constant memory whatever its length:
    (`DetectionTransform.from_cfg(cfg, "test")`: DATA.RESIZE_MODE, DATA.TEST_CROP_SIZE); only the resized frames of
    the next clip's window (DATA.NUM_FRAMES x DATA.SAMPLING_RATE frames) are kept;
 2. a clip is centred on every DEMO.STRIDE-th frame (keyframes 0, STRIDE, 2 STRIDE, ...; PySlowFast's clip rule
-   `clip_frame_indices`, edge frames repeated), clips are batched by TEST.BATCH_SIZE and run as the test runs them
-   (TEST.FLIP_AVERAGE, then the triplets with p(actor) > BMVIT.ACTOR_THRESH, NMS and TOP_K: postprocess.py), on the
-   GPU under bf16 autocast when NUM_GPUS > 0;
+   `clip_frame_indices`, edge frames repeated), clips are batched by TEST.BATCH_SIZE and go through the test's
+   forward and post-processing (TEST.FLIP_AVERAGE, then the triplets with p(actor) > BMVIT.ACTOR_THRESH, NMS and
+   TOP_K: postprocess.py); the forward runs on the GPU under bf16 autocast when NUM_GPUS > 0, whatever
+   TRAIN.MIXED_PRECISION says (amp.demo_autocast), and in float32 on the CPU;
 3. the persons of successive keyframes are linked into tracks (evaluation/tubes.py's greedy linker, class
    agnostic, pairs taken by IoU with the track's last box; DEMO.TRACK_IOU, DEMO.TRACK_MAX_GAP keyframes), so each
    person keeps an id;
@@ -47,6 +48,7 @@ from slowfast_bmvit.models.postprocess import postprocess_from_cfg
 from slowfast_bmvit.visualization.tracks import draw_tracks
 from slowfast_bmvit.visualization.video_writer import H264Writer
 
+from .amp import demo_autocast
 from .task import uses_input_boxes
 
 logger = logging.getLogger(__name__)
@@ -314,7 +316,7 @@ def run_demo(cfg, model: nn.Module, source: FrameSource, output_dir: str | os.Pa
         batches = _ClipBatches(cfg, source)
         meta = [{"crop_box": batches.geometry.crop_box}] * cfg.TEST.BATCH_SIZE
         for keys, inputs in batches:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with demo_autocast(device):
                 outputs = test_time_outputs(unwrap_model(model), inputs.to(device), cfg)
             outputs = {key: value.float().cpu() for key, value in outputs.items()}
             for key, clip in zip(keys, postprocess_from_cfg(outputs, meta[:len(keys)], cfg)):

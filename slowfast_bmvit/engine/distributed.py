@@ -77,12 +77,6 @@ def is_master_proc() -> bool:
 # ------------------------------------------------------------------ collectives
 
 
-def synchronize() -> None:
-    """Barrier over all processes (no-op in a single process)."""
-    if get_world_size() > 1:
-        dist.barrier()
-
-
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     """The mean of `tensor` over all processes (a new tensor; the input is unchanged).
 

@@ -4,10 +4,12 @@
 PySlowFast users grep and parse, and appends the same JSON to OUTPUT_DIR/json_stats.log on the main process.
 `TrainMeter` collects per-iteration losses, learning rate and timings and emits a "train_iter" line every
 LOG_PERIOD iterations and a "train_epoch" line per epoch; given a TensorBoard writer (TENSORBOARD.ENABLE), it writes
-the same numbers there. The values are whatever the detection task returns for a step (engine/task.py): for BMViT
-the weighted loss terms and "loss", each term unweighted ("loss_bbox_unscaled", ...), and the criterion's detection
-health counts: "tokens_above_thresh" (tokens per clip with p(actor) above BMVIT.ACTOR_THRESH), "actors_per_clip"
-and "cardinality_error" (the mean absolute difference of the two per clip; DETR's name).
+the same numbers there: "train_iter" at the number of training clips seen (the clip position, see `TrainMeter`),
+"train_epoch" at the 1-based epoch. The values are whatever the detection task returns for a step
+(engine/task.py): for BMViT the weighted loss terms and "loss", each term unweighted ("loss_bbox_unscaled", ...),
+and the criterion's detection health counts: "tokens_above_thresh" (tokens per clip with p(actor) above
+BMVIT.ACTOR_THRESH), "actors_per_clip" and "cardinality_error" (the mean absolute difference of the two per clip;
+DETR's name).
 
 Timings are wall-clock seconds: dt_data is the wait for the batch, dt_net the rest of the iteration (forward,
 backward, step), dt their sum. On the GPU, dt_net includes the device time only where the step synchronises
@@ -120,15 +122,19 @@ class TrainMeter:
         meter.update_stats({"loss": total, "loss_bbox": ..., "cardinality_error": ...}, lr, batch_size,
                            grad_norm=None)
         meter.log_iter_stats(cur_epoch, cur_iter)      # logs every LOG_PERIOD iterations
-    and after the epoch `meter.log_epoch_stats(cur_epoch)` then `meter.reset()`.
+    after `meter.start_epoch(first_clip)` at the start of each epoch, and after the epoch
+    `meter.log_epoch_stats(cur_epoch)` then `meter.reset()`.
     Losses are whatever the trainer passes (already averaged over processes if it wants global numbers);
     "loss" is the conventional total.
 
     Args:
         epoch_iters: iterations per epoch (len(train_loader)).
         cfg: reads SOLVER.MAX_EPOCH, LOG_PERIOD, OUTPUT_DIR and NUM_GPUS.
-        writer: a `visualization.tensorboard.TensorboardWriter` (or None): "train_iter" stats at the global
-            iteration epoch x epoch_iters + iteration + 1, "train_epoch" stats at the 1-based epoch.
+        writer: a `visualization.tensorboard.TensorboardWriter` (or None): "train_iter" stats at the clips seen,
+            first_clip + the clips of the iterations since (the batch sizes given to `update_stats`), "train_epoch"
+            stats at the 1-based epoch. Clips, not iterations: multigrid's long cycle changes the iterations per
+            epoch, and a mid-epoch resume may change the batch size, but the clip position only grows, and a resumed
+            run puts its points where the uninterrupted run would.
     """
 
     def __init__(self, epoch_iters: int, cfg, writer=None):
@@ -145,6 +151,7 @@ class TrainMeter:
         self.grad_norm = ScalarMeter(self.log_period)
         self.lr: float | None = None
         self.num_samples = 0
+        self.first_clip: int | None = None
         self._tic = self._data_done = None
 
     def reset(self) -> None:
@@ -154,6 +161,12 @@ class TrainMeter:
         self.losses = {}
         self.lr = None
         self.num_samples = 0
+        self.first_clip = None
+
+    def start_epoch(self, first_clip: int) -> None:
+        """The clip position of the epoch's first iteration (`datasets.clip_position`: clips of all processes before
+        it, over the whole run); the TensorBoard step counts on from it."""
+        self.first_clip = first_clip
 
     def iter_tic(self) -> None:
         """Start of an iteration (before the data loader is asked for the batch)."""
@@ -221,7 +234,10 @@ class TrainMeter:
         }
         log_json_stats(stats, self.output_dir)
         if self.writer is not None:
-            self.writer.add_stats(stats, done)
+            if self.first_clip is None:
+                raise RuntimeError("TrainMeter.start_epoch(first_clip) must be called before the epoch's iterations "
+                                   "when a TensorBoard writer is given")
+            self.writer.add_stats(stats, self.first_clip + self.num_samples)
         return stats
 
     def log_epoch_stats(self, cur_epoch: int) -> dict[str, Any]:

@@ -17,10 +17,9 @@ import pickle
 from typing import Any, Sequence
 
 import cv2
-import simplejson
 
 from slowfast_bmvit.datasets import construct_loader, prepare_datasets
-from slowfast_bmvit.evaluation.result_json import json_ready
+from slowfast_bmvit.evaluation.result_json import write_result_json
 from slowfast_bmvit.models import build_model, unwrap_model
 from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
@@ -45,8 +44,7 @@ def write_results(cfg, result: dict) -> str:
     """test_results.json and test_results.txt in OUTPUT_DIR; returns the json path."""
     keep = {key: value for key, value in result.items() if key not in ("curves", "report_lines")}
     json_path = os.path.join(cfg.OUTPUT_DIR, "test_results.json")
-    with open(json_path, "w") as handle:
-        simplejson.dump(json_ready(keep), handle, indent=2)
+    write_result_json(json_path, keep)
     with open(os.path.join(cfg.OUTPUT_DIR, "test_results.txt"), "w") as handle:
         handle.write("\n".join(result["report_lines"]) + "\n")
     return json_path

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
-from slowfast_bmvit.datasets import construct_loader, prepare_datasets, set_loader_epoch
+from slowfast_bmvit.datasets import clip_position, construct_loader, prepare_datasets, set_loader_epoch
 from slowfast_bmvit.models import build_model, unwrap_model
 from slowfast_bmvit.utils.complexity import log_model_info
 from slowfast_bmvit.utils.logging import setup_logging
@@ -129,7 +129,8 @@ def _short_cycle_note(cfg, multigrid: MultigridSchedule | None) -> str:
 
 def train_epoch(cfg, loader, model, task: DetectionTask, optimizer, scaler, meter: TrainMeter, epoch: int,
                 start_iter: int, iters_per_epoch: int, device: torch.device) -> None:
-    """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch) to `iters_per_epoch`."""
+    """One epoch from iteration `start_iter` (non-zero when resuming mid-epoch) to `iters_per_epoch`; the caller has
+    given `meter` the epoch's clip position (`meter.start_epoch`)."""
     model.train()
     if cfg.TRAIN.FREEZE_BACKBONE:
         # A frozen backbone is a fixed function: no gradients (models/build.py), and in eval mode its BatchNorm
@@ -226,8 +227,6 @@ def train(cfg) -> torch.nn.Module:
     if start.start_epoch >= cfg.SOLVER.MAX_EPOCH:
         logger.info("training already complete (%d of %d epochs in %s); nothing to train", start.start_epoch,
                     cfg.SOLVER.MAX_EPOCH, start.path)
-    else:
-        logger.info("Start epoch %d (iteration %d)", start.start_epoch + 1, start.start_iter)
     for epoch in range(start.start_epoch, cfg.SOLVER.MAX_EPOCH):
         shape_changed = False
         if multigrid is not None:
@@ -242,8 +241,14 @@ def train(cfg) -> torch.nn.Module:
                         _short_cycle_note(cfg, multigrid))
         first_iter = 0
         if epoch == start.start_epoch:
+            # The iteration to resume at, at this run's batch size (the checkpoint counts its own iterations).
             first_iter = start.first_iteration(cfg.TRAIN.BATCH_SIZE, cfg.MULTIGRID.SHORT_CYCLE)
+            moved = first_iter != start.start_iter
+            logger.info("Start epoch %d (iteration %d)%s", epoch + 1, first_iter,
+                        f" of {cfg.TRAIN.BATCH_SIZE} clips: {start.path} stopped after {start.start_iter} iterations "
+                        f"of {start.saved_batch_size} clips" if moved else "")
         set_loader_epoch(train_loader, epoch, first_iter)
+        meter.start_epoch(clip_position(train_loader, epoch, first_iter))
         train_epoch(cfg, train_loader, model, task, optimizer, scaler, meter, epoch, first_iter, iters_per_epoch,
                     device)
         stages = multigrid.schedule if multigrid is not None else None

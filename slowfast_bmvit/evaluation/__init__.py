@@ -2,10 +2,11 @@
 
 This subpackage is a numpy library: it never imports torch, so the evaluators run anywhere.
 
-Modules: ava_io (AVA files), ava (the AVA protocol + CLI), act (UCF101-24 / JHMDB saved detections: frame- and
-video-mAP as the engine reports them + CLI), frame_map, video_map, tubes (3D NMS, linking),
-matching (greedy max-IoU matching), ap (PR curves, VOC / ACT AP), iou.  The main entry points are also reachable
-here, imported lazily (so ``python -m slowfast_bmvit.evaluation.ava`` does not import itself twice).
+Modules: ava_io (AVA files), ava (the AVA protocol + CLI), act_groundtruth (the ACT ground-truth pickle: reader and
+validator), act (UCF101-24 / JHMDB saved detections: frame- and video-mAP as the engine reports them + CLI),
+frame_map, video_map, tubes (3D NMS, linking), matching (greedy max-IoU matching), ap (PR curves, VOC / ACT AP),
+iou.  The main entry points are also reachable here, imported lazily (so ``python -m slowfast_bmvit.evaluation.ava``
+does not import itself twice).
 """
 
 import importlib
@@ -21,6 +22,7 @@ _EXPORTS = {
     "read_groundtruth_csv": "ava_io",
     "read_detections_csv": "ava_io",
     "write_detections_csv": "ava_io",
+    "load_act_pickle": "act_groundtruth",
     "evaluate_act": "act",
     "read_frame_detections": "act",
     "save_frame_detections": "act",

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import pickle
 import sys
 import zipfile
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from slowfast_bmvit.evaluation.act_groundtruth import load_act_pickle
 from slowfast_bmvit.evaluation.frame_map import frame_ap, split_videos
 from slowfast_bmvit.evaluation.result_json import json_folder_error, write_result_json
 from slowfast_bmvit.evaluation.tubes import LinkConfig, link_all
@@ -40,7 +40,7 @@ from slowfast_bmvit.evaluation.video_map import DEFAULT_THRESHOLDS, video_ap_thr
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FrameDetections", "read_act_groundtruth", "save_frame_detections", "read_frame_detections",
+__all__ = ["FrameDetections", "save_frame_detections", "read_frame_detections",
            "restrict_to_frames", "link_config_for_stride", "evaluate_act", "main"]
 
 DETECTION_COLUMNS = "video_index, frame, label, score, x1, y1, x2, y2"
@@ -63,22 +63,6 @@ class FrameDetections:
 
 
 # ------------------------------------------------------------------------------------------------------------ files
-def read_act_groundtruth(path: str | os.PathLike) -> dict:
-    """An ACT ground-truth pickle (ours, or ACT's own Python-2 files) with the keys the evaluation uses."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ACT ground-truth file not found: {path}")
-    try:
-        with open(path, "rb") as handle:
-            gt = pickle.load(handle, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, IndexError) as error:
-        raise ActEvaluationError(f"{path}: not a readable ACT ground-truth pickle ({error})") from None
-    if not isinstance(gt, Mapping) or any(key not in gt for key in ("labels", "test_videos", "gttubes")):
-        raise ActEvaluationError(f"{path}: not an ACT ground truth (a dict with 'labels', 'test_videos', 'gttubes', "
-                                 f"...; make one with tools/convert_ucf24.py or tools/convert_jhmdb.py)")
-    return dict(gt)
-
-
 def save_frame_detections(path: str | os.PathLike, detections: np.ndarray, videos: Sequence[str],
                           labels: Sequence[str], evaluated_frames: np.ndarray | None = None,
                           frame_stride: int = 1) -> None:
@@ -137,8 +121,37 @@ def _check_detections(path: str, found: FrameDetections, gt: Mapping) -> None:
     if found.labels is not None and list(found.labels) != list(gt["labels"]):
         raise ActEvaluationError(f"{path}: its {len(found.labels)} class names differ from the ground truth's "
                                  f"{len(gt['labels'])} (e.g. {found.labels[:2]} vs {list(gt['labels'])[:2]})")
+    video_index = dets[:, 0]
+    outside = (video_index < 0) | (video_index >= len(found.videos)) | (video_index != np.round(video_index))
+    if outside.any():
+        row = int(np.flatnonzero(outside)[0])
+        raise ActEvaluationError(f"{path}: {int(outside.sum())} detection row(s) with a video_index outside "
+                                 f"0..{len(found.videos) - 1} (its {len(found.videos)} videos), e.g. row {row}: "
+                                 f"{dets[row].tolist()}")
+    if found.evaluated_frames is not None:
+        problem = _evaluated_frames_problem(found.evaluated_frames, len(found.videos))
+        if problem:
+            raise ActEvaluationError(f"{path}: {problem}")
     if found.frame_stride < 1:
         raise ActEvaluationError(f"{path}: frame_stride {found.frame_stride} must be >= 1")
+
+
+def _evaluated_frames_problem(evaluated_frames: np.ndarray, num_videos: int) -> str | None:
+    """Why ``evaluated_frames`` is not an integer array [S, 2] of (video_index in 0..num_videos - 1, frame >= 1);
+    None when it is."""
+    frames = np.asarray(evaluated_frames)
+    if frames.size == 0:
+        return None
+    if frames.ndim != 2 or frames.shape[1] != 2 or not np.issubdtype(frames.dtype, np.number) \
+            or not np.array_equal(frames, np.round(frames)):
+        return (f"evaluated_frames must be an integer array [S, 2] of (video_index, frame), got {frames.dtype} "
+                f"{frames.shape}")
+    bad = (frames[:, 0] < 0) | (frames[:, 0] >= num_videos) | (frames[:, 1] < 1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        return (f"{int(bad.sum())} evaluated_frames row(s) with a video_index outside 0..{num_videos - 1} (its "
+                f"{num_videos} videos) or a frame below 1, e.g. row {row}: {frames[row].tolist()}")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------- evaluation
@@ -146,7 +159,13 @@ def restrict_to_frames(gt: Mapping, evaluated_frames: np.ndarray, videos: Sequen
     """The ground truth with every tube cut to ``evaluated_frames`` [S, 2] (video_index into ``videos``, frame).
 
     Testing every k-th frame (ACT.TEST_FRAME_STRIDE > 1) must not count the untested frames as misses.
+
+    Raises:
+        ValueError: ``evaluated_frames`` is not integer [S, 2], or a video_index is outside ``videos``.
     """
+    problem = _evaluated_frames_problem(evaluated_frames, len(videos))
+    if problem:
+        raise ValueError(problem)
     evaluated = {(videos[int(v)], int(f)) for v, f in np.asarray(evaluated_frames).reshape(-1, 2)}
     tubes = {}
     for video, per_label in gt["gttubes"].items():
@@ -203,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --json: {folder_error}", file=sys.stderr)
         return 2
     try:
-        gt = read_act_groundtruth(args.groundtruth)
+        gt = load_act_pickle(args.groundtruth)
         found = read_frame_detections(args.detections, gt, args.split)
         result = evaluate_act(gt, found.detections, found.videos, found.evaluated_frames, found.frame_stride,
                               video=args.video)

@@ -56,7 +56,7 @@ class AvaRows:
     num_dropped: rows removed because their action id was not in the requested class set.
     empty_images: image keys (video_id, second) the file lists without a row kept here: its 2-column rows
         (``video_id,timestamp``, an image with no action) and, after :meth:`only_classes`, images whose rows were all
-        dropped.  The file's image keys are the rows' keys plus these (see :meth:`image_keys`).
+        dropped.  The file's image keys are the rows' keys plus these.
     """
 
     video: np.ndarray
@@ -105,10 +105,6 @@ class AvaRows:
         kept = np.asarray(keep(seconds), dtype=bool) if len(seconds) else np.zeros(0, bool)
         out.empty_images = frozenset(key for key, ok in zip(self.empty_images, kept) if ok)
         return out
-
-    def image_keys(self) -> set[tuple[str, int]]:
-        """Every image key (video_id, second) of the file: the rows' keys and the empty images."""
-        return set(zip(self.video.tolist(), self.sec.tolist())) | set(self.empty_images)
 
     def only_classes(self, class_ids: Iterable[int]) -> "AvaRows":
         """Drop rows whose action id is not in ``class_ids``; the count is added to ``num_dropped`` and logged.

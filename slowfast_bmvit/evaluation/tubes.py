@@ -146,11 +146,6 @@ class GreedyLinker:
         self._done: list[_LinkedTube] = []
         self._next_id = 0
 
-    @property
-    def live_ids(self) -> list[int]:
-        """Ids of the tubes still live, in the linker's current order."""
-        return [tube.id for tube in self._live]
-
     def step(self, frame: int, dets: np.ndarray) -> np.ndarray:
         dets = np.asarray(dets, dtype=np.float64)
         dets = dets.reshape(0, 6) if dets.size == 0 else dets

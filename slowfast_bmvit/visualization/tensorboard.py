@@ -2,8 +2,10 @@
 
 What is written, tag by tag:
 - every numeric value of every `json_stats` line as `<_type>/<name>`: `train_iter/loss`, `train_iter/lr`,
-  `train_iter/dt`, ... at the global iteration (epoch x iterations per epoch + iteration, as PySlowFast counts it),
-  `train_epoch/*` and `val_epoch/map` at the 1-based epoch, `test/map` at the epochs of the tested checkpoint;
+  `train_iter/dt`, ... at the number of training clips seen (over all processes: epoch x clips per epoch + the
+  clips of the epoch trained so far, `datasets.clip_position`; not PySlowFast's iteration count, which multigrid's
+  long cycle and a resume at another batch size would send backwards), `train_epoch/*` and `val_epoch/map` at the
+  1-based epoch, `test/map` at the epochs of the tested checkpoint;
   `gpu_mem` ("1.23G" in the JSON) as GiB;
 - at every evaluation (validation and the final test): `<split>/AP/<class name>` for each class, `<split>/mAP` and,
   for AVA, `<split>/mAP/<label type>`, plus two figures: `<split>/per_class_ap` (bars, as `per_class_ap.png`) and
