@@ -121,6 +121,18 @@ def test_checkpoint_of_another_size_loads_resized_and_matches_run_time_resizing(
         torch.testing.assert_close(small.forward_features(clip)[0], large.forward_features(clip)[0])
 
 
+def test_a_position_table_that_does_not_resize_names_what_sizes_it():
+    """A joint table of 4 x 8x8 tokens does not resize to 2 x 8x8 (time differs): the message names Hiera's keys,
+    not ViT's VIT.POS_EMBED_GRID."""
+    longer = tiny_hiera(crop=32, frames=8, sep=False)
+    message = (r"pos_embed \(1, 256, 4\) vs model \(1, 128, 4\) \(a position table of another token grid that does "
+               r"not resize: .*DATA.NUM_FRAMES.*; a joint table, HIERA.SEP_POS_EMBED False, only with the same number of "
+               r"frames\)$")
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_checkpoint({"model_state": longer.state_dict()}, tiny_hiera(crop=32, frames=4, sep=False))
+    assert "VIT.POS_EMBED_GRID" not in str(error.value)
+
+
 # ---------------------------------------------------------------------------------------------- checkpoints
 
 

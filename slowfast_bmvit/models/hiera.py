@@ -350,6 +350,15 @@ class Hiera(nn.Module):
             return None
         return resize_position_table(value[0], source, target)[None].contiguous()
 
+    def checkpoint_shape_hint(self, name: str, checkpoint_shape: tuple[int, ...],
+                              model_shape: tuple[int, ...]) -> str | None:
+        """For the checkpoint loader's error message: why a position table of another size did not resize."""
+        if name in ("pos_embed", "pos_embed_spatial") and checkpoint_shape[-1] == model_shape[-1]:
+            return ("a position table of another token grid that does not resize: the tables follow DATA.NUM_FRAMES "
+                    "and DATA.TRAIN_CROP_SIZE over HIERA.PATCH_STRIDE and resize as they load from a square spatial "
+                    "grid only; a joint table, HIERA.SEP_POS_EMBED False, only with the same number of frames")
+        return None
+
     # ------------------------------------------------------------------ forward
 
     def _tokens(self, x: torch.Tensor | list[torch.Tensor]) -> tuple[torch.Tensor, Grid]:

@@ -173,6 +173,13 @@ class ViT(nn.Module):
         """The learned position table, as VideoMAE (its fixed table is not a parameter)."""
         return {"pos_embed"} if self.learned_pos else set()
 
+    def checkpoint_shape_hint(self, name: str, checkpoint_shape: tuple[int, ...],
+                              model_shape: tuple[int, ...]) -> str | None:
+        """For the checkpoint loader's error message: what sizes a learned position table of another length."""
+        if name == "pos_embed" and checkpoint_shape[-1] == model_shape[-1]:
+            return "a position table made for another token grid: set VIT.POS_EMBED_GRID to the checkpoint's"
+        return None
+
     def position_embedding(self, grid: Grid) -> torch.Tensor:
         """[1, T'*H'*W', C] positions for a token grid (the table resized when `grid` is not VIT.POS_EMBED_GRID)."""
         return resize_position_table(self.pos_embed[0], self.pos_grid, grid)[None]
