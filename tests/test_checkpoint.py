@@ -14,11 +14,14 @@ import torch
 import yaml
 from torch import nn
 
-from slowfast_bmvit.config import get_cfg
+from slowfast_bmvit.config import BACKBONES, get_cfg, load_config
+from slowfast_bmvit.config.validation import REFUSED_UNLESS_DEFAULT
 from slowfast_bmvit.engine import checkpoint as ckpt
+from slowfast_bmvit.engine import trained_checkpoint as trained
 from slowfast_bmvit.engine.checkpoint import get_last_checkpoint, load_train_checkpoint, save_checkpoint
 from slowfast_bmvit.engine.trained_checkpoint import load_test_checkpoint, load_trained_checkpoint
 from slowfast_bmvit.engine.trainer import is_checkpoint_epoch, is_checkpoint_iter, is_eval_epoch
+from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError
 
 
@@ -377,6 +380,88 @@ def test_inference_tools_load_only_a_trained_checkpoint_of_the_same_model_config
     elsewhere = _cfg(tmp_path / "elsewhere", CHECKPOINT_FILE_PATH=path)  # a pre-training file is never used
     with pytest.raises(CheckpointError, match="^no trained checkpoint: TEST.CHECKPOINT_FILE_PATH is empty"):
         load_trained_checkpoint(elsewhere, _fresh()[0])
+
+
+MODEL_GROUPS = ("MODEL", "MVIT", "VIT", "HIERA", "BMVIT", "DETECTION")
+
+
+def test_every_model_key_is_compared_warned_or_stated_not_to_change_the_computation():
+    """A key added to a model group must be classified for check_trained_config: architecture (compared), input
+    (warned), not compared (with its reason), or refused unless at its default (one value only)."""
+    architecture = set(trained.COMMON_ARCHITECTURE_KEYS)
+    for keys in (*trained.BACKBONE_ARCHITECTURE_KEYS.values(), *trained.MODEL_ARCHITECTURE_KEYS.values()):
+        architecture |= set(keys)
+    classes = {"architecture": architecture, "input": set(trained.INPUT_KEYS),
+               "not compared": set(trained.NOT_COMPARED), "refused unless default": set(REFUSED_UNLESS_DEFAULT)}
+    defaults = get_cfg()
+    model_keys = {f"{group}.{name}" for group in MODEL_GROUPS for name in defaults[group]}
+    placed = {key: [name for name, keys in classes.items() if key in keys] for key in model_keys}
+    assert not [key for key, names in placed.items() if not names], "keys in no class"
+    assert not {key: names for key, names in placed.items() if len(names) > 1}, "keys in two classes"
+    named = architecture | set(trained.NOT_COMPARED) | set(trained.INPUT_KEYS)
+    assert not [key for key in named if key.split(".")[0] not in defaults or key.split(".")[1] not in
+                defaults[key.split(".")[0]]], "classified keys that are not config keys"
+    assert set(trained.BACKBONE_ARCHITECTURE_KEYS) == set(BACKBONES)
+    group_of = {"MViT": "MVIT", "ViT": "VIT", "Hiera": "HIERA"}
+    for backbone, keys in trained.BACKBONE_ARCHITECTURE_KEYS.items():
+        assert {key.split(".")[0] for key in keys} == {group_of[backbone]}
+
+
+@pytest.fixture(scope="module")
+def demo_checkpoints(repo_root, tmp_path_factory):
+    """A checkpoint of each SynthAVA demo model (random weights), saved with its config as training saves it."""
+    folder = tmp_path_factory.mktemp("trained")
+    paths = {}
+    for name in ("BMViT_demo", "BMViT_ViT_demo", "BMViT_Hiera_demo"):
+        cfg = load_config(str(repo_root / "configs" / "SYNTH" / f"{name}.yaml"), ["NUM_GPUS", "0"])
+        torch.manual_seed(0)
+        paths[name] = folder / f"{name}.pyth"
+        torch.save({"epoch": 0, "model_state": build_model(cfg).state_dict(), "cfg": cfg.dump()}, paths[name])
+    return paths
+
+
+def _load_demo(repo_root, demo_checkpoints, name, opts):
+    cfg = load_config(str(repo_root / "configs" / "SYNTH" / f"{name}.yaml"),
+                      ["NUM_GPUS", "0", "TEST.CHECKPOINT_FILE_PATH", str(demo_checkpoints[name]), *opts])
+    return load_trained_checkpoint(cfg, build_model(cfg))
+
+
+@pytest.mark.parametrize(
+    "name, opts, difference",
+    [
+        # Hiera: query pooling and mask-unit attention change no weight shape (49 -> 196 output tokens here)
+        ("BMViT_Hiera_demo", ["HIERA.Q_POOL", "1", "HIERA.MASK_UNIT_ATTN", "[False, False, False]"],
+         r"HIERA.Q_POOL 2 \(config: 1\); HIERA.MASK_UNIT_ATTN \[True, True, False\] \(config: \[False, False, "
+         r"False\]\)$"),
+        ("BMViT_Hiera_demo", ["HIERA.HEAD_MUL", "1.0"], r"HIERA.HEAD_MUL 2.0 \(config: 1.0\)$"),
+        ("BMViT_ViT_demo", ["VIT.NUM_HEADS", "1"], r"VIT.NUM_HEADS 4 \(config: 1\)$"),
+        ("BMViT_ViT_demo", ["BMVIT.CROSS_ATTENTION_HEADS", "2"], r"BMVIT.CROSS_ATTENTION_HEADS 4 \(config: 2\)$"),
+        # the fixed sinusoid table is not saved: made for the training clip's grid, 4x7x7, not 8x7x7
+        ("BMViT_ViT_demo", ["DATA.NUM_FRAMES", "16"],
+         r"VIT.POS_EMBED_GRID \[\] = \[4, 7, 7\] \(config: \[\] = \[8, 7, 7\]; VIT.POS_EMBED_GRID \[4, 7, 7\] keeps "
+         r"the trained one\)$"),
+        ("BMViT_ViT_demo", ["VIT.POS_EMBED_GRID", "[4, 14, 14]"],
+         r"VIT.POS_EMBED_GRID \[\] = \[4, 7, 7\] \(config: \[4, 14, 14\] = \[4, 14, 14\]; .*\)$"),
+    ],
+)
+def test_inference_tools_refuse_a_config_that_computes_something_else_with_the_same_weights(
+        repo_root, demo_checkpoints, name, opts, difference):
+    path = re.escape(str(demo_checkpoints[name]))
+    with pytest.raises(CheckpointError, match=f"^{path}: trained with another model config: {difference}"):
+        _load_demo(repo_root, demo_checkpoints, name, opts)
+
+
+@pytest.mark.parametrize(
+    "name, opts",
+    [
+        ("BMViT_ViT_demo", ["MVIT.DEPTH", "2", "HIERA.Q_POOL", "1"]),  # another backbone's keys
+        ("BMViT_ViT_demo", ["VIT.POS_EMBED_GRID", "[4, 7, 7]"]),  # the grid [] stands for
+        ("BMViT_demo", ["VIT.NUM_HEADS", "1", "MVIT.DROPPATH_RATE", "0.3", "BMVIT.ACTOR_THRESH", "0.5"]),
+        ("BMViT_Hiera_demo", ["MVIT.NUM_HEADS", "2", "HIERA.DROPPATH_RATE", "0.2"]),
+    ],
+)
+def test_keys_that_do_not_change_the_computation_are_not_compared(repo_root, demo_checkpoints, name, opts):
+    assert _load_demo(repo_root, demo_checkpoints, name, opts) == str(demo_checkpoints[name])
 
 
 def test_checkpoint_eval_and_iteration_periods():

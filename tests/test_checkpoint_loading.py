@@ -161,6 +161,18 @@ def test_a_file_that_is_not_a_dict_and_an_in_memory_checkpoint_name_their_source
         load_checkpoint({"epoch": 3, "cfg": ""}, nn.Linear(2, 2), source="run/c.pyth")
 
 
+def test_an_absolute_position_table_of_another_grid_names_what_sizes_it():
+    """MViT's absolute positions (MVIT.USE_ABS_POS) are not resized: the message names the keys that size the table,
+    not ViT's VIT.POS_EMBED_GRID."""
+    state = MViT(small_cfg(224, "MVIT.USE_ABS_POS", "True")).state_dict()
+    message = (r"^<state dict>: does not fit the model .* pos_embed \(1, 6273, 96\) vs model \(1, 8193, 96\) \(an "
+               r"absolute position table of another token grid, not resized as it loads: MVIT.USE_ABS_POS has .*"
+               r"DATA.NUM_FRAMES x DATA.TRAIN_CROP_SIZE\^2 over MVIT.PATCH_STRIDE, .* MVIT.CLS_EMBED_ON\)$")
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_checkpoint(state, MViT(small_cfg(256, "MVIT.USE_ABS_POS", "True")))
+    assert "VIT.POS_EMBED_GRID" not in str(error.value)
+
+
 def test_wrong_architecture_checkpoints_are_one_clear_error(tmp_path):
     model = MViT(small_cfg(224))
     # a plain ViT-B: same module names, other shapes

@@ -190,6 +190,45 @@ def test_range_errors_name_the_key(opts, key):
         assert_and_infer_cfg(cfg)
 
 
+@pytest.mark.parametrize("name", ["MViTRoI", "BMViT", "Foo"])
+def test_backbone_is_one_of_the_backbones(name):
+    cfg = load_config(None, ["BMVIT.BACKBONE", name])
+    with pytest.raises(ConfigError, match=f"^BMVIT.BACKBONE: '{name}' is not one of MViT, ViT, Hiera$"):
+        assert_and_infer_cfg(cfg)
+
+
+@pytest.mark.parametrize(
+    "config, opts, message",
+    [
+        ("BMViT_ViT_demo", ["VIT.PATCH_SIZE", "[8, 8, 8]", "BMVIT.TOKEN_ARRANGEMENT", "two_halves"],
+         r"8 frame\(s\) give 1 temporal token\(s\) with VIT.PATCH_SIZE\[0\] = 8; BMVIT.TOKEN_ARRANGEMENT two_halves "
+         r"needs 2 \(at least 16 frames\)"),
+        ("BMViT_ViT_demo", ["VIT.PATCH_SIZE", "[4, 8, 8]", "DATA.NUM_FRAMES", "2"],
+         r"2 frame\(s\) give no temporal token with VIT.PATCH_SIZE\[0\] = 4; use at least 4"),
+        ("BMViT_Hiera_demo", ["DATA.NUM_FRAMES", "2", "BMVIT.TOKEN_ARRANGEMENT", "two_halves"],
+         r"2 frame\(s\) give 1 temporal token\(s\) with HIERA.PATCH_STRIDE\[0\] = 2"),
+        ("BMViT_demo", ["MVIT.PATCH_STRIDE", "[4, 4, 4]", "DATA.NUM_FRAMES", "2"],
+         r"2 frame\(s\) give no temporal token with MVIT.PATCH_STRIDE\[0\] = 4"),
+        # a ViT classifier: its own VIT keys, whatever BMVIT.BACKBONE says
+        ("BMViT_ViT_demo", ["MODEL.MODEL_NAME", "ViT", "BMVIT.BACKBONE", "MViT", "VIT.PATCH_SIZE", "[4, 8, 8]",
+                            "DATA.NUM_FRAMES", "2"],
+         r"2 frame\(s\) give no temporal token with VIT.PATCH_SIZE\[0\] = 4"),
+    ],
+)
+def test_frames_are_checked_against_the_temporal_stride_of_the_backbone_in_use(repo_root, config, opts, message):
+    cfg = load_config(str(repo_root / "configs" / "SYNTH" / f"{config}.yaml"), opts)
+    with pytest.raises(ConfigError, match=f"^DATA.NUM_FRAMES: {message}"):
+        assert_and_infer_cfg(cfg)
+
+
+def test_keys_of_another_backbone_do_not_limit_the_frames(repo_root):
+    """One frame is a temporal token for a ViT with a 1-frame tubelet, whatever MVIT.PATCH_STRIDE says."""
+    vit_demo = str(repo_root / "configs" / "SYNTH" / "BMViT_ViT_demo.yaml")
+    assert_and_infer_cfg(load_config(vit_demo, ["VIT.PATCH_SIZE", "[1, 8, 8]", "DATA.NUM_FRAMES", "1"]))
+    assert_and_infer_cfg(load_config(vit_demo, ["VIT.PATCH_SIZE", "[4, 8, 8]", "BMVIT.TOKEN_ARRANGEMENT", "two_halves",
+                                                "MVIT.PATCH_STRIDE", "[8, 4, 4]"]))
+
+
 def test_num_gpus_is_checked_against_the_machine(monkeypatch):
     cfg = load_config(None, ["NUM_GPUS", "8", "TRAIN.BATCH_SIZE", "8"])
     assert_and_infer_cfg(cfg)  # a valid config: counting its FLOPs needs no GPU

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, load_config
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint
-from slowfast_bmvit.models.hiera import Hiera, pool_leading, reroll, resize_position_grid, unroll
+from slowfast_bmvit.models.common import resize_position_table
+from slowfast_bmvit.models.hiera import Hiera, pool_leading, reroll, unroll
 
 REPO = Path(__file__).resolve().parents[1]
 # Written by the official package (see the file's "made_by"):
@@ -90,14 +91,17 @@ def test_tokens_with_the_same_index_modulo_the_window_count_form_one_mask_unit()
 def test_position_resize_keeps_the_raster_layout():
     channels = 3
     grid = torch.randn(channels, 2, 5, 7)
+    table = grid.flatten(1).t()  # [T*H*W, C], the layout Hiera's tables have
     # Independent layout check: a [C, 1, H, W] grid resized with torch directly.
     frame = grid[:, :1]
     expected = F.interpolate(frame.permute(1, 0, 2, 3), size=(10, 14), mode="bicubic", align_corners=False)
-    torch.testing.assert_close(resize_position_grid(frame, (1, 10, 14)), expected.permute(1, 0, 2, 3))
+    torch.testing.assert_close(resize_position_table(table[:35], (1, 5, 7), (1, 10, 14)),
+                               expected.permute(1, 0, 2, 3).flatten(1).t())
     # Temporal axis: linear interpolation of each spatial position's series.
     series = F.interpolate(grid.reshape(channels, 2, 35).permute(2, 0, 1), size=4, mode="linear", align_corners=False)
-    torch.testing.assert_close(resize_position_grid(grid, (4, 5, 7)), series.permute(1, 2, 0).reshape(channels, 4, 5, 7))
-    assert torch.equal(resize_position_grid(grid, (2, 5, 7)), grid)
+    torch.testing.assert_close(resize_position_table(table, (2, 5, 7), (4, 5, 7)),
+                               series.permute(1, 2, 0).reshape(channels, 4 * 35).t())
+    assert torch.equal(resize_position_table(table, (2, 5, 7), (2, 5, 7)), table)
 
 
 @pytest.mark.parametrize("sep", [True, False])
@@ -115,6 +119,18 @@ def test_checkpoint_of_another_size_loads_resized_and_matches_run_time_resizing(
         # The 32-px model interpolates its table at run time for a 64-px clip; the loaded 64-px model holds the
         # same table resized at load time.
         torch.testing.assert_close(small.forward_features(clip)[0], large.forward_features(clip)[0])
+
+
+def test_a_position_table_that_does_not_resize_names_what_sizes_it():
+    """A joint table of 4 x 8x8 tokens does not resize to 2 x 8x8 (time differs): the message names Hiera's keys,
+    not ViT's VIT.POS_EMBED_GRID."""
+    longer = tiny_hiera(crop=32, frames=8, sep=False)
+    message = (r"pos_embed \(1, 256, 4\) vs model \(1, 128, 4\) \(a position table of another token grid that does "
+               r"not resize: .*DATA.NUM_FRAMES.*; a joint table, HIERA.SEP_POS_EMBED False, only with the same number of "
+               r"frames\)$")
+    with pytest.raises(CheckpointError, match=message) as error:
+        load_checkpoint({"model_state": longer.state_dict()}, tiny_hiera(crop=32, frames=4, sep=False))
+    assert "VIT.POS_EMBED_GRID" not in str(error.value)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints

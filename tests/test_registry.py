@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from slowfast_bmvit.config import ConfigError, get_cfg
+from slowfast_bmvit.config import BACKBONES, ConfigError, get_cfg
 from slowfast_bmvit.datasets import DATASET_REGISTRY, build_dataset, construct_loader
 from slowfast_bmvit.models import MODEL_REGISTRY, build_model
 
@@ -40,6 +40,23 @@ def test_unknown_model_name_is_a_config_error():
     cfg = get_cfg()
     cfg.MODEL.MODEL_NAME = "NoSuchNet"
     with pytest.raises(ConfigError, match="MODEL.MODEL_NAME: 'NoSuchNet' is not a registered model"):
+        build_model(cfg)
+
+
+def test_the_configurable_backbones_are_the_registered_ones():
+    """config/validation.py's BACKBONES (what BMVIT.BACKBONE may name) are the registered models with
+    forward_features, the ones build_backbone builds."""
+    assert set(BACKBONES) == {name for name, cls in MODEL_REGISTRY if hasattr(cls, "forward_features")}
+
+
+@pytest.mark.parametrize("name", ["MViTRoI", "BMViT", "NoSuchNet"])
+def test_a_backbone_that_is_not_one_is_a_config_error_listing_the_backbones(name):
+    """Also without config validation: a registered detector is not built as a backbone (it takes no with_head)."""
+    cfg = get_cfg()
+    cfg.NUM_GPUS = 0
+    cfg.BMVIT.BACKBONE = name
+    with pytest.raises(ConfigError, match=f"^BMVIT.BACKBONE: '{name}' is not a backbone \\(backbones: Hiera, MViT, "
+                                          f"ViT\\)$"):
         build_model(cfg)
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from slowfast_bmvit.config import ConfigError, assert_and_infer_cfg, get_cfg
-from slowfast_bmvit.models.vit import ViT, resize_position_table, sinusoid_position_table
+from slowfast_bmvit.models.common import resize_position_table
+from slowfast_bmvit.models.vit import ViT, sinusoid_position_table
 
 
 def vit_cfg(depth: int = 12, frames: int = 16, crop: int = 224, *opts):

@@ -11,7 +11,8 @@ from slowfast_bmvit.config import get_cfg
 from slowfast_bmvit.models.bmvit import BMViT
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError, load_checkpoint
 from slowfast_bmvit.models.two_stage import MViTRoI
-from slowfast_bmvit.models.vit import ViT, resize_position_table, sinusoid_position_table
+from slowfast_bmvit.models.common import resize_position_table
+from slowfast_bmvit.models.vit import ViT, sinusoid_position_table
 
 DEPTH = 2  # ViT-B width, fewer blocks: every key kind is there, the test stays fast
 

@@ -3,7 +3,7 @@
 from .defaults import get_cfg
 from .errors import ConfigError
 from .loading import config_value, load_config, merge_opts
-from .validation import CHOICES, assert_and_infer_cfg, check_devices
+from .validation import BACKBONES, CHOICES, assert_and_infer_cfg, backbone_name, check_devices
 
-__all__ = ["CHOICES", "ConfigError", "assert_and_infer_cfg", "check_devices", "config_value", "get_cfg", "load_config",
-           "merge_opts"]
+__all__ = ["BACKBONES", "CHOICES", "ConfigError", "assert_and_infer_cfg", "backbone_name", "check_devices",
+           "config_value", "get_cfg", "load_config", "merge_opts"]

@@ -3,11 +3,12 @@
 This module is the one owner of every check that the config alone decides: the allowed values of each key
 (CHOICES), value ranges and list shapes, the relations between keys, and the refusal of PySlowFast keys or values
 this package does not build (REFUSED_UNLESS_DEFAULT, REFUSED_VALUES), for every group, the model groups (MODEL, MVIT,
-VIT, HIERA, BMVIT) included. Every tool calls `assert_and_infer_cfg` before it builds anything, and the models trust
-a validated config. What needs a quantity a model derives stays with that model: the position grid left by ViT's
-patch stride and stem (models/vit.py), Hiera's token grid, mask units and head widths against its stage schedule
-(models/hiera.py), the BMViT cross-attention head count against the backbone's width (models/bmvit.py), model and
-backbone names against the registry (models/build.py); and models/mvit.py refuses the two MVIT keys that would
+VIT, HIERA, BMVIT) included, BMVIT.BACKBONE among the BACKBONES and DATA.NUM_FRAMES against the temporal patch stride
+of the backbone in use (`backbone_name`). Every tool calls `assert_and_infer_cfg` before it builds anything, and the
+models trust a validated config. What needs a quantity a model derives stays with that model: the position grid left
+by ViT's patch stride and stem (models/vit.py), Hiera's token grid, mask units and head widths against its stage
+schedule (models/hiera.py), the BMViT cross-attention head count against the backbone's width (models/bmvit.py),
+MODEL.MODEL_NAME against the registry (models/build.py); and models/mvit.py refuses the two MVIT keys that would
 change the kind of input it takes (PATCH_2D: images; USE_FIXED_SINCOS_POS) when it is built.
 """
 
@@ -21,8 +22,16 @@ from fvcore.common.config import CfgNode
 from .defaults import get_cfg
 from .errors import ConfigError
 
+# The backbones: what BMVIT.BACKBONE may name (for BMViT and the two-stage MViTRoI), and the classifiers of the same
+# MODEL.MODEL_NAME; each with the key of its patch embedding's stride (T, H, W) (ViT's is its tubelet size). A
+# convolutional stem (MVIT / VIT.CONV_STEM_CHANNELS) strides only H and W.
+BACKBONE_PATCH_STRIDE_KEYS: dict[str, str] = {"MViT": "MVIT.PATCH_STRIDE", "ViT": "VIT.PATCH_SIZE",
+                                              "Hiera": "HIERA.PATCH_STRIDE"}
+BACKBONES: tuple[str, ...] = tuple(BACKBONE_PATCH_STRIDE_KEYS)
+
 # Allowed values of the string-valued keys that select behaviour.
 CHOICES: dict[str, tuple[str, ...]] = {
+    "BMVIT.BACKBONE": BACKBONES,
     "MODEL.HEAD_ACT": ("softmax", "sigmoid", "none"),
     "MVIT.MODE": ("conv",),
     "MVIT.ATTN_IMPL": ("auto", "folded", "sdpa", "explicit"),
@@ -175,6 +184,27 @@ def _check_hiera(cfg: CfgNode) -> None:
                                                       "PATCH_PADDING")], 3, "T, H, W")
 
 
+def backbone_name(cfg: Any) -> str:
+    """The backbone the configured model runs: MODEL.MODEL_NAME when that is a backbone (a classifier: the backbone
+    with its head), else BMVIT.BACKBONE. `cfg` is a CfgNode or a plain dict of the same groups."""
+    model_name = _get(cfg, "MODEL.MODEL_NAME")
+    return model_name if model_name in BACKBONES else _get(cfg, "BMVIT.BACKBONE")
+
+
+def _check_temporal_tokens(cfg: CfgNode) -> None:
+    """DATA.NUM_FRAMES against the temporal patch stride of the backbone in use: at least one temporal token, and
+    the two that BMVIT.TOKEN_ARRANGEMENT two_halves splits into halves."""
+    stride_key = BACKBONE_PATCH_STRIDE_KEYS[backbone_name(cfg)]
+    stride = int(_get(cfg, stride_key)[0])
+    frames = cfg.DATA.NUM_FRAMES
+    _require(frames >= stride, "DATA.NUM_FRAMES",
+             f"{frames} frame(s) give no temporal token with {stride_key}[0] = {stride}; use at least {stride}")
+    if cfg.BMVIT.TOKEN_ARRANGEMENT == "two_halves":
+        _require(frames // stride >= 2, "DATA.NUM_FRAMES",
+                 f"{frames} frame(s) give {frames // stride} temporal token(s) with {stride_key}[0] = {stride}; "
+                 f"BMVIT.TOKEN_ARRANGEMENT two_halves needs 2 (at least {2 * stride} frames)")
+
+
 def _same(value: Any, default: Any) -> bool:
     if isinstance(value, (list, tuple)) and isinstance(default, (list, tuple)):
         return len(value) == len(default) and all(_same(a, b) for a, b in zip(value, default))
@@ -231,14 +261,6 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
             "SOLVER.MAX_EPOCH",
         ),
     )
-    temporal_stride = cfg.MVIT.PATCH_STRIDE[0] if len(cfg.MVIT.PATCH_STRIDE) == 3 else 1
-    _require(cfg.DATA.NUM_FRAMES >= temporal_stride, "DATA.NUM_FRAMES",
-             f"{cfg.DATA.NUM_FRAMES} frame(s) give no temporal token with MVIT.PATCH_STRIDE[0] = {temporal_stride}; "
-             f"use at least {temporal_stride}")
-    if cfg.BMVIT.TOKEN_ARRANGEMENT == "two_halves":
-        _require(cfg.DATA.NUM_FRAMES // temporal_stride >= 2, "DATA.NUM_FRAMES",
-                 f"{cfg.DATA.NUM_FRAMES} frame(s) give {cfg.DATA.NUM_FRAMES // temporal_stride} temporal token(s); "
-                 f"BMVIT.TOKEN_ARRANGEMENT two_halves needs 2 (at least {2 * temporal_stride} frames)")
     _require(cfg.SOLVER.BASE_LR > 0, "SOLVER.BASE_LR", f"must be > 0, got {cfg.SOLVER.BASE_LR}")
     for key in ("SOLVER.WARMUP_START_LR", "SOLVER.COSINE_END_LR", "SOLVER.WEIGHT_DECAY"):
         _require(_get(cfg, key) >= 0, key, f"must be >= 0, got {_get(cfg, key)}")
@@ -274,6 +296,7 @@ def assert_and_infer_cfg(cfg: CfgNode) -> CfgNode:
     _check_mvit(cfg)
     _check_vit(cfg)
     _check_hiera(cfg)
+    _check_temporal_tokens(cfg)
     _require(
         not (cfg.TRAIN.MIXED_PRECISION and cfg.NUM_GPUS == 0 and cfg.TRAIN.MIXED_PRECISION_DTYPE == "float16"),
         "TRAIN.MIXED_PRECISION_DTYPE",

@@ -18,14 +18,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
+from fvcore.common.config import CfgNode
 
-from slowfast_bmvit.config import config_value
+from slowfast_bmvit.config import BACKBONES, backbone_name, config_value
 from slowfast_bmvit.models import unwrap_model
 from slowfast_bmvit.models.checkpoint_loading import CheckpointError, LoadReport, load_checkpoint, read_checkpoint_file
+from slowfast_bmvit.models.vit import position_grid
 
 from .checkpoint import get_checkpoint_dir, get_last_checkpoint
 
@@ -119,19 +121,71 @@ def load_test_checkpoint(cfg, model: torch.nn.Module) -> TestedCheckpoint:
     return tested
 
 
-# Keys that decide what a trained model computes from its weights: a checkpoint trained under other values would
-# load (most shapes agree) and then compute something else, so inference tools refuse the mismatch.
-ARCHITECTURE_KEYS = (
-    "MODEL.MODEL_NAME", "MODEL.NUM_CLASSES", "BMVIT.BACKBONE", "BMVIT.TOKEN_ARRANGEMENT", "BMVIT.BOX_REFERENCE",
-    "BMVIT.CLASS_LOSS", "MVIT.CLS_EMBED_ON", "MVIT.PATCH_KERNEL", "MVIT.PATCH_STRIDE", "MVIT.PATCH_PADDING",
-    "MVIT.CONV_STEM_CHANNELS", "MVIT.DEPTH", "MVIT.EMBED_DIM", "MVIT.NUM_HEADS", "MVIT.DIM_MUL", "MVIT.HEAD_MUL",
-    "MVIT.POOL_KV_STRIDE", "MVIT.POOL_KV_STRIDE_ADAPTIVE", "MVIT.POOL_Q_STRIDE", "MVIT.POOL_KVQ_KERNEL",
-    "MVIT.USE_ABS_POS", "MVIT.REL_POS_SPATIAL", "MVIT.REL_POS_TEMPORAL", "MVIT.RESIDUAL_POOLING", "MVIT.DIM_MUL_IN_ATT",
-    "MVIT.REMOVE_Q_POOL_BLOCKS",
-)
+# The trained config against the current one. Every key of the model groups (MODEL, MVIT, VIT, HIERA, BMVIT,
+# DETECTION) is in one of three classes (tests/test_checkpoint.py fails on a key that is in none):
+# - architecture: decides what the trained weights compute. A checkpoint trained under other values loads (many such
+#   keys change no tensor shape) and then computes something else, so inference tools refuse the mismatch. Compared
+#   for the parts the configured model has (`architecture_keys`): its backbone's group, and its own keys.
+# - input (INPUT_KEYS): what the model was trained to see; other values run, with a warning.
+# - not compared (NOT_COMPARED, and the keys config/validation.py refuses unless at their default): training only,
+#   initialisation, implementation choices that give the same numbers, and inference settings chosen at run time.
+
+
+def _each(group: str, names: str) -> tuple[str, ...]:
+    return tuple(f"{group}.{name}" for name in names.split())
+
+
+# Keys every model is built from.
+COMMON_ARCHITECTURE_KEYS = ("MODEL.MODEL_NAME", "MODEL.NUM_CLASSES")
+# Each backbone's own keys, compared for the backbone in use (config.backbone_name). VIT.POS_EMBED_GRID is compared as
+# the grid it resolves to (DERIVED_KEYS): the fixed sinusoid table is not in the checkpoint.
+BACKBONE_ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
+    "MViT": _each("MVIT", "CLS_EMBED_ON PATCH_KERNEL PATCH_STRIDE PATCH_PADDING CONV_STEM_CHANNELS EMBED_DIM "
+                          "NUM_HEADS MLP_RATIO QKV_BIAS DEPTH DIM_MUL HEAD_MUL POOL_KV_STRIDE POOL_KV_STRIDE_ADAPTIVE "
+                          "POOL_Q_STRIDE POOL_KVQ_KERNEL USE_ABS_POS REL_POS_SPATIAL REL_POS_TEMPORAL RESIDUAL_POOLING "
+                          "DIM_MUL_IN_ATT REMOVE_Q_POOL_BLOCKS"),
+    "ViT": _each("VIT", "PATCH_SIZE EMBED_DIM DEPTH NUM_HEADS MLP_RATIO POS_EMBED POS_EMBED_GRID CONV_STEM_CHANNELS"),
+    "Hiera": _each("HIERA", "EMBED_DIM NUM_HEADS STAGES Q_POOL Q_STRIDE MASK_UNIT_SIZE MASK_UNIT_ATTN DIM_MUL HEAD_MUL "
+                            "PATCH_KERNEL PATCH_STRIDE PATCH_PADDING MLP_RATIO SEP_POS_EMBED"),
+}
+# The keys of the model around the backbone, by MODEL.MODEL_NAME (a backbone's name: its classifier).
+MODEL_ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
+    "BMViT": _each("BMVIT", "BACKBONE PROJ_DIM HEAD_LAYERS CLASS_HEAD CROSS_ATTENTION_HEADS TOKEN_ARRANGEMENT "
+                            "BOX_REFERENCE CLASS_LOSS"),
+    "MViTRoI": ("BMVIT.BACKBONE", *_each("DETECTION", "ROI_XFORM_RESOLUTION SPATIAL_SCALE_FACTOR ALIGNED")),
+    **{name: ("MODEL.HEAD_ACT",) for name in BACKBONES},
+}
+# Keys whose value stands for a quantity derived from other keys, compared as the model resolves it:
+# VIT.POS_EMBED_GRID [] is the token grid of the training clip (DATA.NUM_FRAMES, DATA.TRAIN_CROP_SIZE).
+DERIVED_KEYS: dict[str, Callable[[Any], Any]] = {"VIT.POS_EMBED_GRID": lambda config: list(position_grid(config))}
 # Input keys a trained model expects as it was trained; other values run, with a warning.
 INPUT_KEYS = ("DATA.NUM_FRAMES", "DATA.SAMPLING_RATE", "DATA.TEST_CROP_SIZE", "DATA.RESIZE_MODE", "DATA.MEAN",
               "DATA.STD", "AVA.BGR")
+# Model-group keys that do not change what trained weights compute.
+NOT_COMPARED: dict[str, str] = {
+    **dict.fromkeys(("MODEL.DROPOUT_RATE", "MVIT.DROPPATH_RATE", "MVIT.DROPOUT_RATE", "VIT.DROPPATH_RATE",
+                     "HIERA.DROPPATH_RATE", "BMVIT.CLASS_DROPOUT"), "dropout and stochastic depth: training only"),
+    **dict.fromkeys(_each("BMVIT", "COST_ACTOR COST_BBOX COST_GIOU COST_CLASS COST_CENTRE LOSS_ACTOR NO_ACTOR_WEIGHT "
+                                   "LOSS_BBOX LOSS_GIOU LOSS_CLASS AUX_DENSE_WEIGHT AUX_DENSE_REGION "
+                                   "BOX_LOSS_ON_NON_ACTORS"), "matching and losses: training only"),
+    "MVIT.ZERO_DECAY_POS_CLS": "weight decay: training only",
+    **dict.fromkeys(("MVIT.REL_POS_ZERO_INIT", "MVIT.HEAD_INIT_SCALE", "HIERA.HEAD_INIT_SCALE"), "initialisation"),
+    **dict.fromkeys(("MVIT.ATTN_IMPL", "MODEL.ACT_CHECKPOINT", "MODEL.COMPILE"),
+                    "how the same numbers are computed (up to rounding)"),
+    **dict.fromkeys(_each("BMVIT", "ACTOR_THRESH TOP_K NMS_IOU SCORE_RULE"),
+                    "post-processing of the triplets, chosen when the model runs"),
+    "MODEL.ARCH": "informational; the model is MODEL.MODEL_NAME",
+    "DETECTION.ENABLE": "the task of the training and test loops",
+    **dict.fromkeys(("MVIT.MODE", "MVIT.PATCH_2D", "MVIT.USE_FIXED_SINCOS_POS"),
+                    "one value only: any other is refused when the config is validated or the model built"),
+}
+
+
+def architecture_keys(cfg) -> tuple[str, ...]:
+    """The keys compared with a trained checkpoint's config for the model `cfg` configures: COMMON_ARCHITECTURE_KEYS,
+    the model's own (MODEL_ARCHITECTURE_KEYS) and its backbone's (BACKBONE_ARCHITECTURE_KEYS)."""
+    return (COMMON_ARCHITECTURE_KEYS + MODEL_ARCHITECTURE_KEYS.get(cfg.MODEL.MODEL_NAME, ())
+            + BACKBONE_ARCHITECTURE_KEYS.get(backbone_name(cfg), ()))
 
 
 _MISSING = object()
@@ -143,12 +197,21 @@ def _normalised(value: Any) -> Any:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+def _derived(key: str, config) -> Any:
+    """DERIVED_KEYS[key] of a config (a CfgNode); _MISSING when the config lacks what it needs."""
+    try:
+        return DERIVED_KEYS[key](config)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return _MISSING
+
+
 def check_trained_config(cfg, path: str, saved_yaml: str) -> None:
     """Compare cfg with the config a checkpoint was trained under (its "cfg" YAML).
 
     Raises:
-        CheckpointError: naming the file and the first ARCHITECTURE_KEYS that differ.
-    A differing INPUT_KEYS value is logged as a warning.
+        CheckpointError: naming the file and the first `architecture_keys` that differ.
+    A differing INPUT_KEYS value is logged as a warning. A key the stored config lacks (an older version) is not
+    compared.
     """
     try:
         saved = yaml.safe_load(saved_yaml)
@@ -157,6 +220,10 @@ def check_trained_config(cfg, path: str, saved_yaml: str) -> None:
         return
     if not isinstance(saved, dict):
         return
+    try:
+        saved_node = CfgNode(saved)  # for DERIVED_KEYS, which read it as the models read a config
+    except (AssertionError, TypeError, ValueError):
+        saved_node = None  # a value CfgNode does not hold: DERIVED_KEYS are compared as written
 
     def differences(keys):
         found = []
@@ -165,11 +232,18 @@ def check_trained_config(cfg, path: str, saved_yaml: str) -> None:
             if then is _MISSING:
                 continue
             now = config_value(cfg, key, _MISSING)
+            if key in DERIVED_KEYS:
+                then_value, now_value = _derived(key, saved_node), _derived(key, cfg)
+                if then_value is not _MISSING and now_value is not _MISSING:
+                    if _normalised(then_value) != _normalised(now_value):
+                        found.append(f"{key} {then} = {then_value} (config: {now} = {now_value}; {key} "
+                                     f"{then_value} keeps the trained one)")
+                    continue
             if _normalised(then) != _normalised(now):
                 found.append(f"{key} {then} (config: {now})")
         return found
 
-    architecture = differences(ARCHITECTURE_KEYS)
+    architecture = differences(architecture_keys(cfg))
     if architecture:
         raise CheckpointError(f"{path}: trained with another model config: {'; '.join(architecture[:3])}"
                               + (f" (+{len(architecture) - 3} more)" if len(architecture) > 3 else ""))
@@ -183,7 +257,7 @@ def load_trained_checkpoint(cfg, model: torch.nn.Module) -> str:
 
     The checkpoint is TEST.CHECKPOINT_FILE_PATH, else the newest complete one in OUTPUT_DIR/checkpoints; a
     pre-training checkpoint (TRAIN.CHECKPOINT_FILE_PATH) is never used, nor random weights. Every tensor of the
-    model must come from the file, and its stored config must agree on ARCHITECTURE_KEYS.
+    model must come from the file, and its stored config must agree on the `architecture_keys`.
 
     Raises:
         CheckpointError: one line naming the file (or the places searched when there is none).

@@ -26,15 +26,16 @@ def get_model_class(name: str) -> type:
 
 
 def build_backbone(cfg) -> torch.nn.Module:
-    """The head-less backbone of the detection models: `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)`."""
-    try:
-        backbone_class = MODEL_REGISTRY.get(cfg.BMVIT.BACKBONE)
-    except KeyError:
-        known = ", ".join(sorted(name for name, cls in MODEL_REGISTRY if hasattr(cls, "forward_features")))
-        raise ConfigError(
-            f"BMVIT.BACKBONE: {cfg.BMVIT.BACKBONE!r} is not a registered backbone (known: {known})"
-        ) from None
-    return backbone_class(cfg, with_head=False)
+    """The head-less backbone of the detection models: `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)`.
+
+    A backbone is a registered model with `forward_features` (config/validation.py's BACKBONES); any other name,
+    a detector included, is a ConfigError listing the backbones.
+    """
+    backbones = sorted(name for name, cls in MODEL_REGISTRY if hasattr(cls, "forward_features"))
+    if cfg.BMVIT.BACKBONE not in backbones:
+        raise ConfigError(f"BMVIT.BACKBONE: {cfg.BMVIT.BACKBONE!r} is not a backbone "
+                          f"(backbones: {', '.join(backbones)})")
+    return MODEL_REGISTRY.get(cfg.BMVIT.BACKBONE)(cfg, with_head=False)
 
 
 def build_model(cfg, gpu_id: int | None = None) -> torch.nn.Module:

@@ -6,7 +6,9 @@ Rules (PySlowFast's, see docs/PYSLOWFAST_COMPAT.md):
   interpolation (align_corners=False): that is how a 224-pixel checkpoint serves a 256-pixel model;
 - any other tensor whose shape differs is offered to the module that owns it: a module with a method
   `resize_checkpoint_tensor(name, value, shape) -> Tensor | None` (`name` relative to that module) may return it
-  resized, e.g. a backbone's absolute position embeddings of another input size (Hiera);
+  resized, e.g. a backbone's absolute position embeddings of another input size (Hiera), and a module with
+  `checkpoint_shape_hint(name, checkpoint_shape, model_shape) -> str | None` may say what decides a shape that still
+  differs (the error message then names those config keys);
 - a head tensor (`head.` / `heads.` / `projection.`...) whose shape differs, or any tensor the model lacks, is skipped
   and listed (e.g. the 400-class K400 head when fine-tuning on AVA);
 - any other shape mismatch means the checkpoint is of another architecture: `CheckpointError`.
@@ -169,21 +171,41 @@ def convert_layout(
     return dict(state), [], ""
 
 
-def _resize_by_owner(model: nn.Module, name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
-    """`value` resized by the `resize_checkpoint_tensor` of the innermost module on `name`'s path that has one and
-    gives the model's shape; None when none does."""
+def _owner_methods(model: nn.Module, name: str, method: str) -> list[tuple[Callable, str]]:
+    """(bound `method`, `name` relative to its module) of each module on `name`'s path that has one, innermost
+    first."""
     parts = name.split(".")
+    found = []
     for cut in range(len(parts) - 1, -1, -1):
         try:
             module = model.get_submodule(".".join(parts[:cut]))
         except AttributeError:
             continue
-        resize = getattr(module, "resize_checkpoint_tensor", None)
-        if callable(resize):
-            resized = resize(".".join(parts[cut:]), value, tuple(shape))
-            if resized is not None and resized.shape == shape:
-                return resized
+        bound = getattr(module, method, None)
+        if callable(bound):
+            found.append((bound, ".".join(parts[cut:])))
+    return found
+
+
+def _resize_by_owner(model: nn.Module, name: str, value: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """`value` resized by the `resize_checkpoint_tensor` of the innermost module on `name`'s path that has one and
+    gives the model's shape; None when none does."""
+    for resize, relative in _owner_methods(model, name, "resize_checkpoint_tensor"):
+        resized = resize(relative, value, tuple(shape))
+        if resized is not None and resized.shape == shape:
+            return resized
     return None
+
+
+def _mismatch_hint(model: nn.Module, name: str, value: torch.Tensor, shape: torch.Size) -> str:
+    """What decides the shape of a tensor that does not fit, as " (...)" for the error message: the text of the
+    `checkpoint_shape_hint(name, checkpoint_shape, model_shape)` of the innermost module on `name`'s path that gives
+    one (e.g. the config keys that size a backbone's position table); "" when none does."""
+    for hint, relative in _owner_methods(model, name, "checkpoint_shape_hint"):
+        text = hint(relative, tuple(value.shape), tuple(shape))
+        if text:
+            return f" ({text})"
+    return ""
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
@@ -338,13 +360,10 @@ def load_checkpoint(
         elif key.startswith(tuple(head_prefixes)):
             report.skipped.append((key, f"shape {tuple(value.shape)} != model {tuple(expected.shape)}"))
         else:
-            mismatched.append(f"{key} {tuple(value.shape)} vs model {tuple(expected.shape)}")
+            mismatched.append(f"{key} {tuple(value.shape)} vs model {tuple(expected.shape)}"
+                              + _mismatch_hint(target, name, value, expected.shape))
 
     if mismatched:
-        if any(entry.split(" ")[0].endswith("pos_embed") for entry in mismatched[:3]):
-            mismatched = [entry + (" (a position table made for another token grid: set VIT.POS_EMBED_GRID to the "
-                                   "checkpoint's)" if entry.split(" ")[0].endswith("pos_embed") else "")
-                          for entry in mismatched]
         shown = "; ".join(mismatched[:3]) + (f" (+{len(mismatched) - 3} more)" if len(mismatched) > 3 else "")
         raise CheckpointError(
             f"{source}: does not fit the model (another architecture?): {len(mismatched)} tensors differ in shape: "

@@ -1,5 +1,6 @@
 """Small building blocks shared by the transformer backbones: stochastic depth, the MLP, the patch embedding, the
-input check (`single_clip`) and PySlowFast's initialisation (`init_truncated_normal`).
+resizing of absolute position tables (`resize_position_table`), the input check (`single_clip`) and PySlowFast's
+initialisation (`init_truncated_normal`).
 
 Parameter names (`fc1`, `fc2`, `proj`) follow PySlowFast so that its checkpoints load key for key.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -104,6 +106,40 @@ class PatchEmbed(nn.Module):
         for conv in convs:
             size = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding)]
         return (size[0], size[1], size[2])
+
+
+def resize_position_table(
+    table: torch.Tensor, source: tuple[int, int, int], target: tuple[int, int, int]
+) -> torch.Tensor:
+    """An absolute position table made for the token grid `source` (T, H, W), resized to the grid `target`.
+
+    Args:
+        table: [T*H*W, C], one row per token in raster order (t slowest, then h, then w; channels last), the layout
+            of ViT's table and of Hiera's joint, spatial ((1, H, W)) and temporal ((T, 1, 1)) tables.
+    Returns:
+        [T'*H'*W', C] in the same layout and dtype: the rows laid out as [T, H, W, C], resized linearly along time
+        when T differs, then bicubically over (H, W) when those differ (align_corners False, as DeiT, VideoMAE and
+        MAE resize learned tables when fine-tuning at another size); an axis whose length does not change is left
+        exactly as it is. `table` itself when the grids are equal.
+    """
+    source, target = tuple(source), tuple(target)
+    if source == target:
+        return table
+    t, h, w = source
+    if table.shape[0] != t * h * w:
+        raise ValueError(f"position table has {table.shape[0]} rows, not the {t}x{h}x{w} of its grid")
+    dim = table.shape[1]
+    grid = table.reshape(t, h, w, dim).float()
+    if t != target[0]:
+        # [H*W, C, T] -> linear along T
+        flat = grid.permute(1, 2, 3, 0).reshape(h * w, dim, t)
+        flat = F.interpolate(flat, size=target[0], mode="linear", align_corners=False)
+        grid = flat.reshape(h, w, dim, target[0]).permute(3, 0, 1, 2)
+    if (h, w) != tuple(target[1:]):
+        # [T', C, H, W] -> bicubic over (H, W)
+        planes = F.interpolate(grid.permute(0, 3, 1, 2), size=target[1:], mode="bicubic", align_corners=False)
+        grid = planes.permute(0, 2, 3, 1)
+    return grid.reshape(-1, dim).to(table.dtype)
 
 
 def round_width(width: float, multiplier: float, divisor: int = 1, min_width: int | None = None) -> int:

@@ -93,6 +93,8 @@ class CrossAttentionBlock(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm_mlp = nn.LayerNorm(dim)
+        # The MLP's layers are direct children rather than a common.Mlp: its checkpoint keys are
+        # heads.class_attention.fc1.* / fc2.*, which an Mlp submodule would move one level down.
         self.fc1 = nn.Linear(dim, int(dim * mlp_ratio))
         self.fc2 = nn.Linear(int(dim * mlp_ratio), dim)
 

@@ -18,9 +18,10 @@ queries and the skip path 1x2x2):
   no class token.
 
 Differences from the official package (none changes a number at its input size):
-- any input grid that the strides divide is accepted: position embeddings are interpolated at run time (bicubic over
-  H x W, linear over T) when the patch grid differs from the configured one, and a checkpoint trained at another
-  size is resized the same way when it loads (`resize_checkpoint_tensor`: 224 px -> 256 px);
+- any input grid that the strides divide is accepted: position embeddings are interpolated at run time (linear over
+  T, bicubic over H x W: `common.resize_position_table`) when the patch grid differs from the configured one, and a
+  checkpoint trained at another size is resized the same way when it loads (`resize_checkpoint_tensor`: 224 px ->
+  256 px);
 - `forward_features` returns the last stage in raster order ([B, C, T', H', W'], after the final norm) also when
   HIERA.Q_POOL leaves strides unconsumed (BMViT's Q_POOL 2: 16x16 tokens at 256 px), where the official forward
   returns unrolled tokens;
@@ -45,7 +46,7 @@ from torch.utils.checkpoint import checkpoint
 from slowfast_bmvit.config import ConfigError
 
 from .build import MODEL_REGISTRY
-from .common import DropPath, Mlp, PatchEmbed, init_truncated_normal, single_clip
+from .common import DropPath, Mlp, PatchEmbed, init_truncated_normal, resize_position_table, single_clip
 from .mvit import TransformerBasicHead
 
 Grid = tuple[int, ...]
@@ -182,27 +183,6 @@ class HieraBlock(nn.Module):
 # ---------------------------------------------------------------------------------------------- positions
 
 
-def resize_position_grid(pos: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """[C, T, H, W] position embeddings -> [C, T', H', W']: bicubic over (H, W), then linear over T.
-
-    align_corners=False, as position embeddings are interpolated when ViTs / MAE models are fine-tuned at another
-    resolution. An axis whose length does not change is left exactly as it is.
-    """
-    channels, t, h, w = pos.shape
-    new_t, new_h, new_w = size
-    dtype = pos.dtype
-    pos = pos.float()
-    if (h, w) != (new_h, new_w):
-        frames = pos.permute(1, 0, 2, 3)  # [T, C, H, W]
-        frames = F.interpolate(frames, size=(new_h, new_w), mode="bicubic", align_corners=False)
-        pos = frames.permute(1, 0, 2, 3)
-    if t != new_t:
-        series = pos.permute(2, 3, 0, 1).reshape(new_h * new_w, channels, t)  # [H'W', C, T]
-        series = F.interpolate(series, size=new_t, mode="linear", align_corners=False)
-        pos = series.reshape(new_h, new_w, channels, new_t).permute(2, 3, 0, 1)
-    return pos.contiguous().to(dtype)
-
-
 def _square_side(count: int) -> int | None:
     side = math.isqrt(count)
     return side if side * side == count else None
@@ -316,10 +296,6 @@ class Hiera(nn.Module):
                     f"(HIERA.Q_STRIDE to the power {len(self.unroll_strides)})")
         return None
 
-    @property
-    def depth(self) -> int:
-        return len(self.blocks)
-
     def output_grid(self, thw: Sequence[int]) -> Grid:
         """Token grid (T', H', W') that `forward_features` returns for a clip of T x H x W frames/pixels."""
         grid = self.patch_embed.output_grid(tuple(thw))
@@ -338,16 +314,12 @@ class Hiera(nn.Module):
         if self.sep_pos_embed:
             spatial, temporal = self.pos_embed_spatial, self.pos_embed_temporal
             if tuple(grid) != tuple(self.token_grid):
-                channels = spatial.shape[-1]
-                spatial = resize_position_grid(spatial[0].t().reshape(channels, 1, h, w), (1, grid[1], grid[2]))
-                spatial = spatial.reshape(channels, -1).t()[None]
-                temporal = resize_position_grid(temporal[0].t().reshape(channels, t, 1, 1), (grid[0], 1, 1))
-                temporal = temporal.reshape(channels, -1).t()[None]
+                spatial = resize_position_table(spatial[0], (1, h, w), (1, grid[1], grid[2]))[None]
+                temporal = resize_position_table(temporal[0], (t, 1, 1), (grid[0], 1, 1))[None]
             return spatial.repeat(1, grid[0], 1) + temporal.repeat_interleave(grid[1] * grid[2], dim=1)
         pos = self.pos_embed
         if tuple(grid) != tuple(self.token_grid):
-            channels = pos.shape[-1]
-            pos = resize_position_grid(pos[0].t().reshape(channels, t, h, w), grid).reshape(channels, -1).t()[None]
+            pos = resize_position_table(pos[0], self.token_grid, grid)[None]
         return pos
 
     def resize_checkpoint_tensor(self, name: str, value: torch.Tensor, shape: Sequence[int]) -> torch.Tensor | None:
@@ -360,24 +332,32 @@ class Hiera(nn.Module):
         """
         if value.ndim != 3 or value.shape[0] != 1 or value.shape[-1] != shape[-1]:
             return None
-        channels, count = value.shape[-1], value.shape[1]
+        count = value.shape[1]
         t, h, w = self.token_grid
-        table = value[0].t()
         if name == "pos_embed_spatial" and self.sep_pos_embed:
             side = _square_side(count)
             if side is None:
                 return None
-            resized = resize_position_grid(table.reshape(channels, 1, side, side), (1, h, w))
+            source, target = (1, side, side), (1, h, w)
         elif name == "pos_embed_temporal" and self.sep_pos_embed:
-            resized = resize_position_grid(table.reshape(channels, count, 1, 1), (t, 1, 1))
+            source, target = (count, 1, 1), (t, 1, 1)
         elif name == "pos_embed" and not self.sep_pos_embed:
             side = _square_side(count // t) if count % t == 0 else None
             if side is None:
                 return None
-            resized = resize_position_grid(table.reshape(channels, t, side, side), (t, h, w))
+            source, target = (t, side, side), (t, h, w)
         else:
             return None
-        return resized.reshape(channels, -1).t()[None].contiguous()
+        return resize_position_table(value[0], source, target)[None].contiguous()
+
+    def checkpoint_shape_hint(self, name: str, checkpoint_shape: tuple[int, ...],
+                              model_shape: tuple[int, ...]) -> str | None:
+        """For the checkpoint loader's error message: why a position table of another size did not resize."""
+        if name in ("pos_embed", "pos_embed_spatial") and checkpoint_shape[-1] == model_shape[-1]:
+            return ("a position table of another token grid that does not resize: the tables follow DATA.NUM_FRAMES "
+                    "and DATA.TRAIN_CROP_SIZE over HIERA.PATCH_STRIDE and resize as they load from a square spatial "
+                    "grid only; a joint table, HIERA.SEP_POS_EMBED False, only with the same number of frames")
+        return None
 
     # ------------------------------------------------------------------ forward
 

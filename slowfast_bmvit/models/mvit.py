@@ -268,6 +268,15 @@ class MViT(nn.Module):
         pattern = re.compile(r"(^cls_token$|^pos_embed|\.rel_pos_[thw]$)")
         return {name for name, _ in self.named_parameters() if pattern.search(name)}
 
+    def checkpoint_shape_hint(self, name: str, checkpoint_shape: tuple[int, ...],
+                              model_shape: tuple[int, ...]) -> str | None:
+        """For the checkpoint loader's error message: what sizes an absolute position table of another length."""
+        if name == "pos_embed" and checkpoint_shape[-1] == model_shape[-1]:
+            return ("an absolute position table of another token grid, not resized as it loads: MVIT.USE_ABS_POS has "
+                    "one row per token of the training clip, DATA.NUM_FRAMES x DATA.TRAIN_CROP_SIZE^2 over "
+                    "MVIT.PATCH_STRIDE, plus one for the class token with MVIT.CLS_EMBED_ON")
+        return None
+
     def layer_id(self, name: str) -> int:
         """Layer index for layer-wise lr decay: 0 for cls/pos/patch_embed, i+1 for blocks.i, depth+1 otherwise
         (final norm, head). `name` is relative to this module."""

@@ -49,26 +49,46 @@ def _flatten(grid: Tensor) -> Tensor:
     return grid.flatten(2).transpose(1, 2)
 
 
-def _select(tokens: Tensor, arrangement: str) -> tuple[Tensor, Tensor]:
-    """The box and class token grids [B, C, S, H, W] (the same object when shared)."""
-    time = tokens.shape[2]
+def _time_slots(arrangement: str, time: int) -> tuple[list[range], list[range]]:
+    """The rule of each arrangement, for a backbone grid of `time` temporal tokens: the backbone time indices of each
+    temporal slot of the box / actor tokens and of the class tokens (a slot of one index is that time slice, a slot
+    of several is their average). The table of the module docstring; both are the same list object when the
+    arrangement shares its tokens (`all`, `center`, `all_tpool`)."""
+    if arrangement not in ARRANGEMENTS:
+        raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: unknown arrangement {arrangement!r} "
+                         f"(known: {', '.join(ARRANGEMENTS)})")
+    if arrangement == "two_halves" and time < 2:
+        raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT two_halves needs >= 2 temporal tokens, the backbone gave {time}")
     center = time // 2
+    central, pooled = [range(center, center + 1)], [range(time)]
     if arrangement == "all":
-        return tokens, tokens
+        every = [range(t, t + 1) for t in range(time)]
+        return every, every
     if arrangement == "center":
-        central = tokens[:, :, center : center + 1]
         return central, central
     if arrangement == "center_tpool":
-        return tokens[:, :, center : center + 1], tokens.mean(dim=2, keepdim=True)
+        return central, pooled
     if arrangement == "all_tpool":
-        pooled = tokens.mean(dim=2, keepdim=True)
         return pooled, pooled
-    if arrangement == "two_halves":
-        if time < 2:
-            raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT two_halves needs >= 2 temporal tokens, the backbone gave {time}")
-        halves = [tokens[:, :, :center].mean(dim=2, keepdim=True), tokens[:, :, center:].mean(dim=2, keepdim=True)]
-        return tokens[:, :, center - 1 : center + 1], torch.cat(halves, dim=2)
-    raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: unknown arrangement {arrangement!r} (known: {', '.join(ARRANGEMENTS)})")
+    return [range(center - 1, center), range(center, center + 1)], [range(center), range(center, time)]  # two_halves
+
+
+def _gather(tokens: Tensor, slots: list[range]) -> Tensor:
+    """The grid [B, C, len(slots), H, W] of `slots` (see `_time_slots`) from tokens [B, C, T, H, W]; consecutive
+    single slices stay one view of `tokens`."""
+    starts = [slot.start for slot in slots]
+    if all(len(slot) == 1 for slot in slots) and starts == list(range(starts[0], starts[0] + len(slots))):
+        return tokens[:, :, slots[0].start : slots[-1].stop]
+    parts = [tokens[:, :, slot.start : slot.stop] for slot in slots]
+    parts = [part if part.shape[2] == 1 else part.mean(dim=2, keepdim=True) for part in parts]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+def _select(tokens: Tensor, arrangement: str) -> tuple[Tensor, Tensor]:
+    """The box and class token grids [B, C, S, H, W] (the same object when the arrangement shares them)."""
+    box_slots, class_slots = _time_slots(arrangement, tokens.shape[2])
+    box_grid = _gather(tokens, box_slots)
+    return box_grid, box_grid if class_slots is box_slots else _gather(tokens, class_slots)
 
 
 def arrange_tokens(tokens: Tensor, arrangement: str) -> ArrangedTokens:
@@ -85,12 +105,7 @@ def arrange_tokens(tokens: Tensor, arrangement: str) -> ArrangedTokens:
 def arranged_grid(arrangement: str, backbone_grid: tuple[int, int, int]) -> tuple[int, int, int]:
     """(S, H, W) of the arranged tokens for a backbone grid (T, H, W), without running anything."""
     time, height, width = backbone_grid
-    if arrangement not in ARRANGEMENTS:
-        raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: unknown arrangement {arrangement!r}")
-    if arrangement == "two_halves" and time < 2:
-        raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT two_halves needs >= 2 temporal tokens, got {time}")
-    slots = {"all": time, "two_halves": 2}.get(arrangement, 1)
-    return slots, height, width
+    return len(_time_slots(arrangement, time)[0]), height, width
 
 
 def reference_points(grid: tuple[int, int, int], device=None, dtype=torch.float32) -> Tensor:
@@ -109,13 +124,4 @@ def reference_points(grid: tuple[int, int, int], device=None, dtype=torch.float3
 def box_token_times(arrangement: str, time: int) -> list[list[int]]:
     """For each temporal slot of the arranged box / actor tokens, the backbone time indices its tokens come from
     (one index for a slice, all of them for a time average), for a backbone grid of `time` temporal tokens."""
-    if arrangement not in ARRANGEMENTS:
-        raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: unknown arrangement {arrangement!r}")
-    center = time // 2
-    if arrangement == "all":
-        return [[t] for t in range(time)]
-    if arrangement in ("center", "center_tpool"):
-        return [[center]]
-    if arrangement == "all_tpool":
-        return [list(range(time))]
-    return [[center - 1], [center]]  # two_halves
+    return [list(slot) for slot in _time_slots(arrangement, time)[0]]

@@ -11,9 +11,9 @@ fine-tuned and pre-training checkpoints onto them (docs/backbones/vit.md has the
 Positions at other input sizes: VideoMAE's table is one-dimensional over the T' x H' x W' tokens of the grid it was
 made for (8x14x14 for 16 frames at 224 px). Here the table is made (or, when learned, stored) for VIT.POS_EMBED_GRID
 and, for any other token grid, laid out as [T', H', W', C] and resized: linearly along time, bicubically in space
-(`resize_position_table`), so a token keeps the position of the same place in the frame. A longer 1-D table (what
-VideoMAE does when fine-tuning at another size) would give the token at row 1, column 0 of an 18-wide grid the
-position of row 1, column 4 of the 14-wide grid it was trained with.
+(`common.resize_position_table`, shared with Hiera), so a token keeps the position of the same place in the frame. A
+longer 1-D table (what VideoMAE does when fine-tuning at another size) would give the token at row 1, column 0 of an
+18-wide grid the position of row 1, column 4 of the 14-wide grid it was trained with.
 
 Attention runs through scaled_dot_product_attention; MODEL.ACT_CHECKPOINT recomputes block activations in the
 backward pass.
@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from slowfast_bmvit.config import ConfigError
 
 from .build import MODEL_REGISTRY
-from .common import STEM_STRIDE, DropPath, Mlp, PatchEmbed, single_clip
+from .common import STEM_STRIDE, DropPath, Mlp, PatchEmbed, resize_position_table, single_clip
 
 Grid = tuple[int, int, int]
 
@@ -49,33 +49,6 @@ def sinusoid_position_table(num_positions: int, dim: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(angles[:, 0::2])
     table[:, 1::2] = torch.cos(angles[:, 1::2])
     return table.float()
-
-
-def resize_position_table(table: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
-    """A position table [T*H*W, C] made for the grid `source` (T, H, W), resized to `target`: [T'*H'*W', C].
-
-    The rows are laid out as [T, H, W, C] (VideoMAE's token order, t slowest), resized linearly along time when T
-    differs and bicubically over (H, W) when those differ (align_corners False, as DeiT / VideoMAE resize learned
-    tables), and flattened back in the same order. Returns `table` itself when the grids are equal.
-    """
-    source, target = tuple(source), tuple(target)
-    if source == target:
-        return table
-    t, h, w = source
-    if table.shape[0] != t * h * w:
-        raise ValueError(f"position table has {table.shape[0]} rows, not the {t}x{h}x{w} of its grid")
-    dim = table.shape[1]
-    grid = table.reshape(t, h, w, dim).float()
-    if t != target[0]:
-        # [H*W, C, T] -> linear along T
-        flat = grid.permute(1, 2, 3, 0).reshape(h * w, dim, t)
-        flat = F.interpolate(flat, size=target[0], mode="linear", align_corners=False)
-        grid = flat.reshape(h, w, dim, target[0]).permute(3, 0, 1, 2)
-    if (h, w) != tuple(target[1:]):
-        # [T', C, H, W] -> bicubic over (H, W)
-        planes = F.interpolate(grid.permute(0, 3, 1, 2), size=target[1:], mode="bicubic", align_corners=False)
-        grid = planes.permute(0, 2, 3, 1)
-    return grid.reshape(-1, dim).to(table.dtype)
 
 
 class Attention(nn.Module):
@@ -192,10 +165,6 @@ class ViT(nn.Module):
 
     # ------------------------------------------------------------------ geometry and optimiser helpers
 
-    @property
-    def depth(self) -> int:
-        return len(self.blocks)
-
     def output_grid(self, thw: tuple[int, int, int]) -> Grid:
         """Token grid (T', H', W') that `forward_features` returns for a clip of T x H x W frames/pixels."""
         return self.patch_embed.output_grid(tuple(thw))
@@ -203,6 +172,13 @@ class ViT(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """The learned position table, as VideoMAE (its fixed table is not a parameter)."""
         return {"pos_embed"} if self.learned_pos else set()
+
+    def checkpoint_shape_hint(self, name: str, checkpoint_shape: tuple[int, ...],
+                              model_shape: tuple[int, ...]) -> str | None:
+        """For the checkpoint loader's error message: what sizes a learned position table of another length."""
+        if name == "pos_embed" and checkpoint_shape[-1] == model_shape[-1]:
+            return "a position table made for another token grid: set VIT.POS_EMBED_GRID to the checkpoint's"
+        return None
 
     def position_embedding(self, grid: Grid) -> torch.Tensor:
         """[1, T'*H'*W', C] positions for a token grid (the table resized when `grid` is not VIT.POS_EMBED_GRID)."""
