@@ -34,7 +34,7 @@ import numpy as np
 
 from slowfast_bmvit.evaluation.act_groundtruth import load_act_pickle
 from slowfast_bmvit.evaluation.frame_map import frame_ap, split_videos
-from slowfast_bmvit.evaluation.result_json import json_folder_error, write_result_json
+from slowfast_bmvit.evaluation.result_json import run_evaluator_cli
 from slowfast_bmvit.evaluation.tubes import LinkConfig, link_all
 from slowfast_bmvit.evaluation.video_map import DEFAULT_THRESHOLDS, video_ap_thresholds
 
@@ -214,29 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                              f"({DETECTION_COLUMNS}) on the test videos of --split")
     parser.add_argument("--video", action="store_true", help="also link tubes and report video-mAP")
     parser.add_argument("--split", type=int, default=1, help="test split of a plain .npy array (default 1)")
-    parser.add_argument("--json", default=None, metavar="OUT", help="write the full result as JSON to OUT")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    folder_error = json_folder_error(args.json)
-    if folder_error:
-        print(f"error: --json: {folder_error}", file=sys.stderr)
-        return 2
-    try:
+
+    def evaluate(args: argparse.Namespace) -> tuple[list[str], dict]:
         gt = load_act_pickle(args.groundtruth)
         found = read_frame_detections(args.detections, gt, args.split)
         result = evaluate_act(gt, found.detections, found.videos, found.evaluated_frames, found.frame_stride,
                               video=args.video)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(result["report_lines"]), flush=True)
-    if args.json:
-        try:
-            write_result_json(args.json, {k: v for k, v in result.items() if k != "report_lines"})
-        except OSError as error:
-            print(f"error: --json: cannot write {args.json}: {error}", file=sys.stderr)
-            return 2
-    return 0
+        return result["report_lines"], {k: v for k, v in result.items() if k != "report_lines"}
+
+    return run_evaluator_cli(parser, argv, evaluate)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from slowfast_bmvit.evaluation.ava_io import (
     read_labelmap,
 )
 from slowfast_bmvit.evaluation.matching import first_claims, max_iou_match
-from slowfast_bmvit.evaluation.result_json import json_folder_error, write_result_json
+from slowfast_bmvit.evaluation.result_json import run_evaluator_cli
 
 logger = logging.getLogger(__name__)
 
@@ -454,33 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="pyslowfast: no cap, keys without GT are FP (default); "
                              "activitynet: top-50 rows per image, keys without GT ignored")
     parser.add_argument("--iou", type=_iou_threshold, default=0.5, help="IoU threshold in (0, 1] (default 0.5)")
-    parser.add_argument("--json", default=None, metavar="OUT", help="write the full result as JSON to OUT")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    folder_error = json_folder_error(args.json)
-    if folder_error:
-        print(f"error: --json: {folder_error}", file=sys.stderr)
-        return 2
-    try:
+
+    def evaluate(args: argparse.Namespace) -> tuple[list[str], dict]:
         categories, _ = read_labelmap(args.labelmap)
         result = evaluate_ava(categories, read_groundtruth_csv(args.groundtruth),
                               read_detections_csv(args.detections), read_exclusions(args.exclusions),
                               protocol=args.protocol, iou_thresh=args.iou)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if result["nothing_can_match"]:
-        print(f"error: no detection can match, the mAP would be meaningless: {result['nothing_can_match']}",
-              file=sys.stderr)
-        return 2
-    print("\n".join(format_result(result, categories)), flush=True)
-    if args.json:
-        try:
-            write_result_json(args.json, result)
-        except OSError as err:
-            print(f"error: --json: cannot write {args.json}: {err}", file=sys.stderr)
-            return 2
-    return 0
+        if result["nothing_can_match"]:
+            raise ValueError(f"no detection can match, the mAP would be meaningless: {result['nothing_can_match']}")
+        return format_result(result, categories), result
+
+    return run_evaluator_cli(parser, argv, evaluate)
 
 
 def _iou_threshold(text: str) -> float:
