@@ -332,8 +332,14 @@ def test_variable_rate_rule_on_timestamps():
     assert index([0, 1, 3, 4, 6, 7, 9, 10]).looks_variable_rate  # three gaps
     half_steps = index([0, 2, 4, 6, 8, 11, 13, 15])  # a step of 1.5 frames: the rate changed, no frame lost
     assert half_steps.looks_variable_rate and half_steps.frame_rate == 15
-    faster = index([0, 4, 8, 12, 13, 14, 16, 20])  # 13 and 16 fall on frame numbers already taken (4 and 5)
-    assert faster.frames.tolist() == [1, 2, 3, 4, 5, 6] and faster.dropped_frames == 2 and faster.looks_variable_rate
+    # One timestamp 1/30 s after another among steps of 4/30 s: too rare to set the rate, it falls on frame 11.
+    rare_short = index([*range(0, 44, 4), 41, *range(44, 84, 4)])
+    assert rare_short.num_frames == 21 and rare_short.dropped_frames == 1 and rare_short.looks_variable_rate
+    # 60 frames at 30 fps, then 100 at 15 fps: the slow stretch holds most steps, yet every frame keeps a number of
+    # its own at the fast rate (the median step would number at 15 fps and drop half of the fast frames).
+    slow_majority = index([*range(60), *range(60, 260, 2)])
+    assert slow_majority.frame_rate == 30 and slow_majority.dropped_frames == 0
+    assert slow_majority.num_frames == 259 and len(slow_majority.frames) == 160
     constant = index(range(0, 40, 2))
     assert not constant.looks_variable_rate and constant.frame_rate == 15 and constant.num_frames == 20
 

@@ -366,6 +366,24 @@ def test_a_variable_rate_video_plays_as_ffmpeg_fps_mode_cfr_plays_it(tmp_path):
     assert np.abs(ours.astype(int) - by_ffmpeg.astype(int)).max() <= 2
 
 
+def test_a_mostly_slow_variable_rate_video_plays_at_its_fast_rate_as_ffmpeg_does(tmp_path):
+    """60 frames at 30 fps, then 100 at 15 fps: FFmpeg's constant-rate output at the stream's own rate (no -r: 30 fps
+    here) repeats frames of the slow stretch and leaves none out; so does the demo's reader."""
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="imageio-ffmpeg (the test extras' ffmpeg build) is "
+                                         "not installed")
+    pts = [*range(60), *range(60, 260, 2)]
+    frames = [np.full((48, 64, 3), (i * 37) % 240, np.uint8) for i in range(len(pts))]  # neighbours differ
+    write_variable_rate_video(tmp_path / "dim.mp4", frames, pts)
+    raw = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "dim.mp4"),
+                          "-fps_mode", "cfr", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         capture_output=True, check=True).stdout
+    by_ffmpeg = np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
+    source = open_frame_source(tmp_path / "dim.mp4")
+    ours = np.stack(list(source.frames()))
+    assert source.fps == 30 and ours.shape == by_ffmpeg.shape == (259, 48, 64, 3)
+    assert np.abs(ours.astype(int) - by_ffmpeg.astype(int)).max() <= 2
+
+
 def test_demo_on_a_variable_rate_video_keeps_frame_count_and_times(tmp_path):
     """The walking person of a 30 fps recording that drops to 10 fps: the annotated video, the progress total and
     the JSON header all count 48 frames, and each keyframe's box is where the person is at the keyframe's time."""

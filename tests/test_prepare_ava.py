@@ -143,6 +143,23 @@ def test_a_frame_folder_with_a_gap_is_reported_and_the_list_stops_before_it(tmp_
     assert [row.split()[3] for row in rows] == [f"vidC/vidC_{frame:06d}.jpg" for frame in range(1, 6)]
 
 
+def test_a_frame_folder_without_its_first_frame_is_one_gap_not_a_missing_folder(tmp_path, capsys):
+    """Frame files 2 and 3 only: the folder exists and holds frames, so the check reports one gap at frame 1 (and no
+    'have no frames'), and the list is empty for it."""
+    folder = tmp_path / "frames" / "nofirst"
+    folder.mkdir(parents=True)
+    for frame in (2, 3):
+        (folder / f"nofirst_{frame:06d}.jpg").write_bytes(b"\xff\xd8 frame")
+    (tmp_path / "videos.txt").write_text("nofirst.mp4\n")
+    status = prepare_ava.main(["--check", "--out", str(tmp_path), "--lists", f"train.csv={tmp_path / 'videos.txt'}"])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "train.csv: 1 videos, 0 frames; 1 have a gap (e.g. nofirst: frame 1 is missing)" in out
+    assert "have no frames" not in out and "missing: " not in out
+    assert f"gap:     {folder}: nofirst_000001.jpg is missing; the list stops before it (2 later frame files left " \
+           f"out)" in out
+
+
 def _write_raw_stream(path, seconds=4, fps=25, size=(48, 64)):
     """A raw MPEG-4 elementary stream (FFmpeg's m4v format; the UCF101-24 clips are such streams in .mp4 names): no
     container or stream duration, only packet timestamps. Grey level 2 x second, as `_write_video`."""

@@ -365,6 +365,7 @@ def main(argv=None) -> int:
                  for video in videos}
         check = check_frames(paths, needed)
         check.short = [(video, want, counts[video]) for video, want, _ in check.short]  # the frames the list has
+        check.missing = [video for video in check.missing if not numbers[video]]  # files, but not frame 1: a gap
         check.gaps = [(video, counts[video] + 1, len(numbers[video]) - counts[video]) for video in videos
                       if len(numbers[video]) > counts[video]]
         print(f"{name}: {len(videos)} videos, {sum(counts.values())} frames; {check.summary()}", flush=True)

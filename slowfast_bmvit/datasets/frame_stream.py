@@ -6,13 +6,14 @@ whatever the length of the video. Video files are decoded with PyAV (FFmpeg's th
 (.jpg, .jpeg, .png, .bmp) play in natural name order (frame_2 before frame_10) at `folder_fps`.
 Every problem is an `InputError` whose one-line message names the file.
 
-A video file plays as a constant-rate sequence numbered by time, as `ffmpeg -i in.mp4 -fps_mode cfr` presents it:
-frames are numbered by their timestamps at the rate of the typical timestamp step (`VideoIndex.frame_rate`, the
-mean of the steps near the median step, not the declared average rate: the re-encoded UCF101 clips declare 25 fps
-and hold 29.97 fps timestamps), a number without a frame of its own repeats the latest earlier frame, and a frame
-whose timestamp falls on an already shown number is left out. So frame n (0-based) of `frames()` is the picture on
-screen at n / fps seconds after the first frame, for a variable-frame-rate video (phones lower the rate in dim
-light) or one with lost frames as much as for a constant-rate one, which plays unchanged, frame for frame.
+A video file plays as a constant-rate sequence numbered by time, as `ffmpeg -i in.mp4 -fps_mode cfr -r RATE`
+presents it at RATE = the rate of the typical timestamp step (`VideoIndex.frame_rate`, see `video_io.typical_step`:
+the fastest step that a tenth of the steps share, not the declared average rate: the re-encoded UCF101 clips declare
+25 fps and hold 29.97 fps timestamps). A number without a frame of its own repeats the latest earlier frame, and a
+frame whose timestamp falls on an already shown number (a rare shorter step) is left out. So frame n (0-based) of
+`frames()` is the picture on screen at n / fps seconds after the first frame, for a variable-frame-rate video (phones
+lower the rate in dim light: it plays at its fast rate, repeating frames where the rate drops) or one with lost
+frames as much as for a constant-rate one, which plays unchanged, frame for frame.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
 import av
 import numpy as np
@@ -86,7 +87,7 @@ class VideoFileSource(FrameSource):
     """A video file at the constant rate `fps` of its time numbering (see the module docstring); `index` holds the
     timestamps. A repeated frame is yielded as the same array object: treat the frames as read-only."""
 
-    index: Optional[VideoIndex] = None
+    index: VideoIndex
 
     def frames(self) -> Iterator[np.ndarray]:
         shown, previous, decoded = 0, None, 0  # frame numbers yielded, the latest frame, frames decoded
@@ -154,8 +155,8 @@ def _open_video(path: Path, fallback_fps: float) -> VideoFileSource:
         raise InputError(f"{path}: the video stream has no frame size")
     if len(index.missing_frames) or index.dropped_frames:
         logger.warning("%s: not a constant frame rate (%d frames in the file); played as %d frames at %.4g fps, the "
-                       "rate of its typical timestamp step, as `ffmpeg -fps_mode cfr` does: %d frame numbers repeat "
-                       "the previous frame, %d frames are left out", path, len(index.pts) + index.dropped_frames,
+                       "rate of its typical timestamp step, as `ffmpeg -fps_mode cfr` at that rate does: %d frame "
+                       "numbers repeat the previous frame, %d frames are left out", path, len(index.pts) + index.dropped_frames,
                        index.num_frames, float(rate), len(index.missing_frames), index.dropped_frames)
     return VideoFileSource(str(path), path.stem, rate, index.num_frames, index.height, index.width, index)
 

@@ -1,9 +1,9 @@
 """Random access to the frames of video files with PyAV: exact 1-based frame numbers, seeking, a small cache.
 
 Frames are numbered by time: frame k is the one shown at first_pts + (k - 1) * frame_duration, where the frame
-duration is the typical step between consecutive timestamps (the mean of the steps near the median step: robust to a
-gap and exact for timestamps rounded to a coarse clock such as Matroska's milliseconds; the declared average rate is
-not: the re-encoded UCF101 clips declare 25 fps and hold 29.97 fps timestamps). A video damaged in the middle (lost
+duration is the typical step between consecutive timestamps (`typical_step`: the fastest step a tenth of the steps
+share, robust to a gap and exact for timestamps rounded to a coarse clock such as Matroska's milliseconds; the
+declared average rate is not: the re-encoded UCF101 clips declare 25 fps and hold 29.97 fps timestamps). A video damaged in the middle (lost
 packets) therefore keeps its frame numbers after the gap, and the frames of the gap are *missing*:
 `VideoIndex.missing_frames` lists them and reading one raises `VideoReadError` naming the file and the first missing
 frame (the datasets decide what to do about it, see DATA.ON_BAD_FRAME). Frames lost before the first decodable one
@@ -46,6 +46,29 @@ class VideoReadError(RuntimeError):
     """A video file that cannot be opened or decoded, or a frame it does not have; the message names the file."""
 
 
+def typical_step(steps: np.ndarray, share: float = 0.1) -> float:
+    """The frame duration that timestamp steps `steps` (int64 [S], S >= 1, in timestamp units) stand for: the mean
+    of the steps near the shortest step that at least `share` of all steps are near.
+
+    "Near" is within 10 % (or one timestamp unit when a unit is at most a quarter of the step), so timestamps
+    rounded to a coarse clock (29.97 fps in milliseconds: steps of 33 and 34) average to the true step instead of
+    drifting by a frame every few seconds. Requiring a share leaves out rare short steps (jitter, a duplicate
+    frame) and, unlike the median, keeps the fast stretch of a variable-rate video (30 fps falling to 15 fps in dim
+    light) at its own rate however long the slow stretch is; a constant-rate video's step, and any gap of lost
+    packets, give the step itself.
+    """
+    steps = np.sort(np.asarray(steps, np.float64))
+    candidates = np.unique(steps)
+    tolerance = np.maximum(0.1 * candidates, np.where(candidates >= 4, 1.0, 0.0))
+    low = np.searchsorted(steps, candidates - tolerance, side="left")
+    high = np.searchsorted(steps, candidates + tolerance, side="right")
+    shared = np.flatnonzero(high - low >= share * len(steps))
+    if len(shared) == 0:  # no step is shared that widely (every step differs): the median step
+        return float(np.median(steps))
+    first = shared[0]
+    return float(steps[low[first]:high[first]].mean())
+
+
 @dataclass(frozen=True)
 class VideoIndex:
     """Timestamps of one video's frames, numbered by time: frame `frames[i]` (1-based) has timestamp `pts[i]`.
@@ -68,19 +91,14 @@ class VideoIndex:
                         time_base: Optional[Fraction] = None) -> "VideoIndex":
         """Number frames by time: (pts - first pts) / frame duration + 1, rounded.
 
-        The frame duration is the mean of the timestamp steps within 10 % of the median step (or within one
-        timestamp unit of it when a unit is at most a quarter of the step): a gap or a slower stretch does not move
-        it, and timestamps rounded to a coarse clock (29.97 fps in milliseconds: steps of 33 and 34) average to
-        the true step instead of drifting by a frame every few seconds. A timestamp that rounds to an already
-        numbered frame (jitter, a faster stretch of a variable-rate video) is dropped and counted.
+        The frame duration is `typical_step(steps)`: the fastest timestamp step that a tenth of the steps share,
+        so that a gap (lost packets) does not move it and a variable-rate video is numbered at its fastest rate,
+        every frame keeping a number of its own. A timestamp that rounds to an already numbered frame (jitter, a
+        rare faster step) is dropped and counted.
         """
         unique = np.unique(np.asarray(pts, np.int64))
         steps = np.diff(unique)
-        duration = 1.0
-        if len(steps):
-            median = float(np.median(steps))
-            tolerance = max(0.1 * median, 1.0 if median >= 4 else 0.0)
-            duration = float(steps[np.abs(steps - median) <= tolerance].mean())
+        duration = typical_step(steps) if len(steps) else 1.0
         frames = np.rint((unique - unique[0]) / duration).astype(np.int64) + 1
         first = np.r_[True, frames[1:] != frames[:-1]]
         return cls(unique[first], frames[first], np.unique(np.asarray(keyframe_pts, np.int64)), height, width,
