@@ -358,8 +358,13 @@ def test_cli_refuses_unusable_detection_files_with_one_line(tmp_path, capsys, ma
      r"frames 38..44 outside 1..40 \(nframes\)"),
     (lambda gt: gt["nframes"].pop("A/v2"), r"video 'A/v2' is listed in a split but has no entry in 'nframes'"),
     (lambda gt: gt.pop("resolution"), r"missing key\(s\) 'resolution'"),
+    (lambda gt: gt["nframes"].__setitem__("A/v1", None),
+     r"nframes\['A/v1'\]: None is not a number of frames \(a positive integer\)$"),
+    (lambda gt: gt["nframes"].__setitem__("A/v2", 40.5), r"nframes\['A/v2'\]: 40.5 is not a number of frames"),
+    (lambda gt: gt["gttubes"].__setitem__("A/v1", {"a": gt["gttubes"]["A/v1"][0]}),
+     r"gttubes\['A/v1'\]: label 'a' is not a class index \(an integer 0..1 into 'labels'\)$"),
 ], ids=["tube_4_columns", "label_out_of_range", "frame_past_nframes", "listed_video_without_nframes",
-        "missing_key"])
+        "missing_key", "nframes_none", "nframes_fraction", "class_name_as_label"])
 def test_cli_refuses_a_malformed_ground_truth_as_the_datasets_do(tmp_path, capsys, breaks, message):
     """The CLI reads the ground truth through the validator the UCF101-24 / JHMDB datasets use: a file they refuse
     is refused here too (one line naming the file), not evaluated to a frame-mAP."""

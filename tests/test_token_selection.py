@@ -63,6 +63,18 @@ def test_errors_name_the_problem():
         arrange_tokens(torch.zeros(2, 3, 4), "all")
 
 
+def test_an_arrangement_without_a_rule_is_an_error_naming_it(monkeypatch):
+    """A name added to ARRANGEMENTS before its rule exists does not borrow another arrangement's rule."""
+    from slowfast_bmvit.models import token_selection
+
+    monkeypatch.setattr(token_selection, "ARRANGEMENTS", (*ARRANGEMENTS, "my_new"))
+    message = r"^BMVIT.TOKEN_ARRANGEMENT: arrangement 'my_new' is in ARRANGEMENTS but has no rule"
+    with pytest.raises(ValueError, match=message):
+        arranged_grid("my_new", AVA_GRID)
+    with pytest.raises(ValueError, match=message):
+        arrange_tokens(_grid_tensor(), "my_new")
+
+
 def test_reference_points_are_cell_centres_repeated_per_slot():
     points = reference_points((2, 2, 4))
     assert points.shape == (16, 2)

@@ -3,13 +3,14 @@
 This module is the one owner of every check that the config alone decides: the allowed values of each key
 (CHOICES), value ranges and list shapes, the relations between keys, and the refusal of PySlowFast keys or values
 this package does not build (REFUSED_UNLESS_DEFAULT, REFUSED_VALUES), for every group, the model groups (MODEL, MVIT,
-VIT, HIERA, BMVIT) included, BMVIT.BACKBONE among the BACKBONES and DATA.NUM_FRAMES against the temporal patch stride
-of the backbone in use (`backbone_name`). Every tool calls `assert_and_infer_cfg` before it builds anything, and the
-models trust a validated config. What needs a quantity a model derives stays with that model: the position grid left
-by ViT's patch stride and stem (models/vit.py), Hiera's token grid, mask units and head widths against its stage
-schedule (models/hiera.py), the BMViT cross-attention head count against the backbone's width (models/bmvit.py),
-MODEL.MODEL_NAME against the registry (models/build.py); and models/mvit.py refuses the two MVIT keys that would
-change the kind of input it takes (PATCH_2D: images; USE_FIXED_SINCOS_POS) when it is built.
+VIT, HIERA, BMVIT) included, and DATA.NUM_FRAMES against the temporal patch stride of the backbone in use
+(`backbone_name`) when it is one of the BACKBONES this package ships. Every tool calls `assert_and_infer_cfg` before
+it builds anything, and the models trust a validated config. What needs a quantity a model derives stays with that
+model: the position grid left by ViT's patch stride and stem (models/vit.py), Hiera's token grid, mask units and head
+widths against its stage schedule (models/hiera.py), the BMViT cross-attention head count against the backbone's
+width (models/bmvit.py), MODEL.MODEL_NAME and BMVIT.BACKBONE against the registry (models/build.py: any registered
+model with `forward_features` may be the backbone, a user's own included); and models/mvit.py refuses the two MVIT
+keys that would change the kind of input it takes (PATCH_2D: images; USE_FIXED_SINCOS_POS) when it is built.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from fvcore.common.config import CfgNode
 from .defaults import get_cfg
 from .errors import ConfigError
 
-# The backbones: what BMVIT.BACKBONE may name (for BMViT and the two-stage MViTRoI), and the classifiers of the same
-# MODEL.MODEL_NAME; each with the key of its patch embedding's stride (T, H, W) (ViT's is its tubelet size). A
-# convolutional stem (MVIT / VIT.CONV_STEM_CHANNELS) strides only H and W.
+# The backbones this package ships (BMVIT.BACKBONE for BMViT and the two-stage MViTRoI, or MODEL.MODEL_NAME for
+# their classifiers), each with the key of its patch embedding's stride (T, H, W) (ViT's is its tubelet size). A
+# convolutional stem (MVIT / VIT.CONV_STEM_CHANNELS) strides only H and W. BMVIT.BACKBONE may also name a backbone
+# the user registers: models/build.py's build_backbone decides, and the frame-count checks here are skipped for it
+# (its builder checks what it needs); an entry here gives it those checks.
 BACKBONE_PATCH_STRIDE_KEYS: dict[str, str] = {"MViT": "MVIT.PATCH_STRIDE", "ViT": "VIT.PATCH_SIZE",
                                               "Hiera": "HIERA.PATCH_STRIDE"}
 BACKBONES: tuple[str, ...] = tuple(BACKBONE_PATCH_STRIDE_KEYS)
 
 # Allowed values of the string-valued keys that select behaviour.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "BMVIT.BACKBONE": BACKBONES,
     "MODEL.HEAD_ACT": ("softmax", "sigmoid", "none"),
     "MVIT.MODE": ("conv",),
     "MVIT.ATTN_IMPL": ("auto", "folded", "sdpa", "explicit"),
@@ -193,8 +195,11 @@ def backbone_name(cfg: Any) -> str:
 
 def _check_temporal_tokens(cfg: CfgNode) -> None:
     """DATA.NUM_FRAMES against the temporal patch stride of the backbone in use: at least one temporal token, and
-    the two that BMVIT.TOKEN_ARRANGEMENT two_halves splits into halves."""
-    stride_key = BACKBONE_PATCH_STRIDE_KEYS[backbone_name(cfg)]
+    the two that BMVIT.TOKEN_ARRANGEMENT two_halves splits into halves. Skipped for a backbone without an entry in
+    BACKBONE_PATCH_STRIDE_KEYS (a user's own)."""
+    stride_key = BACKBONE_PATCH_STRIDE_KEYS.get(backbone_name(cfg))
+    if stride_key is None:
+        return
     stride = int(_get(cfg, stride_key)[0])
     frames = cfg.DATA.NUM_FRAMES
     _require(frames >= stride, "DATA.NUM_FRAMES",

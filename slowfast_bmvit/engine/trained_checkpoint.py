@@ -138,7 +138,9 @@ def _each(group: str, names: str) -> tuple[str, ...]:
 # Keys every model is built from.
 COMMON_ARCHITECTURE_KEYS = ("MODEL.MODEL_NAME", "MODEL.NUM_CLASSES")
 # Each backbone's own keys, compared for the backbone in use (config.backbone_name). VIT.POS_EMBED_GRID is compared as
-# the grid it resolves to (DERIVED_KEYS): the fixed sinusoid table is not in the checkpoint.
+# the grid it resolves to (DERIVED_KEYS): the fixed sinusoid table is not in the checkpoint. For a backbone the user
+# registers without an entry here nothing backbone-specific is compared (check_trained_config warns); an entry with
+# its config group's architecture keys makes the comparison cover it.
 BACKBONE_ARCHITECTURE_KEYS: dict[str, tuple[str, ...]] = {
     "MViT": _each("MVIT", "CLS_EMBED_ON PATCH_KERNEL PATCH_STRIDE PATCH_PADDING CONV_STEM_CHANNELS EMBED_DIM "
                           "NUM_HEADS MLP_RATIO QKV_BIAS DEPTH DIM_MUL HEAD_MUL POOL_KV_STRIDE POOL_KV_STRIDE_ADAPTIVE "
@@ -243,6 +245,11 @@ def check_trained_config(cfg, path: str, saved_yaml: str) -> None:
                 found.append(f"{key} {then} (config: {now})")
         return found
 
+    backbone = backbone_name(cfg)
+    if backbone not in BACKBONE_ARCHITECTURE_KEYS:
+        logger.warning("%s: backbone %s has no entry in BACKBONE_ARCHITECTURE_KEYS (engine/trained_checkpoint.py); "
+                       "its own config keys are not compared with the ones the checkpoint was trained under",
+                       path, backbone)
     architecture = differences(architecture_keys(cfg))
     if architecture:
         raise CheckpointError(f"{path}: trained with another model config: {'; '.join(architecture[:3])}"

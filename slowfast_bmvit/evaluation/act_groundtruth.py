@@ -15,6 +15,7 @@ one of them refuses is refused by all, with one line naming the file and the fir
 
 from __future__ import annotations
 
+import numbers
 import os
 import pickle
 from typing import Any, Mapping, Sequence
@@ -54,6 +55,15 @@ def _is_list(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
+def _whole_number(value: Any) -> int | None:
+    """`value` as an int when it is a whole number (an integer, or a float without a fraction), else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    return None
+
+
 def validate_act_gt(gt: Any, source: str = "<ACT ground truth>") -> None:
     """Check the ACT structure: the six keys, split lists, an nframes / resolution / gttubes entry for every listed
     video, labels in range, tubes [T, 5] with frames inside 1..nframes.
@@ -80,6 +90,11 @@ def validate_act_gt(gt: Any, source: str = "<ACT ground truth>") -> None:
     for key in ("train_videos", "test_videos"):
         if not _is_list(gt[key]) or not all(_is_list(split) for split in gt[key]):
             fail(f"{key!r} must be a list with one list of video names per split")
+    nframes_of = {}
+    for video, value in gt["nframes"].items():
+        nframes_of[video] = _whole_number(value)
+        if nframes_of[video] is None or nframes_of[video] < 1:
+            fail(f"nframes[{video!r}]: {value!r} is not a number of frames (a positive integer)")
     for video in sorted({video for key in ("train_videos", "test_videos") for split in gt[key] for video in split}):
         for key in ("nframes", "resolution", "gttubes"):
             if video not in gt[key]:
@@ -89,9 +104,13 @@ def validate_act_gt(gt: Any, source: str = "<ACT ground truth>") -> None:
             fail(f"video {video!r} has tubes in 'gttubes' but no entry in 'nframes'")
         if not isinstance(tubes, Mapping):
             fail(f"gttubes[{video!r}] must be a dict {{label: [tubes]}}, got {type(tubes).__name__}")
-        nframes = int(gt["nframes"][video])
+        nframes = nframes_of[video]
         for label, label_tubes in tubes.items():
-            if not 0 <= int(label) < num_labels:
+            index = _whole_number(label)
+            if index is None:
+                fail(f"gttubes[{video!r}]: label {label!r} is not a class index (an integer 0..{num_labels - 1} "
+                     f"into 'labels')")
+            if not 0 <= index < num_labels:
                 fail(f"gttubes[{video!r}]: label {label} outside 0..{num_labels - 1}")
             for index, tube in enumerate(label_tubes):
                 tube = np.asarray(tube)

@@ -28,8 +28,9 @@ def get_model_class(name: str) -> type:
 def build_backbone(cfg) -> torch.nn.Module:
     """The head-less backbone of the detection models: `MODEL_REGISTRY[BMVIT.BACKBONE](cfg, with_head=False)`.
 
-    A backbone is a registered model with `forward_features` (config/validation.py's BACKBONES); any other name,
-    a detector included, is a ConfigError listing the backbones.
+    A backbone is any registered model with `forward_features`: the shipped ones (config/validation.py's BACKBONES)
+    and any the user registers. Any other name, a registered detector included, is a ConfigError listing the
+    backbones.
     """
     backbones = sorted(name for name, cls in MODEL_REGISTRY if hasattr(cls, "forward_features"))
     if cfg.BMVIT.BACKBONE not in backbones:

@@ -53,7 +53,8 @@ def _time_slots(arrangement: str, time: int) -> tuple[list[range], list[range]]:
     """The rule of each arrangement, for a backbone grid of `time` temporal tokens: the backbone time indices of each
     temporal slot of the box / actor tokens and of the class tokens (a slot of one index is that time slice, a slot
     of several is their average). The table of the module docstring; both are the same list object when the
-    arrangement shares its tokens (`all`, `center`, `all_tpool`)."""
+    arrangement shares its tokens (`all`, `center`, `all_tpool`). A name of ARRANGEMENTS without a rule here is a
+    ValueError naming it, never another arrangement's rule."""
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: unknown arrangement {arrangement!r} "
                          f"(known: {', '.join(ARRANGEMENTS)})")
@@ -70,7 +71,10 @@ def _time_slots(arrangement: str, time: int) -> tuple[list[range], list[range]]:
         return central, pooled
     if arrangement == "all_tpool":
         return pooled, pooled
-    return [range(center - 1, center), range(center, center + 1)], [range(center), range(center, time)]  # two_halves
+    if arrangement == "two_halves":
+        return [range(center - 1, center), range(center, center + 1)], [range(center), range(center, time)]
+    raise ValueError(f"BMVIT.TOKEN_ARRANGEMENT: arrangement {arrangement!r} is in ARRANGEMENTS but has no rule in "
+                     f"models/token_selection.py's _time_slots")
 
 
 def _gather(tokens: Tensor, slots: list[range]) -> Tensor:
