@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from provenance import provenance_line
+from provenance import provenance_line, publish
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -197,10 +197,7 @@ def main() -> None:
         text += ("\nThe demo on given inputs (the config's DEMO.STRIDE), its video decoded back with PyAV:\n\n"
                  + "\n".join(table) + f"\n\nFrame count and size of every annotated video "
                  f"{'equal' if same else 'DIFFER FROM'} the input's.\n")
-    print(text)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

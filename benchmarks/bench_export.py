@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from provenance import provenance_line
+from provenance import provenance_line, publish
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -130,10 +130,7 @@ def main() -> None:
     within = "within" if worst <= 1e-4 else "NOT within"
     verdict = f"Largest difference from the eager model over all rows: {worst:.1e} ({within} 1e-4)."
     text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n"
-    print(text)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    publish(text, args.out)
 
 
 if __name__ == "__main__":

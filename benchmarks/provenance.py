@@ -1,4 +1,5 @@
-"""When and where a benchmark ran: the machine and date line of the results tables in benchmarks/results/, e.g.
+"""When and where a benchmark ran, and where its table goes (`publish`): the machine and date line of the results
+tables in benchmarks/results/, e.g.
 
     Measured 2026-12-04 on AMD EPYC, 2 logical CPUs; Python 3.11.7, torch 2.13.0+cpu, 1 torch thread(s),
     OMP_NUM_THREADS=1.
@@ -75,3 +76,11 @@ def provenance_line(extra: str = "", threads: int | None = None) -> str:
     """One Markdown line: 'Measured <date> on <machine>; <software>.' followed by `extra` (a sentence) if given."""
     line = f"Measured {today()} on {machine_description()}; {software_description(threads)}."
     return f"{line} {extra}" if extra else line
+
+
+def publish(text: str, out: str | None) -> None:
+    """Print a results table and, when `out` is given, write it to that file (replacing it)."""
+    print(text)
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(text)
