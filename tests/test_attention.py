@@ -17,6 +17,7 @@ from slowfast_bmvit.models.attention import (
     attention_weights,
     explicit_attention,
     folded_attention,
+    pool_tokens,
     position_codes,
     rel_pos_bias,
     rel_pos_terms,
@@ -156,3 +157,62 @@ def test_training_after_an_inference_mode_forward(impl):
     out, _ = module(x, (4, 16, 16))
     out.sum().backward()
     assert module.rel_pos_t.grad is not None and module.rel_pos_t.grad.abs().sum() > 0
+
+
+def _pool_input_layouts(pool):
+    """Record, for each call of `pool`, whether its input was dense channels-last and whether it was NCDHW."""
+    seen = []
+    pool.register_forward_pre_hook(lambda module, args: seen.append(
+        (args[0].is_contiguous(memory_format=torch.channels_last_3d), args[0].is_contiguous())))
+    return seen
+
+
+@pytest.mark.parametrize("has_cls", [True, False])
+def test_cpu_pooling_in_channels_last_equals_the_float64_ncdhw_definition(has_cls):
+    """pool_tokens hands the CPU convolution and max-pool a channels-last grid (their fast layout); tokens, input
+    gradient and the convolution's weight gradient equal a float64 NCDHW computation written out here."""
+    torch.manual_seed(0)
+    thw, heads, channels, s = (2, 6, 4), 2, 8, int(has_cls)
+    conv = torch.nn.Conv3d(channels, channels, 3, stride=(1, 2, 2), padding=1, groups=channels, bias=False)
+    maxpool = torch.nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1))
+    conv_layouts, pool_layouts = _pool_input_layouts(conv), _pool_input_layouts(maxpool)
+    x = torch.randn(2, heads, s + math.prod(thw), channels, requires_grad=True)
+
+    def reference(tokens, weight):
+        grid = tokens[:, :, s:].reshape(2 * heads, *thw, channels).permute(0, 4, 1, 2, 3)
+        pooled = F.conv3d(grid, weight, stride=(1, 2, 2), padding=1, groups=channels)
+        pooled = pooled.flatten(2).transpose(1, 2).reshape(2, heads, -1, channels)
+        return torch.cat((tokens[:, :, :s], pooled), dim=2)
+
+    out, out_thw = pool_tokens(x, conv, thw, has_cls)
+    assert out_thw == (2, 3, 2)
+    x64, weight64 = x.detach().double().requires_grad_(), conv.weight.detach().double().requires_grad_()
+    expected = reference(x64, weight64)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)
+    grad_out = torch.randn_like(expected)
+    out.backward(grad_out.float())
+    expected.backward(grad_out)
+    torch.testing.assert_close(x.grad.double(), x64.grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(conv.weight.grad.double(), weight64.grad, rtol=1e-5, atol=1e-6)
+
+    skip, skip_thw = pool_tokens(x[:, 0].detach(), maxpool, thw, has_cls)
+    grid = x[:, 0, s:].detach().reshape(2, *thw, channels).permute(0, 4, 1, 2, 3)
+    expected_skip = F.max_pool3d(grid, (1, 3, 3), (1, 2, 2), (0, 1, 1)).flatten(2).transpose(1, 2)
+    assert skip_thw == (2, 3, 2)
+    assert torch.equal(skip[:, s:], expected_skip) and torch.equal(skip[:, :s], x[:, 0, :s].detach())
+    assert conv_layouts == [(True, False)] and pool_layouts == [(True, False)]
+
+
+def test_cpu_pooling_convolution_trains_bfloat16_on_an_ncdhw_grid():
+    """Under CPU bf16 autocast with gradients the convolution gets an NCDHW grid (torch's channels-last bf16 kernel
+    computes a wrong weight gradient: tests/test_engine.py checks the gradients of a whole model); without
+    gradients, or in float32, it keeps the channels-last one."""
+    conv = torch.nn.Conv3d(8, 8, 3, padding=1, groups=8, bias=False)
+    layouts = _pool_input_layouts(conv)
+    x = torch.randn(1, 2, 1 + 2 * 4 * 4, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pool_tokens(x, conv, (2, 4, 4), True)
+        with torch.no_grad():
+            pool_tokens(x, conv, (2, 4, 4), True)
+    pool_tokens(x, conv, (2, 4, 4), True)
+    assert layouts == [(False, True), (True, False), (True, False)]

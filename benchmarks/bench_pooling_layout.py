@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Benchmark: the MViT pooling ops on the CPU fed a channels-last grid (as `models.attention.pool_tokens` does) or an
+NCDHW one (what it did before), whole-model forward and training step side by side.
+
+    python benchmarks/bench_pooling_layout.py --threads 1 --out benchmarks/results/pooling_layout.md
+
+Every pooling op of an MViT block (the depthwise Conv3d of q, k and v, the skip path's MaxPool3d) runs on a token
+grid. "channels-last" is the shipped `pool_tokens`; "NCDHW" is the same function with the grid made NCDHW-contiguous
+before the op, defined below (its output equals the shipped one to the last bit in float32 forward; the training
+step's gradients differ by rounding). Both run on one model, their timed iterations interleaved; the columns are
+medians. Models: "ava" (configs/AVA/BMViT_MViTv2_S.yaml, 16x256) and "demo" (configs/SYNTH/BMViT_demo.yaml, 8x112).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+
+import torch
+
+from bench_speed import MODELS, Trainer, forward, model_cfg, synthetic_batch, timed
+from provenance import provenance_line, publish
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from slowfast_bmvit.models import attention  # noqa: E402
+from slowfast_bmvit.models import get_model_class  # noqa: E402
+
+SHIPPED_POOL_TOKENS = attention.pool_tokens
+
+
+def ncdhw_pool_tokens(x, pool, thw, has_cls, norm=None):
+    """`pool_tokens` with the grid handed to `pool` NCDHW-contiguous: [B*heads, C, T, H, W] dense in that order."""
+    if pool is None:
+        return x, thw
+    squeeze = x.ndim == 3
+    if squeeze:
+        x = x.unsqueeze(1)
+    if has_cls:
+        cls_tok, x = x[:, :, :1], x[:, :, 1:]
+    batch, heads, _, channels = x.shape
+    grid = pool(x.reshape(batch * heads, *thw, channels).permute(0, 4, 1, 2, 3).contiguous())
+    new_thw = tuple(grid.shape[2:])
+    x = grid.reshape(batch, heads, channels, -1).transpose(2, 3)
+    if has_cls:
+        x = torch.cat((cls_tok, x), dim=2)
+    if norm is not None:
+        x = norm(x)
+    return (x.squeeze(1) if squeeze else x), new_thw
+
+
+@contextlib.contextmanager
+def pooling_layout(layout: str):
+    attention.pool_tokens = SHIPPED_POOL_TOKENS if layout == "channels-last" else ncdhw_pool_tokens
+    try:
+        yield
+    finally:
+        attention.pool_tokens = SHIPPED_POOL_TOKENS
+
+
+def measure(name: str, infer_batch: int, train_batch: int, iters: int) -> list[dict]:
+    cpu = torch.device("cpu")
+    cfg = model_cfg(name, cpu, False)
+    torch.manual_seed(0)
+    model = get_model_class(cfg.MODEL.MODEL_NAME)(cfg)
+    layouts = ("channels-last", "NCDHW")
+    rows = {layout: {"model": name, "layout": layout, "forward": [], "train": []} for layout in layouts}
+    infer = synthetic_batch(cfg, infer_batch, cpu)
+    tokens = {}
+    model.eval()
+    with torch.inference_mode():
+        for layout in layouts:
+            with pooling_layout(layout):
+                tokens[layout] = model.backbone.forward_features(infer["inputs"])[0]  # also the warm-up
+        for _ in range(iters):
+            for layout in layouts:
+                with pooling_layout(layout):
+                    rows[layout]["forward"].append(timed(lambda: forward(model, infer), cpu)[0])
+    rows["NCDHW"]["diff"] = float((tokens["NCDHW"] - tokens["channels-last"]).abs().max())
+    rows["channels-last"]["diff"] = 0.0
+    if train_batch:
+        model.train()
+        trainer = Trainer(cfg, model, cpu, torch.float32)
+        batch = synthetic_batch(cfg, train_batch, cpu)
+        for layout in layouts:
+            with pooling_layout(layout):
+                trainer.step(batch)  # warm-up
+        for _ in range(iters):
+            for layout in layouts:
+                with pooling_layout(layout):
+                    rows[layout]["train"].append(timed(lambda: trainer.step(batch), cpu)[0])
+    for row in rows.values():
+        row["infer_batch"], row["train_batch"] = infer_batch, train_batch
+        row["forward_s"] = statistics.median(row.pop("forward"))
+        times = row.pop("train")
+        row["train_s"] = statistics.median(times) if times else None
+        print(row, flush=True)
+    return list(rows.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=["ava", "demo"], default=["ava", "demo"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per layout (interleaved)")
+    parser.add_argument("--out", help="write the Markdown table here (replacing the file)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    # (inference batch, training batch): the AVA model at batch 1; the demo model at its training batch.
+    batches = {"ava": (1, 1), "demo": (8, 8)}
+    rows = [row for name in args.models for row in measure(name, *batches[name], args.iters)]
+    lines = ["| model | pooling input | forward s (batch) | training step s (batch) | forward tokens vs channels-last: "
+             "max abs diff |", "|---|---|---:|---:|---:|"]
+    summary = []
+    for fast, slow in zip(rows[::2], rows[1::2]):
+        for r in (fast, slow):
+            train = f"{r['train_s']:.3f} ({r['train_batch']})" if r["train_s"] is not None else "-"
+            lines.append(f"| {r['model']} | {r['layout']} | {r['forward_s']:.3f} ({r['infer_batch']}) | {train} | "
+                         f"{r['diff']:.1e} |")
+        speedup = f"forward {slow['forward_s'] / fast['forward_s']:.2f}x"
+        if fast["train_s"] is not None:
+            speedup += f", training step {slow['train_s'] / fast['train_s']:.2f}x"
+        summary.append(f"- {fast['model']} ({MODELS[fast['model']][1]}): channels-last pooling input {speedup} "
+                       "as fast as NCDHW")
+    header = [
+        "# MViT pooling on the CPU: channels-last against NCDHW grids (benchmarks/bench_pooling_layout.py)",
+        "",
+        "One model per row pair, the two layouts' timed iterations interleaved; medians of "
+        f"{args.iters}. Float32, eval mode for the forward, the trainer's full step (loss, backward, optimizer).",
+        "",
+        f"Command: `python benchmarks/bench_pooling_layout.py {' '.join(sys.argv[1:])}`".rstrip(),
+        provenance_line(),
+    ]
+    text = "\n".join(header) + "\n\n" + "\n".join(lines) + "\n\n" + "\n".join(summary) + "\n"
+    publish(text, args.out)
+
+
+if __name__ == "__main__":
+    main()
