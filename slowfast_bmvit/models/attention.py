@@ -66,8 +66,9 @@ def pool_tokens(
     if x.device.type == "cpu":
         if _channels_last_is_safe(pool, x):
             # Dense in channels-last order ([B*heads, T, H, W, C] in memory, one copy): oneDNN's depthwise Conv3d
-            # runs 2-5x and torch's MaxPool3d 10-20x faster on it than on NCDHW, with the same numbers, and the
-            # pooled grid comes back channels-last, so that the tokens below are a view.
+            # and torch's MaxPool3d run several times faster on it than on NCDHW, with the same numbers (the BMViT
+            # forward 1.13x, a training step 1.12x: benchmarks/results/pooling_layout.md), and the pooled grid
+            # comes back channels-last, so that the tokens below are a view.
             grid = grid.contiguous().permute(0, 4, 1, 2, 3)
         else:
             grid = grid.permute(0, 4, 1, 2, 3).contiguous()
