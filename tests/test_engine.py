@@ -78,6 +78,24 @@ CONV_STEM_OPTS = ("MVIT.CONV_STEM_CHANNELS", "[4]", "MVIT.PATCH_KERNEL", "[3, 3,
                   "[2, 2, 2]", "MVIT.PATCH_PADDING", "[1, 1, 1]")
 
 
+def train_killed_at_step(cfg, monkeypatch, step: int) -> None:
+    """Run `train(cfg)` until it is killed (KeyboardInterrupt) as it starts its `step`-th training step (1-based,
+    counted over all epochs); what it saved before stays on disk."""
+    real_losses = DetectionTask.losses
+    calls = {"n": 0}
+
+    def dies_at_the_step(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt("killed")
+        return real_losses(self, model, batch)
+
+    monkeypatch.setattr(DetectionTask, "losses", dies_at_the_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(DetectionTask, "losses", real_losses)
+
+
 @pytest.mark.parametrize("backbone_opts", [(), CONV_STEM_OPTS], ids=["patch_embedding", "conv_stem"])
 def test_killed_run_resumes_to_the_same_weights(repo_root, synth_root, tmp_path, monkeypatch, backbone_opts):
     """12 clips, batch 4: 3 iterations per epoch, 2 epochs; the run dies in epoch 2 after a mid-epoch checkpoint."""
@@ -86,19 +104,7 @@ def test_killed_run_resumes_to_the_same_weights(repo_root, synth_root, tmp_path,
 
     killed = tmp_path / "killed"
     cfg = tiny_cfg(repo_root, synth_root, killed, "TRAIN.CHECKPOINT_ITER_PERIOD", "1", *backbone_opts)
-    real_losses = DetectionTask.losses
-    calls = {"n": 0}
-
-    def dies_at_the_fifth_step(self, model, batch):
-        calls["n"] += 1
-        if calls["n"] == 5:  # epoch 2, second iteration: after the checkpoint of its first iteration
-            raise KeyboardInterrupt("killed")
-        return real_losses(self, model, batch)
-
-    monkeypatch.setattr(DetectionTask, "losses", dies_at_the_fifth_step)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(DetectionTask, "losses", real_losses)
+    train_killed_at_step(cfg, monkeypatch, 5)  # epoch 2, second iteration: after the checkpoint of its first
     newest = os.path.basename(get_last_checkpoint(str(killed)))
     assert newest == "checkpoint_epoch_00001_iter_0000001.pyth", list_checkpoints(str(killed))
 

@@ -22,7 +22,7 @@ from slowfast_bmvit.engine.trainer import train
 from slowfast_bmvit.models import get_model_class
 from slowfast_bmvit.models.attention import attention_impl
 from slowfast_bmvit.utils.profiling import sdpa_kernels
-from test_engine import final_weights, synth_root, tiny_cfg  # noqa: F401  (synth_root is a fixture)
+from test_engine import final_weights, synth_root, tiny_cfg, train_killed_at_step  # noqa: F401  (synth_root: fixture)
 
 pytestmark = [
     pytest.mark.gpu,
@@ -191,19 +191,7 @@ def test_float16_with_grad_scaler_trains_and_resumes(repo_root, synth_root, tmp_
 
     killed = tmp_path / "killed"
     cfg = tiny_cfg(repo_root, synth_root, killed, *opts)
-    real_losses = DetectionTask.losses
-    calls = {"n": 0}
-
-    def dies_in_epoch_two(self, model, batch):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("killed")
-        return real_losses(self, model, batch)
-
-    monkeypatch.setattr(DetectionTask, "losses", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.setattr(DetectionTask, "losses", real_losses)
+    train_killed_at_step(cfg, monkeypatch, 5)  # in epoch 2
     assert os.path.basename(get_last_checkpoint(str(killed))) == "checkpoint_epoch_00001.pyth"
     train(cfg)
     epoch_a, weights_a = final_weights(reference)
