@@ -280,14 +280,13 @@ def position_codes(k_thw: Grid, axes: tuple[bool, bool, bool], s: int, width: in
     kt, kh, kw = k_thw
     coords = torch.stack(torch.meshgrid(torch.arange(kt), torch.arange(kh), torch.arange(kw), indexing="ij"), -1)
     coords = coords.reshape(-1, 3)
-    codes, offset = [], 0
+    codes = torch.zeros(s + coords.shape[0], width, dtype=torch.int64)
+    column = 0
     for axis, size in enumerate(k_thw):
         if axes[axis]:
-            codes.append(F.one_hot(coords[:, axis], size))
-            offset += size
-    grid_codes = torch.cat(codes, dim=1) if codes else torch.zeros(coords.shape[0], 0, dtype=torch.int64)
-    grid_codes = F.pad(grid_codes, (0, width - offset, s, 0))
-    return grid_codes.to(device=device, dtype=dtype)
+            codes[s:, column:column + size] = F.one_hot(coords[:, axis], size)
+            column += size
+    return codes.to(device=device, dtype=dtype)
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -324,9 +323,15 @@ def folded_attention(
     dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else q.dtype
     batch, heads, _, head_dim = q.shape
     value_dim = v.shape[-1]
-    rel = torch.cat(terms, dim=-1).to(dtype) if terms else q.new_zeros(batch, heads, q.shape[2] - s, 0)
-    extra = _round_up(head_dim + rel.shape[-1], 8) - head_dim
-    q_ext = torch.cat(((q * scale).to(dtype), F.pad(rel, (0, extra - rel.shape[-1], s, 0))), dim=-1)
+    if terms:
+        rel = torch.cat(terms, dim=-1).to(dtype)
+        extra = _round_up(head_dim + rel.shape[-1], 8) - head_dim
+        rel = F.pad(rel, (0, extra - rel.shape[-1], s, 0))
+    else:
+        # Built directly rather than padded from zero width, which F.pad refuses in torch 2.4.
+        extra = _round_up(head_dim, 8) - head_dim
+        rel = q.new_zeros(batch, heads, q.shape[2], extra, dtype=dtype)
+    q_ext = torch.cat(((q * scale).to(dtype), rel), dim=-1)
     codes = position_codes(tuple(k_thw), axes, s, extra, k.device, dtype)
     k_ext = torch.cat((k.to(dtype), codes.expand(batch, heads, -1, -1)), dim=-1)
     v = v.to(dtype)
