@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from slowfast_bmvit.config import assert_and_infer_cfg, load_config
-from slowfast_bmvit.engine.export import InferenceForm, as_model_outputs, example_clip, run_exported
+from slowfast_bmvit.engine.export import (InferenceForm, as_model_outputs, example_clip, onnx_export_unavailable,
+                                          run_exported)
 from slowfast_bmvit.models import build_model
 from slowfast_bmvit.models.flip_average import flip_averaged_outputs
 from slowfast_bmvit.models.postprocess import postprocess_detections
@@ -41,6 +42,8 @@ def demo_run(tmp_path_factory):
 def test_exported_demo_model_matches_eager(demo_run, fmt, capsys):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason="onnxruntime (requirements-dev.txt) runs the ONNX file")
+        if onnx_export_unavailable():
+            pytest.skip(onnx_export_unavailable())
     cfg, model, folder = demo_run
     path = folder / f"bmvit.{fmt}"
     export_model.main(["--cfg", DEMO_CFG, "--format", fmt, "--output", str(path), "--batch-size", "2",
@@ -89,3 +92,23 @@ def test_export_runs_on_the_cpu_whatever_num_gpus_says(tmp_path, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "no trained checkpoint" in err and "NUM_GPUS" not in err, err
+
+
+def test_onnx_export_refuses_an_exporter_without_the_needed_keywords(demo_run, monkeypatch, capsys):
+    """A torch whose torch.onnx.export predates dynamic_shapes / external_data (2.4 has only dynamo) stops the
+    export with one line naming them, before anything is written."""
+    pytest.importorskip("onnxscript", reason="onnxscript (requirements-dev.txt) is what ONNX export needs first")
+    _, _, folder = demo_run
+
+    def old_export(model, args, f, export_params=True, verbose=False, input_names=None, output_names=None,
+                   dynamo=False):
+        raise AssertionError("must not be called")
+
+    monkeypatch.setattr(torch.onnx, "export", old_export)
+    path = folder / "refused.onnx"
+    with pytest.raises(SystemExit) as stop:
+        export_model.main(["--cfg", DEMO_CFG, "--format", "onnx", "--output", str(path), "OUTPUT_DIR", str(folder)])
+    message = str(stop.value.code)
+    assert message.startswith("error: ONNX export needs a torch.onnx.export that takes dynamic_shapes, external_data")
+    assert "--format torchscript" in message and "\n" not in message
+    assert not path.exists()

@@ -38,7 +38,8 @@ def main(argv=None) -> None:
     import importlib.util
 
     from slowfast_bmvit.engine.export import (InferenceForm, compare_with_eager, example_clip, export_onnx,
-                                              export_torchscript, interface_description, write_interface)
+                                              export_torchscript, interface_description, onnx_export_unavailable,
+                                              write_interface)
     from slowfast_bmvit.engine.trained_checkpoint import load_trained_checkpoint
     from slowfast_bmvit.models import build_model
     from slowfast_bmvit.models.checkpoint_loading import CheckpointError
@@ -55,8 +56,9 @@ def main(argv=None) -> None:
     except (ConfigError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
-    if args.format == "onnx" and importlib.util.find_spec("onnxscript") is None:
-        raise SystemExit("error: ONNX export needs the onnx and onnxscript packages (pip install onnx onnxscript)")
+    unavailable = onnx_export_unavailable() if args.format == "onnx" else None
+    if unavailable:
+        raise SystemExit(f"error: {unavailable}")
 
     form = InferenceForm.from_cfg(model, cfg)
     clip = example_clip(cfg, args.batch_size)

@@ -15,6 +15,8 @@ run as one batch, so the exported graph holds the network once.
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,6 +105,23 @@ def export_torchscript(form: InferenceForm, clip: torch.Tensor, path: str | Path
         traced = torch.jit.trace(form.eval(), clip, check_trace=False)
     traced.save(str(path))
     return path
+
+
+# What `export_onnx` asks of torch.onnx.export: the torch.export-based exporter, a dynamic batch axis, the weights
+# inside the one file. Older torch releases (2.4, for one) take only part of these.
+ONNX_EXPORT_KEYWORDS = ("dynamo", "dynamic_shapes", "external_data")
+
+
+def onnx_export_unavailable() -> str | None:
+    """Why ONNX export cannot run with the installed packages (one line), or None when it can."""
+    if importlib.util.find_spec("onnxscript") is None:
+        return "ONNX export needs the onnx and onnxscript packages (pip install onnx onnxscript)"
+    accepted = inspect.signature(torch.onnx.export).parameters
+    missing = [keyword for keyword in ONNX_EXPORT_KEYWORDS if keyword not in accepted]
+    if missing:
+        return (f"ONNX export needs a torch.onnx.export that takes {', '.join(missing)} (torch {torch.__version__} "
+                f"does not; newer releases do): upgrade torch, or export with --format torchscript")
+    return None
 
 
 def export_onnx(form: InferenceForm, clip: torch.Tensor, path: str | Path) -> Path:
