@@ -8,8 +8,9 @@
 # 2. On the GPU machine, from the repository root, with .whl/ carried along (about 37 MiB); on this workplace's
 #    device tool:
 #        run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=540)
-#    It installs the wheels into /tmp/site (the image's own torch and Python stay), runs `pytest -m gpu`, then
-#    benchmarks/bench_speed.py on CUDA, and leaves under $OUT (default ./gpu_check_out):
+#    It installs the wheels into /tmp/site (the image's own torch and Python stay: torch 2.11.0 as last listed,
+#    with which the CPU test suite and this script's dry run pass, benchmarks/results/torch_versions.md), runs
+#    `pytest -m gpu`, then benchmarks/bench_speed.py on CUDA, and leaves under $OUT (default ./gpu_check_out):
 #        gpu_tests.log   the pytest output with the logged SDPA backends, sync counts and memory figures
 #        speed_gpu.md    the benchmark's section for benchmarks/results/speed.md (append it there)
 #        speed_gpu.json  the same rows, machine-readable
