@@ -42,8 +42,9 @@ def demo_run(tmp_path_factory):
 def test_exported_demo_model_matches_eager(demo_run, fmt, capsys):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime", reason="onnxruntime (requirements-dev.txt) runs the ONNX file")
-        if onnx_export_unavailable():
-            pytest.skip(onnx_export_unavailable())
+        reason = onnx_export_unavailable()
+        if reason:
+            pytest.skip(reason)
     cfg, model, folder = demo_run
     path = folder / f"bmvit.{fmt}"
     export_model.main(["--cfg", DEMO_CFG, "--format", fmt, "--output", str(path), "--batch-size", "2",

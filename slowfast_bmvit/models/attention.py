@@ -212,9 +212,9 @@ def rel_pos_bias(q: torch.Tensor, q_thw: Grid, k_thw: Grid, *tables: torch.Tenso
 
 # MVIT.ATTN_IMPL "auto": the implementation used on each device type. CPU: "folded" gave the BMViT MViTv2-S
 # forward at 16x256 1.28-1.34x the throughput of "explicit" and 1.07-1.11x that of "sdpa", and trains 1.19-1.36x as
-# fast with 22-23% less peak memory (benchmarks/results/speed.md). CUDA: "folded" is the only one of the three that the flash
-# kernel accepts (no mask; q, k and v of one head dim, a multiple of 8); benchmarks/gpu_check.sh times it against
-# "sdpa" (the memory-efficient kernel, which takes the mask).
+# fast with 22-23% less peak memory (benchmarks/results/speed.md). CUDA: "folded" is the only one of the three that
+# the flash kernel accepts (no mask; q, k and v of one head dim, a multiple of 8); benchmarks/gpu_check.sh times it
+# against "sdpa" (the memory-efficient kernel, which takes the mask).
 AUTO_ATTN_IMPL = {"cpu": "folded", "cuda": "folded"}
 ATTN_IMPLS = ("auto", "folded", "sdpa", "explicit")
 
