@@ -20,7 +20,8 @@ measured side by side even when other processes share the CPU. Per row:
   random data; CPU: a float32 2048^3 matmul at the same thread count);
 - the SDPA kernel that ran (utils/profiling.sdpa_kernels) and how far the backbone's output tokens of a batch-1
   clip are from those of "explicit" (largest absolute difference, and ||difference|| / ||explicit||);
-- warm-up seconds: the untimed first calls of the group (with torch.compile, its compilation), shared by its rows.
+- warm-up seconds: the untimed first calls of the group (with torch.compile, its compilation), shared by its rows;
+  --compiled-inference off times compiled groups in training only, one compilation instead of three.
 On the CPU the table also gives CPU seconds per batch-1 clip (process time): with one thread it is the throughput
 measure that other jobs on the machine disturb least. --loss-share B times the bipartite matching and the loss
 (forward and backward) against a whole training step at batch B on the first model; --profile K lists the K kernels
@@ -40,6 +41,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from contextlib import nullcontext
 from typing import Any, Callable
 
@@ -197,8 +199,14 @@ def matrix_rate(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * size**3 / statistics.median(seconds)
 
 
+# Besides torch's own OutOfMemoryError, cuBLAS and cuDNN report a failed workspace allocation in their own words
+# (cuDNN often as "no valid engine/algorithm" when every candidate needed more memory than was left).
+_OOM_MESSAGES = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                 "Unable to find a valid cuDNN algorithm")
+
+
 def is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
+    return isinstance(error, torch.OutOfMemoryError) or any(text in str(error) for text in _OOM_MESSAGES)
 
 
 # ---------------------------------------------------------------------------------------------- one group of rows
@@ -223,7 +231,7 @@ def largest_batch(trainer: Trainer, cfg, device: torch.device, start: int, limit
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     if not fits:
-        raise SystemExit(f"a training step of batch {start} does not fit in device memory")
+        raise RuntimeError(f"a training step of batch {start} does not fit in device memory")
     return fits
 
 
@@ -248,7 +256,9 @@ def run_group(args, name: str, impls: list[str], dtype_name: str, compiled: bool
 
     one = synthetic_batch(cfg, 1, device, seed=1)
     started = time.perf_counter()
-    if not checkpointing:  # checkpointing changes training only
+    # Checkpointing changes training only; --compiled-inference off leaves a compiled group one graph to compile
+    # (the training step's) instead of three (batch 1, --infer-batch, training).
+    if not checkpointing and not (compiled and args.compiled_inference == "off"):
         model.eval()
         many = synthetic_batch(cfg, args.infer_batch, device, seed=2) if args.infer_batch > 1 else None
         outputs = {}
@@ -307,7 +317,8 @@ def run_group(args, name: str, impls: list[str], dtype_name: str, compiled: bool
         for impl in impls:
             rows[impl]["warmup_s"] = rows[impl].get("warmup_s", 0.0) + time.perf_counter() - started
         steps = {impl: [] for impl in impls}
-        data = {impl: synthetic_batch(cfg, batches[impl], device, seed=3) for impl in impls}
+        by_size = {size: synthetic_batch(cfg, size, device, seed=3) for size in set(batches.values())}
+        data = {impl: by_size[batches[impl]] for impl in impls}  # one copy per batch size: less memory held
         for _ in range(args.iters):
             for impl in impls:
                 with attention_impl(model, impl):
@@ -316,7 +327,7 @@ def run_group(args, name: str, impls: list[str], dtype_name: str, compiled: bool
             clips_s = batches[impl] / statistics.median(steps[impl])
             rows[impl].update(train_batch=batches[impl], train_clips_s=clips_s,
                               mfu=6e9 * gflops[name] * clips_s / peak_rate)
-        del trainer, data
+        del trainer, data, by_size
     model = None  # frees it before the next group (assigned, not deleted: the lambdas above close over it)
     gc.collect()
     if device.type == "cuda":
@@ -473,6 +484,8 @@ def main() -> None:
     parser.add_argument("--loss-share-steps", type=int, default=1)
     parser.add_argument("--profile", type=int, default=0, help="CUDA: list this many top kernels (0: skip)")
     parser.add_argument("--profile-batch", type=int, default=16)
+    parser.add_argument("--compiled-inference", choices=["on", "off"], default="on",
+                        help="off: compiled groups time training only (one compilation instead of three)")
     parser.add_argument("--time-budget", type=float, default=0, help="seconds; skip groups that would start later")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "speed.md"))
     parser.add_argument("--json", default="", help="also write the rows here as JSON (rewritten after each group)")
@@ -514,7 +527,7 @@ def main() -> None:
         args.dtypes = list(dict.fromkeys(group[2] for group in groups))
     machine, command = machine_line(device), "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
     versions, date = f"python {platform.python_version()}, torch {torch.__version__}", today()
-    rows, gflops = [], {}
+    rows, gflops, failed = [], {}, []
 
     def save_json() -> None:
         if args.json:
@@ -534,13 +547,29 @@ def main() -> None:
             print(f"time budget spent: skipping {name} {impls} {dtype_name} compile {compiled} ckpt {checkpointing}",
                   flush=True)
             continue
-        group = run_group(args, name, impls, dtype_name, compiled == "on", checkpointing == "on", device, gflops,
-                          peak_rate)
+        try:
+            group = run_group(args, name, impls, dtype_name, compiled == "on", checkpointing == "on", device,
+                              gflops, peak_rate)
+        except Exception as error:  # noqa: BLE001  (one failed group must not cost the others' rows)
+            traceback.print_exc()
+            failed.append(f"{name} {','.join(impls)} {dtype_name} compile {compiled} ckpt {checkpointing}: "
+                          f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            print(f"group failed: {failed[-1]}", flush=True)
+            group = None
+        if group is None:  # out of the except block, so that the traceback's frames (and tensors) are gone
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
         for row in group:
             print(json.dumps(row), flush=True)
         rows += group
         save_json()
     write_report(args, device, rows, peak_rate, share, kernels, machine, command, versions, date)
+    if failed:
+        with open(args.out, "a") as handle:
+            handle.write("\nGroups that failed in this run: " + "; ".join(failed) + ".\n")
+        raise SystemExit("groups that failed (their tracebacks above): " + "; ".join(failed))
 
 
 def write_report(args, device: torch.device, rows: list[dict], peak_rate: float, share: dict | None,
