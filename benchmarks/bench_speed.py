@@ -40,6 +40,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from contextlib import nullcontext
@@ -525,6 +526,10 @@ def main() -> None:
             groups.append((name, impls.split(","), dtype_name, compiled, checkpointing))
         args.models = list(dict.fromkeys(group[0] for group in groups))
         args.dtypes = list(dict.fromkeys(group[2] for group in groups))
+    if any(group[3] == "on" for group in groups) and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        # A cache of its own, empty: the warm-up column then holds a cold compilation, not a cache read left by an
+        # earlier run (set TORCHINDUCTOR_CACHE_DIR to time a warm one).
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_speed_inductor_")
     machine, command = machine_line(device), "python " + " ".join([os.path.relpath(sys.argv[0], REPO)] + sys.argv[1:])
     versions, date = f"python {platform.python_version()}, torch {torch.__version__}", today()
     rows, gflops, failed = [], {}, []

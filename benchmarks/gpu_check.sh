@@ -73,9 +73,11 @@ if [[ "$DRY_RUN" == "1" ]]; then
     bench=(--device cpu --iters 1 --warmup 1 --train-batch 2 --threads 1
            --rows demo:folded,sdpa,explicit:fp32:off:off demo:folded:fp32:off:on --loss-share 2)
 else
-    # The compiled group times training only (one compilation; the CPU took minutes for each of the demo's three).
+    # The compiled group times training only: one compilation (on the CPU the demo model's three took 191 s, the
+    # training step's alone 105 s, benchmarks/results/speed.md).
     bench=(--device cuda --iters 10 --warmup 3 --infer-batch 16 --train-batch auto --auto-start 8 --auto-limit 256
-           --compiled-inference off --time-budget 170 --loss-share 8 --loss-share-steps 5 --profile 15 --profile-batch 16
+           --compiled-inference off --time-budget 170 --loss-share 8 --loss-share-steps 5
+           --profile 15 --profile-batch 16
            --rows ava:folded,sdpa,explicit:bf16:off:off ava:folded:bf16:on:off ava:folded:bf16:off:on
                   two_stage:folded,sdpa:bf16:off:off demo:folded,sdpa:bf16:off:off)
 fi
